@@ -1,0 +1,50 @@
+//! Configuration: `fulcrum.toml → schema::FileConfig → validate → runtime::Config`.
+//!
+//! - `schema`: what the user writes (serde, unknown keys rejected, `Option`s, `DEFAULT_*`).
+//! - `units`: human durations and sizes inside the file.
+//! - `validate`: every semantic check; all problems are collected, each with file:line:column.
+//! - `runtime`: what the proxy runs on, with no `Option`s left.
+//! - `error`: the error type that names file, line, column, field, problem and what is accepted.
+
+mod error;
+pub mod runtime;
+pub mod schema;
+pub mod units;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use runtime::*;
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read config file: {e}"),
+    })?;
+    parse(&source, path)
+}
+
+/// Parses and validates config text; `path` only names it in errors.
+pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let de = toml::Deserializer::parse(source)
+        .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
+    let file: schema::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        let inner = e.into_inner();
+        ConfigError::at(path, source, inner.span(), field, inner.message().trim())
+    })?;
+    validate::validate(file, path, source)
+}
+
+fn syntax_message(e: &toml::de::Error) -> String {
+    format!("invalid TOML: {}", e.message().trim())
+}
+
+#[cfg(test)]
+mod tests;

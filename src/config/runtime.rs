@@ -1,0 +1,88 @@
+//! What the program runs on: the validated config. No `Option`s are left, addresses are parsed,
+//! names are resolved to indices and durations are typed. Built by `validate` from the schema.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use super::schema::BalanceKind;
+
+/// A validated config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// In file order.
+    pub routes: Vec<RouteConfig>,
+    /// In name order; routes refer to them by index.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Things that are legal but probably not meant (an upstream no route uses).
+    pub warnings: Vec<super::ConfigError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub admin_listen: Option<SocketAddr>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub grace_period: Duration,
+    /// Bytes.
+    pub max_request_body: u64,
+    /// A `tracing` filter directive.
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub host: HostPattern,
+    pub path: String,
+    pub strip_prefix: bool,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub retries: u32,
+    pub timeout: Duration,
+}
+
+/// Which `Host` a route accepts. Names are stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// No `host` key: any host.
+    Any,
+    /// `host = "api.example.com"`
+    Exact(String),
+    /// `host = "*.example.com"`, stored as the suffix ".example.com": matches any name that ends
+    /// with it and has at least one more label (not "example.com" itself).
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// How the user wrote it ("*" for any), for names and messages.
+    pub fn display(&self) -> String {
+        match self {
+            HostPattern::Any => "*".to_owned(),
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub balance: BalanceKind,
+    pub backends: Vec<BackendConfig>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// As written in the file (`host:port`), for logs.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+}

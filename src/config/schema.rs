@@ -1,0 +1,132 @@
+//! What the user writes: the TOML file's shape. Every table rejects unknown keys, every optional
+//! key documents its default (the `DEFAULT_*` constants below), and values that other parts of the
+//! file refer to keep their position (`Spanned`) so that errors can point at them.
+//!
+//! These types are never used by the running proxy: `validate` turns them into `runtime` types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::{ByteSize, HumanDuration};
+
+/// `[server].listen` when absent.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// `[server].grace_period` when absent.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// `[server].max_request_body` when absent: 10 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
+/// `[server].log_level` when absent and `RUST_LOG` is unset.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `[[route]].path` when absent.
+pub const DEFAULT_PATH: &str = "/";
+/// `[[route]].retries` when absent.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// `[[route]].timeout` when absent.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[upstream.*].connect_timeout` when absent.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[upstream.*].read_timeout` when absent.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[upstream.*].write_timeout` when absent.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[upstream.*].idle_timeout` when absent.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `weight` of a backend when absent.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest accepted backend `weight`.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`: listeners and process-wide settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[[route]]`: which requests go to which upstream.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RouteSection>>,
+    /// `[upstream.NAME]`: pools of backends.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: BTreeMap<Spanned<String>, UpstreamSection>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Plain-HTTP listeners, `IP:PORT`. Default: [`DEFAULT_LISTEN`].
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Worker threads. Default: the number of CPUs.
+    pub threads: Option<Spanned<usize>>,
+    /// Admin listener `IP:PORT`. Default: none (disabled).
+    pub admin_listen: Option<Spanned<String>>,
+    /// CIDRs (or single IPs) whose `X-Forwarded-*` headers are believed. Default: none.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// How long SIGTERM waits for in-flight requests. Default: [`DEFAULT_GRACE_PERIOD`].
+    pub grace_period: Option<HumanDuration>,
+    /// Largest request body accepted; larger gets 413. Default: [`DEFAULT_MAX_REQUEST_BODY`].
+    pub max_request_body: Option<ByteSize>,
+    /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. Default: "info".
+    pub log_level: Option<Spanned<String>>,
+}
+
+/// `[[route]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Name used in logs and metrics. Default: host + path, e.g. "api.example.com/v1/".
+    pub name: Option<Spanned<String>>,
+    /// Exact host or `*.example.com`. Default: any host.
+    pub host: Option<Spanned<String>>,
+    /// Path prefix, starting with "/". Default: [`DEFAULT_PATH`].
+    pub path: Option<Spanned<String>>,
+    /// Remove `path` from the request path before forwarding. Default: false.
+    pub strip_prefix: Option<bool>,
+    /// The `[upstream.NAME]` that serves this route. Required.
+    pub upstream: Spanned<String>,
+    /// Connect failures retried on another backend. Default: [`DEFAULT_RETRIES`].
+    pub retries: Option<u32>,
+    /// Whole-request deadline; past it the client gets 504. Default: [`DEFAULT_ROUTE_TIMEOUT`].
+    pub timeout: Option<HumanDuration>,
+}
+
+/// `[upstream.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Balancing strategy. Default: round_robin.
+    pub balance: Option<BalanceKind>,
+    /// The pool: at least one backend.
+    pub backends: Spanned<Vec<BackendSection>>,
+    /// TCP connect deadline per attempt. Default: [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Option<HumanDuration>,
+    /// Longest wait for each read from a backend. Default: [`DEFAULT_READ_TIMEOUT`].
+    pub read_timeout: Option<HumanDuration>,
+    /// Longest wait for each write to a backend. Default: [`DEFAULT_WRITE_TIMEOUT`].
+    pub write_timeout: Option<HumanDuration>,
+    /// How long an idle pooled backend connection is kept. Default: [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Option<HumanDuration>,
+}
+
+/// One `{ addr = "...", weight = N }` in `backends`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// `host:port`; a host name is resolved once, when the config is loaded.
+    pub addr: Spanned<String>,
+    /// Relative share of traffic, 1..=[`MAX_WEIGHT`]. Default: [`DEFAULT_WEIGHT`].
+    pub weight: Option<Spanned<u32>>,
+}
+
+/// `balance = "..."`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceKind {
+    /// Equal turns, ignoring weights.
+    #[default]
+    RoundRobin,
+}

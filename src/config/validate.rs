@@ -1,0 +1,402 @@
+//! Schema → runtime: every semantic check, collecting all problems instead of stopping at the
+//! first one (like `nginx -t`, but listing every problem).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::Path;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::runtime::*;
+use super::schema::*;
+
+/// Collects errors with their place in the file.
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
+        self.warnings.push(e);
+    }
+}
+
+/// Validates a deserialized file into the config the proxy runs on.
+pub(super) fn validate(
+    file: FileConfig,
+    path: &Path,
+    source: &str,
+) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        file: path,
+        source,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let server = server(&mut c, file.server);
+    let upstreams: Vec<UpstreamConfig> = file
+        .upstreams
+        .iter()
+        .filter_map(|(name, u)| upstream(&mut c, name, u))
+        .collect();
+    let names: Vec<&str> = file
+        .upstreams
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    let routes = routes(&mut c, &file.routes, &names);
+
+    for (i, (name, _)) in file.upstreams.iter().enumerate() {
+        if !routes.iter().any(|r| r.upstream == i) {
+            let msg = format!("upstream \"{}\" is not used by any route", name.get_ref());
+            c.warn(name.span(), format!("upstream.{}", name.get_ref()), msg);
+        }
+    }
+    if !c.errors.is_empty() {
+        return Err(ConfigErrors(c.errors));
+    }
+    Ok(Config {
+        server,
+        routes,
+        upstreams,
+        warnings: c.warnings,
+    })
+}
+
+fn server(c: &mut Checker, s: ServerSection) -> ServerConfig {
+    let listen = match &s.listen {
+        None => vec![DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses")],
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                c.error(
+                    list.span(),
+                    "server.listen",
+                    "needs at least one address, e.g. [\"0.0.0.0:8080\"]",
+                );
+            }
+            let mut out: Vec<SocketAddr> = Vec::new();
+            for (i, a) in list.get_ref().iter().enumerate() {
+                let field = format!("server.listen[{i}]");
+                if let Some(addr) = listen_addr(c, a, &field) {
+                    if out.contains(&addr) {
+                        c.error(a.span(), field, format!("{addr} is listed twice"));
+                    } else {
+                        out.push(addr);
+                    }
+                }
+            }
+            out
+        }
+    };
+    let threads = match &s.threads {
+        Some(t) if *t.get_ref() == 0 => {
+            c.error(
+                t.span(),
+                "server.threads",
+                "must be at least 1 (or absent for one per CPU)",
+            );
+            1
+        }
+        Some(t) => *t.get_ref(),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let admin_listen = s.admin_listen.as_ref().and_then(|a| {
+        let addr = listen_addr(c, a, "server.admin_listen")?;
+        if listen.contains(&addr) {
+            let msg = format!(
+                "{addr} is also a proxy listener; the admin listener needs its own address"
+            );
+            c.error(a.span(), "server.admin_listen", msg);
+        }
+        Some(addr)
+    });
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, t)| cidr(c, t, &format!("server.trusted_proxies[{i}]")))
+        .collect();
+    let log_level = match &s.log_level {
+        Some(l) => {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(l.get_ref()) {
+                let msg = format!(
+                    "invalid log filter \"{}\" ({e}); expected a level (error, warn, info, debug, trace) or directives like \"info,fulcrum=debug\"",
+                    l.get_ref()
+                );
+                c.error(l.span(), "server.log_level", msg);
+            }
+            l.get_ref().clone()
+        }
+        None => DEFAULT_LOG_LEVEL.to_owned(),
+    };
+    ServerConfig {
+        listen,
+        threads,
+        admin_listen,
+        trusted_proxies,
+        grace_period: s.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+        max_request_body: s.max_request_body.map_or(DEFAULT_MAX_REQUEST_BODY, |b| b.0),
+        log_level,
+    }
+}
+
+fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+    match a.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            let msg = format!(
+                "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\"",
+                a.get_ref()
+            );
+            c.error(a.span(), field, msg);
+            None
+        }
+    }
+}
+
+fn cidr(c: &mut Checker, t: &Spanned<String>, field: &str) -> Option<IpNet> {
+    let s = t.get_ref().trim();
+    let parsed = s
+        .parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+    match parsed {
+        Ok(net) => Some(net.trunc()),
+        Err(_) => {
+            let msg = format!(
+                "invalid CIDR \"{s}\"; expected a network like \"10.0.0.0/8\", \"fd00::/8\" or a single IP"
+            );
+            c.error(t.span(), field, msg);
+            None
+        }
+    }
+}
+
+fn upstream(
+    c: &mut Checker,
+    name: &Spanned<String>,
+    u: &UpstreamSection,
+) -> Option<UpstreamConfig> {
+    let field = format!("upstream.{}", name.get_ref());
+    if u.backends.get_ref().is_empty() {
+        let msg = "an upstream needs at least one backend, e.g. backends = [{ addr = \"127.0.0.1:9001\" }]";
+        c.error(u.backends.span(), format!("{field}.backends"), msg);
+    }
+    let mut backends: Vec<BackendConfig> = Vec::new();
+    for (i, b) in u.backends.get_ref().iter().enumerate() {
+        let bfield = format!("{field}.backends[{i}]");
+        let weight = match &b.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref(),
+            Some(w) => {
+                let msg = format!("weight must be between 1 and {MAX_WEIGHT} (got {}); remove the backend to stop sending it traffic", w.get_ref());
+                c.error(w.span(), format!("{bfield}.weight"), msg);
+                continue;
+            }
+        };
+        let Some(addr) = backend_addr(c, &b.addr, &format!("{bfield}.addr")) else {
+            continue;
+        };
+        if let Some(prev) = backends.iter().position(|p| p.addr == addr) {
+            let msg = format!("{addr} is already backends[{prev}] of this upstream");
+            c.error(b.addr.span(), format!("{bfield}.addr"), msg);
+            continue;
+        }
+        backends.push(BackendConfig {
+            name: b.addr.get_ref().clone(),
+            addr,
+            weight,
+        });
+    }
+    Some(UpstreamConfig {
+        name: name.get_ref().clone(),
+        balance: u.balance.unwrap_or_default(),
+        backends,
+        connect_timeout: u.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+        read_timeout: u.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
+        write_timeout: u.write_timeout.map_or(DEFAULT_WRITE_TIMEOUT, |d| d.0),
+        idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+    })
+}
+
+/// `host:port` → one address. A name is resolved now; an IPv4 result is preferred, as most
+/// backends listen on IPv4 even where "localhost" resolves to ::1 first.
+fn backend_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+    let s = a.get_ref().trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let accepted = "expected HOST:PORT like \"127.0.0.1:9001\" or \"backend.internal:80\"";
+    let has_port = s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        c.error(
+            a.span(),
+            field,
+            format!("invalid backend address \"{s}\"; {accepted}"),
+        );
+        return None;
+    }
+    match s.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            let pick = addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied();
+            if pick.is_none() {
+                c.error(a.span(), field, format!("\"{s}\" resolved to no address"));
+            }
+            pick
+        }
+        Err(e) => {
+            c.error(
+                a.span(),
+                field,
+                format!("cannot resolve \"{s}\": {e}; {accepted}"),
+            );
+            None
+        }
+    }
+}
+
+fn routes(
+    c: &mut Checker,
+    routes: &[Spanned<RouteSection>],
+    upstreams: &[&str],
+) -> Vec<RouteConfig> {
+    let mut out: Vec<RouteConfig> = Vec::new();
+    // (host, path) → index of the first route that claimed it; name → index.
+    let mut seen: HashMap<(HostPattern, String), usize> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, spanned) in routes.iter().enumerate() {
+        let r = spanned.get_ref();
+        let field = format!("route[{i}]");
+        let host = match &r.host {
+            None => Some(HostPattern::Any),
+            Some(h) => host_pattern(c, h, &format!("{field}.host")),
+        };
+        let path = match &r.path {
+            None => Some(DEFAULT_PATH.to_owned()),
+            Some(p) if p.get_ref().starts_with('/') => Some(p.get_ref().clone()),
+            Some(p) => {
+                let msg = format!(
+                    "path \"{}\" must start with \"/\", e.g. \"/api/\"",
+                    p.get_ref()
+                );
+                c.error(p.span(), format!("{field}.path"), msg);
+                None
+            }
+        };
+        let upstream = upstreams.iter().position(|u| *u == r.upstream.get_ref());
+        if upstream.is_none() {
+            let defined = if upstreams.is_empty() {
+                "none is defined; add an [upstream.NAME] table".to_owned()
+            } else {
+                format!("defined upstreams: {}", upstreams.join(", "))
+            };
+            let msg = format!(
+                "upstream \"{}\" is not defined; {defined}",
+                r.upstream.get_ref()
+            );
+            c.error(r.upstream.span(), format!("{field}.upstream"), msg);
+        }
+        let (Some(host), Some(path), Some(upstream)) = (host, path, upstream) else {
+            continue;
+        };
+        let name = match &r.name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                c.error(
+                    n.span(),
+                    format!("{field}.name"),
+                    "name must not be empty (or leave it out)",
+                );
+                continue;
+            }
+            Some(n) => n.get_ref().clone(),
+            None => format!("{}{}", host.display(), path),
+        };
+        let place = r
+            .path
+            .as_ref()
+            .map(|p| p.span())
+            .unwrap_or_else(|| spanned.span());
+        if let Some(first) = seen.get(&(host.clone(), path.clone())) {
+            let msg = format!(
+                "duplicate route: route[{first}] already matches host \"{}\" and path \"{path}\"",
+                host.display()
+            );
+            c.error(place, field, msg);
+            continue;
+        }
+        if let Some(first) = names.get(&name) {
+            let span = r.name.as_ref().map_or(place, |n| n.span());
+            let msg = format!("duplicate route name \"{name}\": route[{first}] has it already");
+            c.error(span, format!("{field}.name"), msg);
+            continue;
+        }
+        seen.insert((host.clone(), path.clone()), i);
+        names.insert(name.clone(), i);
+        out.push(RouteConfig {
+            name,
+            host,
+            path,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            upstream,
+            retries: r.retries.unwrap_or(DEFAULT_RETRIES),
+            timeout: r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0),
+        });
+    }
+    out
+}
+
+fn host_pattern(c: &mut Checker, h: &Spanned<String>, field: &str) -> Option<HostPattern> {
+    let raw = h.get_ref().trim().to_ascii_lowercase();
+    let (wildcard, name) = match raw.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, raw.as_str()),
+    };
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    };
+    let problem = if name.contains(':') && !name.starts_with('[') {
+        Some("must not include a port (the port is ignored when matching)")
+    } else if name.contains('*') {
+        Some("a wildcard is only accepted as the first label, as in \"*.example.com\"")
+    } else if !name.starts_with('[') && !name.split('.').all(valid_label) {
+        Some("expected a host name like \"api.example.com\" or \"*.example.com\"")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        c.error(
+            h.span(),
+            field,
+            format!("invalid host \"{}\": {p}", h.get_ref()),
+        );
+        return None;
+    }
+    Some(if wildcard {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
