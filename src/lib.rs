@@ -1,1 +1,22 @@
+//! fulcrum: a layer-7 reverse proxy and load balancer on pingora.
+//!
+//! Modules in the order a request meets them:
+//! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
+//! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
+//! - `router`: host + path → route.
+//! - `upstream`: a route's pool: backends, peers with timeouts, retry bookkeeping.
+//! - `balance`: the balancing strategies behind one trait.
+//! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
+//! - `config`: TOML schema → validation → runtime config, with located errors.
+//! - `admin`: the admin listener (`/healthz`).
+//! - `demo`: built-in demo backends for `fulcrum demo`.
+
+pub mod admin;
+pub mod balance;
 pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

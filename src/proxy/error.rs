@@ -1,0 +1,115 @@
+//! Every way a proxied request can fail, classified by who caused it, and the one place that
+//! maps a failure to the status code and short body the client sees.
+
+use std::time::Duration;
+
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Who is to blame for a failure; decides logging level and status class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for this host and path")]
+    NoRoute,
+    #[error("request body larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("malformed request")]
+    BadRequest,
+    #[error("no backend available in upstream {upstream}")]
+    NoBackend { upstream: String },
+    #[error("upstream request timed out")]
+    UpstreamTimeout,
+    #[error("route timeout of {0:?} exceeded")]
+    Deadline(Duration),
+    #[error("upstream failed")]
+    UpstreamFailed,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::NoRoute => 404,
+            ProxyError::BodyTooLarge { .. } => 413,
+            ProxyError::BadRequest => 400,
+            ProxyError::NoBackend { .. } => 503,
+            ProxyError::UpstreamTimeout | ProxyError::Deadline(_) => 504,
+            ProxyError::UpstreamFailed => 502,
+            ProxyError::Internal => 500,
+        }
+    }
+
+    pub fn cause(&self) -> Cause {
+        match self {
+            ProxyError::NoRoute | ProxyError::BodyTooLarge { .. } | ProxyError::BadRequest => {
+                Cause::Client
+            }
+            ProxyError::NoBackend { .. }
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Deadline(_)
+            | ProxyError::UpstreamFailed => Cause::Upstream,
+            ProxyError::Internal => Cause::Internal,
+        }
+    }
+
+    /// Classifies an error pingora reports. `None` means the client went away: nothing to send.
+    pub fn from_pingora(e: &Error) -> Option<ProxyError> {
+        use ErrorType::*;
+        match (e.esource(), e.etype()) {
+            (_, HTTPStatus(413)) => Some(ProxyError::BodyTooLarge { limit: 0 }),
+            (_, HTTPStatus(code)) if (400..500).contains(code) => Some(ProxyError::BadRequest),
+            (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => {
+                Some(ProxyError::UpstreamTimeout)
+            }
+            (ErrorSource::Upstream, _) => Some(ProxyError::UpstreamFailed),
+            (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
+            (ErrorSource::Downstream, _) => Some(ProxyError::BadRequest),
+            (_, ConnectTimedout) => Some(ProxyError::UpstreamTimeout),
+            (_, ConnectRefused | ConnectError | ConnectNoRoute | ConnectionClosed) => {
+                Some(ProxyError::UpstreamFailed)
+            }
+            _ => Some(ProxyError::Internal),
+        }
+    }
+
+    /// The pingora error that carries this failure through the proxy phases.
+    pub fn to_pingora(&self) -> Box<Error> {
+        Error::explain(ErrorType::HTTPStatus(self.status()), self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ProxyError::NoBackend { upstream: "a".into() }.status(), 503);
+        assert_eq!(ProxyError::Deadline(Duration::from_secs(1)).status(), 504);
+        assert_eq!(ProxyError::UpstreamFailed.status(), 502);
+    }
+
+    #[test]
+    fn pingora_errors_map_by_source_and_type() {
+        let up = |t| {
+            let mut e = Error::new(t);
+            e.set_esource(ErrorSource::Upstream);
+            ProxyError::from_pingora(&e)
+        };
+        assert_eq!(up(ErrorType::ConnectTimedout), Some(ProxyError::UpstreamTimeout));
+        assert_eq!(up(ErrorType::ReadTimedout), Some(ProxyError::UpstreamTimeout));
+        assert_eq!(up(ErrorType::ConnectRefused), Some(ProxyError::UpstreamFailed));
+        let mut gone = Error::new(ErrorType::ConnectionClosed);
+        gone.set_esource(ErrorSource::Downstream);
+        assert_eq!(ProxyError::from_pingora(&gone), None);
+    }
+}

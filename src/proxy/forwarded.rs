@@ -1,0 +1,119 @@
+//! `X-Forwarded-For`, `-Proto` and `-Host`. An incoming chain is believed only when the
+//! connection comes from one of `trusted_proxies`; from anyone else it is replaced, so a client
+//! cannot forge the address a backend sees.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+/// Sets the forwarding headers on the request to the backend.
+/// `host` is the client's `Host` (or authority); `proto` is "http" or "https".
+pub fn apply(
+    req: &mut RequestHeader,
+    peer: Option<IpAddr>,
+    trusted: bool,
+    proto: &'static str,
+    host: Option<&str>,
+) -> Result<()> {
+    let prior = trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten();
+    match (prior, peer) {
+        (Some(chain), Some(ip)) => req.insert_header(X_FORWARDED_FOR, format!("{chain}, {ip}"))?,
+        (None, Some(ip)) => req.insert_header(X_FORWARDED_FOR, ip.to_string())?,
+        // A Unix-socket client has no address to append.
+        (Some(chain), None) => req.insert_header(X_FORWARDED_FOR, chain)?,
+        (None, None) => {
+            req.remove_header(&X_FORWARDED_FOR);
+        }
+    }
+    if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+        req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+    }
+    if !(trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => req.insert_header(X_FORWARDED_HOST, h)?,
+            None => {
+                req.remove_header(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All values of a header joined with ", " (a chain may arrive split over several lines).
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in req.headers.get_all(name) {
+        let v = v.to_str().ok()?.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match out.as_mut() {
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn get<'a>(r: &'a RequestHeader, name: &HeaderName) -> &'a str {
+        r.headers.get(name).unwrap().to_str().unwrap()
+    }
+
+    const PEER: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)));
+
+    #[test]
+    fn untrusted_peer_replaces_spoofed_chain() {
+        let mut r = req(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https")]);
+        apply(&mut r, PEER, false, "http", Some("a.test")).unwrap();
+        assert_eq!(get(&r, &X_FORWARDED_FOR), "10.1.2.3");
+        assert_eq!(get(&r, &X_FORWARDED_PROTO), "http");
+        assert_eq!(get(&r, &X_FORWARDED_HOST), "a.test");
+    }
+
+    #[test]
+    fn trusted_peer_extends_chain_and_keeps_proto_and_host() {
+        let mut r = req(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.test"),
+        ]);
+        apply(&mut r, PEER, true, "http", Some("internal.test")).unwrap();
+        assert_eq!(get(&r, &X_FORWARDED_FOR), "1.1.1.1, 2.2.2.2, 10.1.2.3");
+        assert_eq!(get(&r, &X_FORWARDED_PROTO), "https");
+        assert_eq!(get(&r, &X_FORWARDED_HOST), "public.test");
+    }
+
+    #[test]
+    fn trust_is_by_cidr() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted("10.9.9.9".parse().unwrap(), &nets));
+        assert!(!is_trusted("11.0.0.1".parse().unwrap(), &nets));
+    }
+}

@@ -1,0 +1,100 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and must not be forwarded.
+//! `Transfer-Encoding` is left to pingora, which owns message framing, and an `Upgrade`
+//! handshake keeps `Connection: upgrade` + `Upgrade` so that WebSockets pass through.
+
+use http::header::{HeaderName, CONNECTION, TE, TRAILER, UPGRADE};
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+const ALWAYS: [&str; 4] = ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"];
+
+/// Removes hop-by-hop headers from the request sent to a backend.
+pub fn strip_request(req: &mut RequestHeader) {
+    for name in to_remove(&req.headers) {
+        req.remove_header(&name);
+    }
+}
+
+/// Removes hop-by-hop headers from the response sent to the client.
+pub fn strip_response(resp: &mut ResponseHeader) {
+    for name in to_remove(&resp.headers) {
+        resp.remove_header(&name);
+    }
+}
+
+/// The hop-by-hop headers present, including those named by `Connection`. Allocates only when
+/// there is something to remove.
+fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut out = Vec::new();
+    let mut remove = |n: &HeaderName| out.push(n.clone());
+    let upgrade = headers.contains_key(UPGRADE);
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if token.eq_ignore_ascii_case("upgrade") && upgrade {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                if name != http::header::TRANSFER_ENCODING {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    for name in named.iter() {
+        remove(name);
+    }
+    for name in ALWAYS {
+        if headers.contains_key(name) {
+            remove(&HeaderName::from_static(name));
+        }
+    }
+    for name in [TE, TRAILER] {
+        if headers.contains_key(&name) {
+            remove(&name);
+        }
+    }
+    if !upgrade && headers.contains_key(CONNECTION) {
+        remove(&CONNECTION);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripped(pairs: &[(&str, &str)]) -> Vec<String> {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in pairs {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        let mut removed: Vec<String> = to_remove(&req.headers).iter().map(|n| n.to_string()).collect();
+        removed.sort();
+        strip_request(&mut req);
+        for name in &removed {
+            assert!(!req.headers.contains_key(name.as_str()));
+        }
+        assert!(req.headers.len() + removed.len() >= pairs.len() - 1);
+        removed
+    }
+
+    #[test]
+    fn removes_fixed_and_connection_named_headers() {
+        let r = stripped(&[
+            ("connection", "close, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
+        assert_eq!(r, vec!["connection", "keep-alive", "te", "x-secret"]);
+    }
+
+    #[test]
+    fn keeps_upgrade_handshake() {
+        let r = stripped(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(r.is_empty(), "{r:?}");
+    }
+}

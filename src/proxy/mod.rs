@@ -1,0 +1,330 @@
+//! The pingora `ProxyHttp` implementation. It stays thin: each phase asks the module that owns
+//! the decision (router, upstream/balancer, forwarded headers, error mapping) and records what
+//! happened in the request context.
+
+mod error;
+mod forwarded;
+mod hop_by_hop;
+
+pub use error::{Cause, ProxyError};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::config::RouteConfig;
+use crate::server::drain::{Drain, InFlight};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::upstream::{Tried, Upstream};
+
+/// The proxy service: reads the current snapshot once per request.
+pub struct Proxy {
+    snapshot: SharedSnapshot,
+    drain: Arc<Drain>,
+}
+
+impl Proxy {
+    pub fn new(snapshot: SharedSnapshot, drain: Arc<Drain>) -> Proxy {
+        Proxy { snapshot, drain }
+    }
+}
+
+/// Per-request state. Dropped when the request ends, however it ends.
+pub struct RequestCtx {
+    _in_flight: InFlight,
+    started: Instant,
+    /// The snapshot this request started with, kept for its whole life.
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<usize>,
+    deadline: Option<Instant>,
+    tried: Tried,
+    attempts: u32,
+    backend: Option<usize>,
+    body_bytes: u64,
+    /// Set by a phase that fails the request for a reason of its own.
+    failure: Option<ProxyError>,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<(&Snapshot, &RouteConfig)> {
+        let snap = self.snapshot.as_deref()?;
+        Some((snap, &snap.routes[self.route?]))
+    }
+
+    fn upstream(&self) -> Option<&Upstream> {
+        self.route().map(|(snap, route)| &snap.upstreams[route.upstream])
+    }
+
+    fn fail(&mut self, e: ProxyError) -> Box<Error> {
+        let err = e.to_pingora();
+        self.failure = Some(e);
+        err
+    }
+}
+
+/// The name the client asked for: the URI authority (absolute-form or HTTP/2) or `Host`.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(HOST).and_then(|v| v.to_str().ok()))
+}
+
+/// Writes a short plain-text error response.
+async fn respond(session: &mut Session, e: &ProxyError) -> u16 {
+    let status = e.status();
+    let body = Bytes::from(format!("{e}\n"));
+    let mut resp = ResponseHeader::build(status, Some(2)).expect("valid status code");
+    let written = resp
+        .insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .and_then(|_| resp.insert_header(CONTENT_LENGTH, body.len()));
+    if let Err(err) = written {
+        tracing::error!(%err, "cannot build error response");
+    }
+    if let Err(err) = session.write_error_response(resp, body).await {
+        tracing::debug!(%err, "client went away before the error response");
+    }
+    status
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            _in_flight: self.drain.enter(),
+            started: Instant::now(),
+            snapshot: None,
+            route: None,
+            deadline: None,
+            tried: Tried::default(),
+            attempts: 0,
+            backend: None,
+            body_bytes: 0,
+            failure: None,
+        }
+    }
+
+    /// Routes the request and enforces the body limit announced by `Content-Length`.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.snapshot.load_full();
+        let req = session.req_header();
+        let Some(route) = snap.router.route(request_host(req), req.uri.path()) else {
+            respond(session, &ProxyError::NoRoute).await;
+            return Ok(true);
+        };
+        let limit = snap.max_request_body;
+        let declared = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            respond(session, &ProxyError::BodyTooLarge { limit }).await;
+            return Ok(true);
+        }
+        ctx.deadline = Some(ctx.started + snap.routes[route].timeout);
+        ctx.route = Some(route);
+        ctx.snapshot = Some(snap);
+        Ok(false)
+    }
+
+    /// Counts streamed body bytes against the limit (for bodies without `Content-Length`).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(snap) = ctx.snapshot.as_deref() else {
+            return Ok(());
+        };
+        let limit = snap.max_request_body;
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > limit {
+            return Err(ctx.fail(ProxyError::BodyTooLarge { limit }));
+        }
+        Ok(())
+    }
+
+    /// Picks a backend the request has not tried yet; called again for every retry.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some((_, route)) = ctx.route() else {
+            return Err(ctx.fail(ProxyError::Internal));
+        };
+        let timeout = route.timeout;
+        let remaining = ctx
+            .deadline
+            .map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_zero() {
+            return Err(ctx.fail(ProxyError::Deadline(timeout)));
+        }
+        let upstream = ctx.upstream().expect("routed requests have an upstream");
+        let Some(i) = upstream.select(&ctx.tried) else {
+            let upstream = upstream.name.clone();
+            return Err(ctx.fail(ProxyError::NoBackend { upstream }));
+        };
+        let peer = upstream.peer(i, remaining);
+        ctx.tried.insert(i);
+        ctx.attempts += 1;
+        ctx.backend = Some(i);
+        Ok(peer)
+    }
+
+    /// Nothing reached the backend: retry on another one while the route allows it.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
+            return e;
+        };
+        let retry = ctx.attempts <= route.retries && upstream.has_untried(&ctx.tried);
+        let backend = ctx.backend.map_or("-", |i| upstream.backends[i].name.as_str());
+        tracing::warn!(
+            upstream = %upstream.name,
+            backend,
+            attempt = ctx.attempts,
+            retry,
+            error = %e,
+            "connect to backend failed"
+        );
+        if retry {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// Sets forwarding headers, drops hop-by-hop headers and applies `strip_prefix`.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some((snap, route)) = ctx.route() else {
+            return Ok(());
+        };
+        hop_by_hop::strip_request(upstream_request);
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
+        let host = request_host(session.req_header());
+        forwarded::apply(upstream_request, peer, trusted, "http", host)?;
+        if route.strip_prefix {
+            let uri = strip_prefix(&upstream_request.uri, &route.path)?;
+            upstream_request.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if upstream_response.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            hop_by_hop::strip_response(upstream_response);
+        }
+        Ok(())
+    }
+
+    /// Enforces the route deadline while a response body streams in.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            let timeout = ctx.route().map_or(Duration::ZERO, |(_, r)| r.timeout);
+            return Err(ctx.fail(ProxyError::Deadline(timeout)));
+        }
+        Ok(None)
+    }
+
+    /// Writes the error response for a failed request (the one place statuses are chosen).
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy
+    where
+        RequestCtx: Send + Sync,
+    {
+        let failure = ctx.failure.clone().or_else(|| ProxyError::from_pingora(e));
+        let error_code = match &failure {
+            Some(f) => respond(session, f).await,
+            None => 0,
+        };
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// The access log: one line per request, however it ended.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx)
+    where
+        RequestCtx: Send + Sync,
+    {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let route = ctx.route().map_or("-", |(_, r)| r.name.as_str());
+        let backend = match (ctx.upstream(), ctx.backend) {
+            (Some(u), Some(i)) => u.backends[i].name.as_str(),
+            _ => "-",
+        };
+        tracing::info!(
+            target: "fulcrum::access",
+            method = %req.method,
+            host = request_host(req).unwrap_or("-"),
+            path = %req.uri,
+            status,
+            route,
+            backend,
+            attempts = ctx.attempts,
+            ms = ctx.started.elapsed().as_millis() as u64,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// The request URI with the route's prefix removed from its path (always keeping a leading
+/// "/") and its query kept.
+fn strip_prefix(uri: &http::Uri, prefix: &str) -> Result<http::Uri> {
+    let path = uri.path();
+    let rest = path.strip_prefix(prefix).unwrap_or(path);
+    let mut out = String::with_capacity(path.len() + 1);
+    if !rest.starts_with('/') {
+        out.push('/');
+    }
+    out.push_str(rest);
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    out.parse::<http::Uri>()
+        .or_err(ErrorType::InternalError, "rewritten path is not a valid URI")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash_and_the_query() {
+        let s = |u: &str, p: &str| strip_prefix(&u.parse().unwrap(), p).unwrap().to_string();
+        assert_eq!(s("/v1/users?x=1", "/v1/"), "/users?x=1");
+        assert_eq!(s("/v1/users", "/v1"), "/users");
+        assert_eq!(s("/v1", "/v1"), "/");
+        assert_eq!(s("/v1/", "/v1/"), "/");
+    }
+}

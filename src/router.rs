@@ -1,0 +1,164 @@
+//! Host + path routing. Precedence: the most specific host wins (exact name, then the longest
+//! wildcard suffix, then routes without a host), and among the routes of that host the longest
+//! matching path prefix wins. If no route of a more specific host matches the path, less specific
+//! hosts are tried, so a catch-all route still serves paths an exact host does not claim.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::config::{HostPattern, RouteConfig};
+
+/// Immutable routing table, built once per config.
+#[derive(Debug, Default)]
+pub struct Router {
+    /// Lower-case host → route indices, longest path first.
+    exact: HashMap<String, Vec<usize>>,
+    /// (".example.com", route indices longest path first), longest suffix first.
+    wildcard: Vec<(String, Vec<usize>)>,
+    /// Routes without a host, longest path first.
+    any: Vec<usize>,
+    /// Path prefix of each route, by route index.
+    paths: Vec<String>,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig]) -> Router {
+        let mut r = Router {
+            paths: routes.iter().map(|r| r.path.clone()).collect(),
+            ..Router::default()
+        };
+        for (i, route) in routes.iter().enumerate() {
+            match &route.host {
+                HostPattern::Any => r.any.push(i),
+                HostPattern::Exact(h) => r.exact.entry(h.clone()).or_default().push(i),
+                HostPattern::Wildcard(suffix) => {
+                    match r.wildcard.iter_mut().find(|(s, _)| s == suffix) {
+                        Some((_, ids)) => ids.push(i),
+                        None => r.wildcard.push((suffix.clone(), vec![i])),
+                    }
+                }
+            }
+        }
+        let by_path_len = |ids: &mut Vec<usize>, paths: &[String]| {
+            ids.sort_by_key(|&i| std::cmp::Reverse(paths[i].len()));
+        };
+        for ids in r.exact.values_mut() {
+            by_path_len(ids, &r.paths);
+        }
+        for (_, ids) in r.wildcard.iter_mut() {
+            by_path_len(ids, &r.paths);
+        }
+        by_path_len(&mut r.any, &r.paths);
+        r.wildcard.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        r
+    }
+
+    /// The route for a request, by its `Host` (port ignored, any case) and path.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        if let Some(host) = host.map(normalize_host).filter(|h| !h.is_empty()) {
+            if let Some(i) = self.exact.get(host.as_ref()).and_then(|ids| self.longest(ids, path)) {
+                return Some(i);
+            }
+            for (suffix, ids) in &self.wildcard {
+                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                    if let Some(i) = self.longest(ids, path) {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        self.longest(&self.any, path)
+    }
+
+    fn longest(&self, ids: &[usize], path: &str) -> Option<usize> {
+        ids.iter().copied().find(|&i| path.starts_with(self.paths[i].as_str()))
+    }
+}
+
+/// Drops the port and a trailing dot, and lower-cases (allocating only when needed).
+fn normalize_host(host: &str) -> Cow<'_, str> {
+    let without_port = if host.starts_with('[') {
+        // [v6]:port
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let name = without_port.strip_suffix('.').unwrap_or(without_port);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn route(host: HostPattern, path: &str) -> RouteConfig {
+        RouteConfig {
+            name: format!("{}{path}", host.display()),
+            host,
+            path: path.to_owned(),
+            strip_prefix: false,
+            upstream: 0,
+            retries: 1,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn table() -> Router {
+        use HostPattern::*;
+        Router::new(&[
+            route(Any, "/"),                                      // 0
+            route(Any, "/static/"),                               // 1
+            route(Exact("api.example.com".into()), "/v1/"),       // 2
+            route(Exact("api.example.com".into()), "/v1/admin/"), // 3
+            route(Wildcard(".example.com".into()), "/"),          // 4
+            route(Wildcard(".eu.example.com".into()), "/"),       // 5
+        ])
+    }
+
+    #[test]
+    fn exact_host_then_longest_prefix() {
+        let r = table();
+        assert_eq!(r.route(Some("api.example.com"), "/v1/users"), Some(2));
+        assert_eq!(r.route(Some("api.example.com"), "/v1/admin/x"), Some(3));
+    }
+
+    #[test]
+    fn host_is_case_insensitive_and_port_is_ignored() {
+        let r = table();
+        assert_eq!(r.route(Some("API.Example.COM:8443"), "/v1/"), Some(2));
+        assert_eq!(r.route(Some("api.example.com."), "/v1/"), Some(2));
+    }
+
+    #[test]
+    fn unclaimed_path_falls_to_less_specific_hosts() {
+        let r = table();
+        assert_eq!(r.route(Some("api.example.com"), "/other"), Some(4));
+    }
+
+    #[test]
+    fn longest_wildcard_suffix_wins_and_bare_domain_is_not_a_subdomain() {
+        let r = table();
+        assert_eq!(r.route(Some("x.eu.example.com"), "/"), Some(5));
+        assert_eq!(r.route(Some("a.b.example.com"), "/"), Some(4));
+        assert_eq!(r.route(Some("example.com"), "/"), Some(0));
+    }
+
+    #[test]
+    fn no_host_uses_hostless_routes() {
+        let r = table();
+        assert_eq!(r.route(None, "/static/app.js"), Some(1));
+        assert_eq!(r.route(Some("[::1]:8080"), "/"), Some(0));
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let r = Router::new(&[route(HostPattern::Exact("a.test".into()), "/api/")]);
+        assert_eq!(r.route(Some("a.test"), "/"), None);
+        assert_eq!(r.route(Some("b.test"), "/api/"), None);
+    }
+}
