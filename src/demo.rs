@@ -35,11 +35,17 @@ pub fn start_backends(config: &Config) -> Result<Vec<SocketAddr>, DemoError> {
     let mut listeners = Vec::new();
     for b in config.upstreams.iter().flat_map(|u| &u.backends) {
         let addr = b.addr;
-        let l = std::net::TcpListener::bind(addr).map_err(|source| DemoError::Bind { addr, source })?;
+        let l =
+            std::net::TcpListener::bind(addr).map_err(|source| DemoError::Bind { addr, source })?;
         l.set_nonblocking(true).map_err(DemoError::Runtime)?;
         listeners.push(l);
     }
-    let addrs: Vec<SocketAddr> = config.upstreams.iter().flat_map(|u| &u.backends).map(|b| b.addr).collect();
+    let addrs: Vec<SocketAddr> = config
+        .upstreams
+        .iter()
+        .flat_map(|u| &u.backends)
+        .map(|b| b.addr)
+        .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +70,10 @@ pub fn start_backends(config: &Config) -> Result<Vec<SocketAddr>, DemoError> {
 }
 
 async fn serve(listener: tokio::net::TcpListener, name: String) {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -79,7 +88,10 @@ async fn serve(listener: tokio::net::TcpListener, name: String) {
                 let body = format!("hello from {name} ({addr}) — you asked for {}\n", req.uri());
                 async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
                 tracing::debug!(%e, "demo backend connection ended");
             }
         });

@@ -10,7 +10,11 @@ use fulcrum::config::{self, Config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "fulcrum", version, about = "A layer-7 reverse proxy and load balancer")]
+#[command(
+    name = "fulcrum",
+    version,
+    about = "A layer-7 reverse proxy and load balancer"
+)]
 struct Cli {
     /// Config file to serve (same as `fulcrum run --config PATH`).
     #[arg(long, short, global = true)]
@@ -118,7 +122,10 @@ fn demo(path: Option<&Path>) -> anyhow::Result<()> {
         .first()
         .map(|a| format!("http://{a}/"))
         .unwrap_or_default();
-    println!("fulcrum demo: {} demo backends on {backends:?}", backends.len());
+    println!(
+        "fulcrum demo: {} demo backends on {backends:?}",
+        backends.len()
+    );
     println!("fulcrum demo: proxy on {url}");
     println!("fulcrum demo: try `curl {url}` a few times (the backends take turns); Ctrl-C stops");
     fulcrum::server::run(&config)?;

@@ -56,7 +56,11 @@ impl Router {
     /// The route for a request, by its `Host` (port ignored, any case) and path.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<usize> {
         if let Some(host) = host.map(normalize_host).filter(|h| !h.is_empty()) {
-            if let Some(i) = self.exact.get(host.as_ref()).and_then(|ids| self.longest(ids, path)) {
+            if let Some(i) = self
+                .exact
+                .get(host.as_ref())
+                .and_then(|ids| self.longest(ids, path))
+            {
                 return Some(i);
             }
             for (suffix, ids) in &self.wildcard {
@@ -71,7 +75,9 @@ impl Router {
     }
 
     fn longest(&self, ids: &[usize], path: &str) -> Option<usize> {
-        ids.iter().copied().find(|&i| path.starts_with(self.paths[i].as_str()))
+        ids.iter()
+            .copied()
+            .find(|&i| path.starts_with(self.paths[i].as_str()))
     }
 }
 

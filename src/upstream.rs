@@ -149,7 +149,10 @@ mod tests {
     fn peer_timeouts_are_capped_by_the_remaining_deadline() {
         let u = upstream(1);
         let p = u.peer(0, Duration::from_millis(500));
-        assert_eq!(p.options.connection_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(
+            p.options.connection_timeout,
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(p.options.read_timeout, Some(Duration::from_millis(500)));
         assert_eq!(p.options.idle_timeout, Some(Duration::from_secs(60)));
         let p = u.peer(0, Duration::from_secs(100));

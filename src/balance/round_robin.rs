@@ -53,7 +53,17 @@ mod tests {
 
     #[test]
     fn none_when_nothing_is_eligible() {
-        assert_eq!(RoundRobin::new(3).pick(&Pick { eligible: &|_| false }), None);
-        assert_eq!(RoundRobin::new(0).pick(&Pick { eligible: &|_| true }), None);
+        assert_eq!(
+            RoundRobin::new(3).pick(&Pick {
+                eligible: &|_| false
+            }),
+            None
+        );
+        assert_eq!(
+            RoundRobin::new(0).pick(&Pick {
+                eligible: &|_| true
+            }),
+            None
+        );
     }
 }

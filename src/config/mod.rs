@@ -34,12 +34,36 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
+        let field = field_path(e.path());
         let inner = e.into_inner();
         ConfigError::at(path, source, inner.span(), field, inner.message().trim())
     })?;
     validate::validate(file, path, source)
+}
+
+/// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        let name = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } => key.as_str(),
+            Segment::Enum { variant } => variant.as_str(),
+            Segment::Unknown => "?",
+        };
+        if name.starts_with("$__serde_spanned_private") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 fn syntax_message(e: &toml::de::Error) -> String {

@@ -51,7 +51,7 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<RouteSection>>,
     /// `[upstream.NAME]`: pools of backends.
     #[serde(default, rename = "upstream")]
-    pub upstreams: BTreeMap<Spanned<String>, UpstreamSection>,
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
 }
 
 /// `[server]`

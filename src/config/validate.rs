@@ -49,19 +49,15 @@ pub(super) fn validate(
     let upstreams: Vec<UpstreamConfig> = file
         .upstreams
         .iter()
-        .filter_map(|(name, u)| upstream(&mut c, name, u))
+        .map(|(name, u)| upstream(&mut c, name, u.get_ref()))
         .collect();
-    let names: Vec<&str> = file
-        .upstreams
-        .keys()
-        .map(|k| k.get_ref().as_str())
-        .collect();
+    let names: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();
     let routes = routes(&mut c, &file.routes, &names);
 
-    for (i, (name, _)) in file.upstreams.iter().enumerate() {
+    for (i, (name, u)) in file.upstreams.iter().enumerate() {
         if !routes.iter().any(|r| r.upstream == i) {
-            let msg = format!("upstream \"{}\" is not used by any route", name.get_ref());
-            c.warn(name.span(), format!("upstream.{}", name.get_ref()), msg);
+            let msg = format!("upstream \"{name}\" is not used by any route");
+            c.warn(u.span(), format!("upstream.{name}"), msg);
         }
     }
     if !c.errors.is_empty() {
@@ -186,12 +182,8 @@ fn cidr(c: &mut Checker, t: &Spanned<String>, field: &str) -> Option<IpNet> {
     }
 }
 
-fn upstream(
-    c: &mut Checker,
-    name: &Spanned<String>,
-    u: &UpstreamSection,
-) -> Option<UpstreamConfig> {
-    let field = format!("upstream.{}", name.get_ref());
+fn upstream(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamConfig {
+    let field = format!("upstream.{name}");
     if u.backends.get_ref().is_empty() {
         let msg = "an upstream needs at least one backend, e.g. backends = [{ addr = \"127.0.0.1:9001\" }]";
         c.error(u.backends.span(), format!("{field}.backends"), msg);
@@ -222,15 +214,15 @@ fn upstream(
             weight,
         });
     }
-    Some(UpstreamConfig {
-        name: name.get_ref().clone(),
+    UpstreamConfig {
+        name: name.to_owned(),
         balance: u.balance.unwrap_or_default(),
         backends,
         connect_timeout: u.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
         read_timeout: u.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
         write_timeout: u.write_timeout.map_or(DEFAULT_WRITE_TIMEOUT, |d| d.0),
         idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
-    })
+    }
 }
 
 /// `host:port` → one address. A name is resolved now; an IPv4 result is preferred, as most

@@ -93,23 +93,33 @@ mod tests {
     fn status_codes() {
         assert_eq!(ProxyError::NoRoute.status(), 404);
         assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
-        assert_eq!(ProxyError::NoBackend { upstream: "a".into() }.status(), 503);
+        assert_eq!(
+            ProxyError::NoBackend {
+                upstream: "a".into()
+            }
+            .status(),
+            503
+        );
         assert_eq!(ProxyError::Deadline(Duration::from_secs(1)).status(), 504);
         assert_eq!(ProxyError::UpstreamFailed.status(), 502);
     }
 
     #[test]
     fn pingora_errors_map_by_source_and_type() {
-        let up = |t| {
-            let mut e = Error::new(t);
-            e.set_esource(ErrorSource::Upstream);
-            ProxyError::from_pingora(&e)
-        };
-        assert_eq!(up(ErrorType::ConnectTimedout), Some(ProxyError::UpstreamTimeout));
-        assert_eq!(up(ErrorType::ReadTimedout), Some(ProxyError::UpstreamTimeout));
-        assert_eq!(up(ErrorType::ConnectRefused), Some(ProxyError::UpstreamFailed));
-        let mut gone = Error::new(ErrorType::ConnectionClosed);
-        gone.set_esource(ErrorSource::Downstream);
+        let up = |t| ProxyError::from_pingora(&Error::new_up(t));
+        assert_eq!(
+            up(ErrorType::ConnectTimedout),
+            Some(ProxyError::UpstreamTimeout)
+        );
+        assert_eq!(
+            up(ErrorType::ReadTimedout),
+            Some(ProxyError::UpstreamTimeout)
+        );
+        assert_eq!(
+            up(ErrorType::ConnectRefused),
+            Some(ProxyError::UpstreamFailed)
+        );
+        let gone = Error::new_down(ErrorType::ConnectionClosed);
         assert_eq!(ProxyError::from_pingora(&gone), None);
     }
 }

@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn untrusted_peer_replaces_spoofed_chain() {
-        let mut r = req(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https")]);
+        let mut r = req(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
         apply(&mut r, PEER, false, "http", Some("a.test")).unwrap();
         assert_eq!(get(&r, &X_FORWARDED_FOR), "10.1.2.3");
         assert_eq!(get(&r, &X_FORWARDED_PROTO), "http");

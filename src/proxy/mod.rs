@@ -58,7 +58,8 @@ impl RequestCtx {
     }
 
     fn upstream(&self) -> Option<&Upstream> {
-        self.route().map(|(snap, route)| &snap.upstreams[route.upstream])
+        self.route()
+            .map(|(snap, route)| &snap.upstreams[route.upstream])
     }
 
     fn fail(&mut self, e: ProxyError) -> Box<Error> {
@@ -155,7 +156,11 @@ impl ProxyHttp for Proxy {
     }
 
     /// Picks a backend the request has not tried yet; called again for every retry.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some((_, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
@@ -190,7 +195,9 @@ impl ProxyHttp for Proxy {
             return e;
         };
         let retry = ctx.attempts <= route.retries && upstream.has_untried(&ctx.tried);
-        let backend = ctx.backend.map_or("-", |i| upstream.backends[i].name.as_str());
+        let backend = ctx
+            .backend
+            .map_or("-", |i| upstream.backends[i].name.as_str());
         tracing::warn!(
             upstream = %upstream.name,
             backend,
@@ -216,7 +223,10 @@ impl ProxyHttp for Proxy {
             return Ok(());
         };
         hop_by_hop::strip_request(upstream_request);
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;
@@ -255,7 +265,12 @@ impl ProxyHttp for Proxy {
     }
 
     /// Writes the error response for a failed request (the one place statuses are chosen).
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy
     where
         RequestCtx: Send + Sync,
     {
@@ -311,8 +326,10 @@ fn strip_prefix(uri: &http::Uri, prefix: &str) -> Result<http::Uri> {
         out.push('?');
         out.push_str(q);
     }
-    out.parse::<http::Uri>()
-        .or_err(ErrorType::InternalError, "rewritten path is not a valid URI")
+    out.parse::<http::Uri>().or_err(
+        ErrorType::InternalError,
+        "rewritten path is not a valid URI",
+    )
 }
 
 #[cfg(test)]

@@ -39,22 +39,21 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
         TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
     }
 
-    let mut conf = ServerConf::default();
-    conf.threads = s.threads;
-    // Our drain watcher exits as soon as requests are done or the grace period is over; this is
-    // pingora's own upper bound, in case the watcher could not run.
-    conf.grace_period_seconds = Some(s.grace_period.as_secs() + 1);
-    conf.graceful_shutdown_timeout_seconds = Some(0);
+    let conf = ServerConf {
+        threads: s.threads,
+        // Our drain watcher exits as soon as requests are done or the grace period is over;
+        // this is pingora's own upper bound, in case the watcher could not run.
+        grace_period_seconds: Some(s.grace_period.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(0),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
     let drain = Arc::new(Drain::default());
     let proxy = Proxy::new(snapshot::shared(config), Arc::clone(&drain));
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "fulcrum proxy",
-    );
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "fulcrum proxy");
     if let Some(app) = service.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);

@@ -71,7 +71,10 @@ fn exit_when_drained(drain: &Drain, deadline: Instant) -> ! {
             std::process::exit(0);
         }
         if Instant::now() >= deadline {
-            tracing::warn!(in_flight = n, "grace period over; exiting with requests in flight");
+            tracing::warn!(
+                in_flight = n,
+                "grace period over; exiting with requests in flight"
+            );
             std::process::exit(0);
         }
         std::thread::sleep(DRAIN_POLL);

@@ -1,0 +1,178 @@
+//! `fulcrum check` through the binary: valid files pass, each broken file is rejected with the
+//! file, line, column, field and what is accepted.
+
+mod support;
+
+use std::process::Command;
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(support::bin())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let shown = path.display().to_string();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).replace(&shown, "bad.toml");
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+const UPSTREAM: &str = "[upstream.web]\nbackends = [{ addr = \"127.0.0.1:9001\" }]\n";
+
+/// (config, the error line it must print)
+fn broken() -> Vec<(String, &'static str)> {
+    let route = "[[route]]\nupstream = \"web\"\n";
+    vec![
+        (
+            format!("[server]\nlisten = [\"127.0.0.1:1\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:3:1: invalid TOML: missing comma between array elements, expected `,`",
+        ),
+        (
+            format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
+            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `upstream`, `retries`, `timeout`",
+        ),
+        (
+            format!("[[route]]\npath = \"/\"\n{UPSTREAM}"),
+            "error: bad.toml:1:1: route[0]: missing field `upstream`",
+        ),
+        (
+            format!("[[route]]\nupstream = \"wbe\"\n{UPSTREAM}"),
+            "error: bad.toml:2:12: route[0].upstream: upstream \"wbe\" is not defined; defined upstreams: web",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = []\n"),
+            "error: bad.toml:4:12: upstream.web.backends: an upstream needs at least one backend, e.g. backends = [{ addr = \"127.0.0.1:9001\" }]",
+        ),
+        (
+            format!("{route}[[route]]\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:3:1: route[1]: duplicate route: route[0] already matches host \"*\" and path \"/\"",
+        ),
+        (
+            format!("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:20: server.trusted_proxies[0]: invalid CIDR \"10.0.0.0/33\"; expected a network like \"10.0.0.0/8\", \"fd00::/8\" or a single IP",
+        ),
+        (
+            format!("[server]\nlisten = [\"localhost\"]\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:11: server.listen[0]: invalid listen address \"localhost\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"127.0.0.1:9001\", weight = 0 }}]\n"),
+            "error: bad.toml:4:49: upstream.web.backends[0].weight: weight must be between 1 and 1000 (got 0); remove the backend to stop sending it traffic",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\ntimeout = \"30\"\n{UPSTREAM}"),
+            "error: bad.toml:3:11: route[0].timeout: invalid duration \"30\" (time unit needed, for example 30sec or 30ms); expected e.g. \"250ms\", \"2s\", \"1m\" or \"1h\"",
+        ),
+        (
+            format!("[server]\nmax_request_body = \"10 MiBs\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:20: server.max_request_body: invalid size unit in \"10 MiBs\"; expected an integer with an optional unit: B, KB, KiB, MB, MiB, GB, GiB (e.g. \"10MiB\")",
+        ),
+        (
+            format!("{route}[upstream.web]\nbalance = \"fastest\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:4:11: upstream.web.balance: unknown variant `fastest`, expected `round_robin`",
+        ),
+        (
+            format!("[[route]]\nhost = \"api.*.example.com\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].host: invalid host \"api.*.example.com\": a wildcard is only accepted as the first label, as in \"*.example.com\"",
+        ),
+        (
+            format!("[[route]]\npath = \"api/\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].path: path \"api/\" must start with \"/\", e.g. \"/api/\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"127.0.0.1\" }}]\n"),
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: invalid backend address \"127.0.0.1\"; expected HOST:PORT like \"127.0.0.1:9001\" or \"backend.internal:80\"",
+        ),
+        (
+            format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:11: server.threads: must be at least 1 (or absent for one per CPU)",
+        ),
+    ]
+}
+
+#[test]
+fn each_broken_config_is_rejected_with_its_place_and_what_is_accepted() {
+    let mut failures = Vec::new();
+    for (text, want) in broken() {
+        let (ok, _, stderr) = check(&text);
+        if ok || !stderr.lines().any(|l| l == want) {
+            failures.push(format!(
+                "--- config:\n{text}--- want: {want}\n--- got (ok={ok}):\n{stderr}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        broken().len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_problem_is_listed_not_just_the_first() {
+    let text = "[server]\nlisten = [\"x\"]\n[[route]]\nupstream = \"nope\"\n[upstream.web]\nbackends = []\n";
+    let (ok, _, stderr) = check(text);
+    assert!(!ok);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        3,
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("bad.toml: 3 problem(s) found\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn valid_config_passes_with_warnings_for_unused_upstreams() {
+    let text = format!("[[route]]\nupstream = \"web\"\n{UPSTREAM}[upstream.spare]\nbackends = [{{ addr = \"127.0.0.1:9002\" }}]\n");
+    let (ok, stdout, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim_end(), "bad.toml: ok (1 routes, 2 upstreams)");
+    assert!(
+        stderr.contains(
+            "warning: bad.toml:5:1: upstream.spare: upstream \"spare\" is not used by any route"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for file in ["config/fulcrum.toml", "config/demo.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let out = Command::new(support::bin())
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(support::bin())
+        .args(["check", "/nonexistent/fulcrum.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/fulcrum.toml: cannot read config file"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,290 @@
+//! The proxy path through the real binary against real backends.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_precedence_host_wildcard_longest_prefix_and_404() {
+    let (a, b, c, d) = (
+        Backend::start("exact-v1").await,
+        Backend::start("exact-admin").await,
+        Backend::start("wildcard").await,
+        Backend::start("any-static").await,
+    );
+    let body = format!(
+        r#"
+[[route]]
+host = "api.example.com"
+path = "/v1/"
+upstream = "a"
+[[route]]
+host = "api.example.com"
+path = "/v1/admin/"
+upstream = "b"
+[[route]]
+host = "*.example.com"
+upstream = "c"
+[[route]]
+path = "/static/"
+upstream = "d"
+{}{}{}{}"#,
+        upstream("a", &[a.addr], ""),
+        upstream("b", &[b.addr], ""),
+        upstream("c", &[c.addr], ""),
+        upstream("d", &[d.addr], ""),
+    );
+    let f = Fulcrum::start("", &body);
+    let cases = [
+        ("api.example.com", "/v1/users", "exact-v1"),
+        ("API.Example.com:8080", "/v1/admin/x", "exact-admin"),
+        ("api.example.com", "/other", "wildcard"),
+        ("x.y.example.com", "/v1/users", "wildcard"),
+        ("example.com", "/static/app.js", "any-static"),
+        ("api.example.com", "/static/app.js", "wildcard"),
+    ];
+    for (host, path, want) in cases {
+        let r = get(f.addr, host, path).await;
+        assert_eq!((r.status, r.backend()), (200, want), "{host}{path}");
+    }
+    let r = get(f.addr, "example.com", "/nothing").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body, "no route for this host and path\n");
+    assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_prefix_rewrites_the_path_and_keeps_the_query() {
+    let be = Backend::start("api").await;
+    let body = format!(
+        "[[route]]\npath = \"/api/\"\nstrip_prefix = true\nupstream = \"api\"\n[[route]]\npath = \"/keep/\"\nupstream = \"api\"\n{}",
+        upstream("api", &[be.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let r = get(f.addr, "h.test", "/api/users?id=7").await;
+    assert_eq!(r.line("uri"), Some("/users?id=7"));
+    let r = get(f.addr, "h.test", "/api/").await;
+    assert_eq!(r.line("uri"), Some("/"));
+    let r = get(f.addr, "h.test", "/keep/users").await;
+    assert_eq!(r.line("uri"), Some("/keep/users"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_takes_turns_in_order() {
+    let bs = [
+        Backend::start("b0").await,
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+    ];
+    let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
+    let body = format!(
+        "[[route]]\nupstream = \"rr\"\n{}",
+        upstream("rr", &addrs, "balance = \"round_robin\"")
+    );
+    let f = Fulcrum::start("", &body);
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(get(f.addr, "h.test", "/").await.backend().to_owned());
+    }
+    assert_eq!(seen, ["b0", "b1", "b2", "b0", "b1", "b2", "b0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_and_hop_by_hop() {
+    let be = Backend::start("echo").await;
+    let body = format!(
+        "[[route]]\nupstream = \"e\"\n{}",
+        upstream("e", &[be.addr], "")
+    );
+    let spoof = [
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("connection", "x-secret"),
+        ("x-secret", "hop"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("x-end-to-end", "kept"),
+    ];
+
+    // An untrusted client: its chain is replaced, not extended.
+    let f = Fulcrum::start("", &body);
+    let r = get_with(f.addr, "app.test", "/", &spoof).await;
+    assert_eq!(r.line("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r.line("x-forwarded-proto"), Some("http"));
+    assert_eq!(r.line("x-forwarded-host"), Some("app.test"));
+    assert_eq!(
+        r.line("host"),
+        Some("app.test"),
+        "the client's Host is kept"
+    );
+    assert_eq!(r.line("x-end-to-end"), Some("kept"));
+    for hop in ["x-secret", "keep-alive", "proxy-connection"] {
+        assert_eq!(
+            r.line(hop),
+            None,
+            "{hop} must not be forwarded:\n{}",
+            r.body
+        );
+    }
+    drop(f);
+
+    // From a trusted proxy, the chain is extended and its proto believed.
+    let f = Fulcrum::start("trusted_proxies = [\"127.0.0.0/8\"]", &body);
+    let r = get_with(f.addr, "app.test", "/", &spoof).await;
+    assert_eq!(r.line("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(r.line("x-forwarded-proto"), Some("https"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_is_retried_on_another_backend_without_client_errors() {
+    let live = Backend::start("live").await;
+    let dead = dead_addr();
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\nretries = 1\n{}",
+        upstream("u", &[dead, live.addr], "connect_timeout = \"500ms\"")
+    );
+    let f = Fulcrum::start("", &body);
+    for i in 0..20 {
+        let r = get(f.addr, "h.test", "/").await;
+        assert_eq!((r.status, r.backend()), (200, "live"), "request {i}");
+    }
+    assert_eq!(live.hits(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_map_to_502_and_504() {
+    let slow = Backend::with(
+        "slow",
+        Behaviour {
+            delay: Duration::from_secs(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let body = format!(
+        r#"
+[[route]]
+path = "/dead/"
+upstream = "dead"
+retries = 2
+[[route]]
+path = "/slow/"
+upstream = "slow"
+timeout = "300ms"
+[[route]]
+path = "/slow-read/"
+upstream = "slow_read"
+{}{}{}"#,
+        upstream("dead", &[dead_addr(), dead_addr()], ""),
+        upstream("slow", &[slow.addr], ""),
+        upstream("slow_read", &[slow.addr], "read_timeout = \"200ms\""),
+    );
+    let f = Fulcrum::start("", &body);
+
+    let r = get(f.addr, "h.test", "/dead/").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body, "upstream failed\n");
+
+    for path in ["/slow/", "/slow-read/"] {
+        let t = Instant::now();
+        let r = get(f.addr, "h.test", path).await;
+        assert_eq!(r.status, 504, "{path}: {}", r.body);
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{path} waited for the backend"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_over_the_limit_get_413() {
+    let be = Backend::start("sink").await;
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[be.addr], "")
+    );
+    let f = Fulcrum::start("max_request_body = \"1KiB\"", &body);
+
+    let post = |n: usize| {
+        hyper::Request::post("/")
+            .header("host", "h.test")
+            .body(Full::new(Bytes::from(vec![b'x'; n])))
+            .unwrap()
+    };
+    let r = send(f.addr, post(1024)).await;
+    assert_eq!((r.status, r.line("body-len")), (200, Some("1024")));
+    let r = send(f.addr, post(1025)).await;
+    assert_eq!(r.status, 413);
+    assert!(
+        r.body.contains("larger than the limit of 1024 bytes"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        be.hits(),
+        1,
+        "a declared oversize body is refused before connecting upstream"
+    );
+
+    // Without Content-Length the limit is enforced while the body streams.
+    let chunk = "x".repeat(600);
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    // (That body streams: the backend sees its start, then the upstream request is aborted.)
+    assert_eq!(raw_status(f.addr, chunked.as_bytes()).await, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let slow = Backend::with(
+        "slow",
+        Behaviour {
+            delay: Duration::from_millis(1500),
+            ..Default::default()
+        },
+    )
+    .await;
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[slow.addr], "")
+    );
+    let mut f = Fulcrum::start("grace_period = \"10s\"", &body);
+    let addr = f.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "h.test", "/").await });
+    // Wait until the request reached the backend, then ask fulcrum to stop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slow.hits() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f.signal("-TERM");
+    let r = in_flight.await.unwrap();
+    assert_eq!((r.status, r.backend()), (200, "slow"));
+    let status = f
+        .wait_exit(Duration::from_secs(5))
+        .expect("fulcrum exits once drained");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_serves_healthz_and_never_proxies() {
+    let be = Backend::start("b").await;
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n{}",
+        upstream("u", &[be.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let r = get(f.admin, "h.test", "/healthz").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+    let r = get(f.admin, "h.test", "/").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(be.hits(), 0);
+}
