@@ -54,7 +54,7 @@ impl Upstream {
         }
     }
 
-    /// Chooses a backend this request has not tried yet.
+    /// Chooses a backend that is not in `tried`.
     pub fn select(&self, tried: &Tried) -> Option<usize> {
         self.balancer.pick(&Pick {
             eligible: &|i| !tried.contains(i),

@@ -43,7 +43,8 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     deadline: Option<Instant>,
-    tried: Tried,
+    /// Backends this request could not connect to; retries go elsewhere.
+    failed: Tried,
     attempts: u32,
     backend: Option<usize>,
     body_bytes: u64,
@@ -105,7 +106,7 @@ impl ProxyHttp for Proxy {
             snapshot: None,
             route: None,
             deadline: None,
-            tried: Tried::default(),
+            failed: Tried::default(),
             attempts: 0,
             backend: None,
             body_bytes: 0,
@@ -155,7 +156,9 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Picks a backend the request has not tried yet; called again for every retry.
+    /// Picks a backend this request has not failed to connect to; called again for every retry
+    /// (after a connect failure, or when pingora retries on a dead pooled connection, which may
+    /// go back to the same backend).
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -172,12 +175,11 @@ impl ProxyHttp for Proxy {
             return Err(ctx.fail(ProxyError::Deadline(timeout)));
         }
         let upstream = ctx.upstream().expect("routed requests have an upstream");
-        let Some(i) = upstream.select(&ctx.tried) else {
+        let Some(i) = upstream.select(&ctx.failed) else {
             let upstream = upstream.name.clone();
             return Err(ctx.fail(ProxyError::NoBackend { upstream }));
         };
         let peer = upstream.peer(i, remaining);
-        ctx.tried.insert(i);
         ctx.attempts += 1;
         ctx.backend = Some(i);
         Ok(peer)
@@ -191,10 +193,13 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(i) = ctx.backend {
+            ctx.failed.insert(i);
+        }
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
-        let retry = ctx.attempts <= route.retries && upstream.has_untried(&ctx.tried);
+        let retry = ctx.attempts <= route.retries && upstream.has_untried(&ctx.failed);
         let backend = ctx
             .backend
             .map_or("-", |i| upstream.backends[i].name.as_str());
