@@ -5,7 +5,8 @@
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `router`: host + path → route.
 //! - `upstream`: a route's pool: backends, peers with timeouts, retry bookkeeping.
-//! - `balance`: the balancing strategies behind one trait.
+//! - `balance`: the balancing strategies behind one trait, and in-flight leases.
+//! - `registry`: state that outlives a config (per-backend in-flight counts), by upstream + address.
 //! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
 //! - `config`: TOML schema → validation → runtime config, with located errors.
 //! - `admin`: the admin listener (`/healthz`).
@@ -16,6 +17,7 @@ pub mod balance;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod registry;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::config::{Config, RouteConfig};
+use crate::registry::Registry;
 use crate::router::Router;
 use crate::upstream::Upstream;
 
@@ -22,11 +23,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: &Config) -> Snapshot {
+    /// Builds the snapshot; backend state comes from (and stays in) `registry`.
+    pub fn build(config: &Config, registry: &Registry) -> Snapshot {
         Snapshot {
             router: Router::new(&config.routes),
             routes: config.routes.clone(),
-            upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(|u| Upstream::new(u, registry))
+                .collect(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_request_body: config.server.max_request_body,
         }
@@ -36,6 +42,6 @@ impl Snapshot {
 /// The current snapshot, shared by every worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
-pub fn shared(config: &Config) -> SharedSnapshot {
-    Arc::new(ArcSwap::from_pointee(Snapshot::build(config)))
+pub fn shared(config: &Config, registry: &Registry) -> SharedSnapshot {
+    Arc::new(ArcSwap::from_pointee(Snapshot::build(config, registry)))
 }

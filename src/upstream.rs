@@ -1,19 +1,23 @@
 //! A runtime upstream: its backends, its balancer and the pingora peer template of each backend.
-//! Built once per config; the request path only reads it.
+//! Built once per config; the request path only reads it. Per-backend state that outlives the
+//! config (in-flight counts) comes from the [`Registry`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::balance::{self, Balancer, Pick};
-use crate::config::UpstreamConfig;
+use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
+use crate::config::{HashKey, UpstreamConfig};
+use crate::registry::{BackendState, Registry};
 
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
     pub backends: Vec<Backend>,
-    balancer: Box<dyn Balancer>,
+    balancer: Arc<dyn Balancer>,
+    hash_key: Option<HashKey>,
 }
 
 #[derive(Debug)]
@@ -24,10 +28,12 @@ pub struct Backend {
     pub weight: u32,
     /// Connection settings with every timeout set; cloned per attempt.
     peer: HttpPeer,
+    /// Shared with every snapshot that has this backend in this upstream.
+    pub state: Arc<BackendState>,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, registry: &Registry) -> Upstream {
         let backends = config
             .backends
             .iter()
@@ -44,26 +50,43 @@ impl Upstream {
                     addr: b.addr,
                     weight: b.weight,
                     peer,
+                    state: registry.backend(&config.name, b.addr),
                 }
             })
+            .collect::<Vec<_>>();
+        let states: Vec<_> = backends
+            .iter()
+            .map(|b: &Backend| Arc::clone(&b.state))
             .collect();
         Upstream {
             name: config.name.clone(),
+            balancer: balance::build(config, &states),
             backends,
-            balancer: balance::build(config.balance, &config.backends),
+            hash_key: config.hash_key.clone(),
         }
     }
 
-    /// Chooses a backend that is not in `tried`.
-    pub fn select(&self, tried: &Tried) -> Option<usize> {
+    /// What this upstream's strategy hashes, if it hashes.
+    pub fn hash_key(&self) -> Option<&HashKey> {
+        self.hash_key.as_ref()
+    }
+
+    /// Chooses a backend that is not in `excluded`, for a request with hash key `key`.
+    pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Option<usize> {
         self.balancer.pick(&Pick {
-            eligible: &|i| !tried.contains(i),
+            eligible: &|i| !excluded.contains(i),
+            key,
         })
     }
 
+    /// Counts a request in flight on backend `i` until the lease is dropped.
+    pub fn lease(&self, i: usize) -> Lease {
+        Lease::new(&self.backends[i].state, &self.balancer, i)
+    }
+
     /// Whether a retry could go anywhere.
-    pub fn has_untried(&self, tried: &Tried) -> bool {
-        (0..self.backends.len()).any(|i| !tried.contains(i))
+    pub fn has_untried(&self, excluded: &BackendSet) -> bool {
+        (0..self.backends.len()).any(|i| !excluded.contains(i))
     }
 
     /// The peer for backend `i`, with read/write/connect deadlines capped at `remaining` so that
@@ -83,60 +106,41 @@ impl Upstream {
     }
 }
 
-/// The backends one request has tried, without allocating for the first 64.
-#[derive(Debug, Default)]
-pub struct Tried {
-    low: u64,
-    high: Vec<usize>,
-}
-
-impl Tried {
-    pub fn insert(&mut self, i: usize) {
-        if i < 64 {
-            self.low |= 1 << i;
-        } else if !self.high.contains(&i) {
-            self.high.push(i);
-        }
-    }
-
-    pub fn contains(&self, i: usize) -> bool {
-        if i < 64 {
-            self.low & (1 << i) != 0
-        } else {
-            self.high.contains(&i)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{BackendConfig, BalanceKind};
 
     fn upstream(n: u16) -> Upstream {
-        Upstream::new(&UpstreamConfig {
-            name: "u".into(),
-            balance: BalanceKind::RoundRobin,
-            backends: (0..n)
-                .map(|i| BackendConfig {
-                    name: format!("b{i}"),
-                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i)),
-                    weight: 1,
-                })
-                .collect(),
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-        })
+        let registry = Registry::default();
+        Upstream::new(
+            &UpstreamConfig {
+                name: "u".into(),
+                balance: BalanceKind::RoundRobin,
+                hash_key: None,
+                hash_balance_factor: None,
+                backends: (0..n)
+                    .map(|i| BackendConfig {
+                        name: format!("b{i}"),
+                        addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i)),
+                        weight: 1,
+                    })
+                    .collect(),
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+            },
+            &registry,
+        )
     }
 
     #[test]
     fn select_never_repeats_a_tried_backend() {
         let u = upstream(3);
-        let mut tried = Tried::default();
+        let mut tried = BackendSet::default();
         let mut seen = Vec::new();
-        while let Some(i) = u.select(&tried) {
+        while let Some(i) = u.select(&tried, None) {
             tried.insert(i);
             seen.push(i);
         }
@@ -160,13 +164,17 @@ mod tests {
     }
 
     #[test]
-    fn tried_set_spans_past_64() {
-        let mut t = Tried::default();
-        for i in [0, 63, 64, 1000] {
-            assert!(!t.contains(i));
-            t.insert(i);
-            assert!(t.contains(i));
-        }
-        assert!(!t.contains(1));
+    fn lease_counts_in_flight_until_dropped() {
+        let u = upstream(2);
+        let lease = u.lease(1);
+        assert_eq!(
+            (
+                u.backends[0].state.in_flight(),
+                u.backends[1].state.in_flight()
+            ),
+            (0, 1)
+        );
+        drop(lease);
+        assert_eq!(u.backends[1].state.in_flight(), 0);
     }
 }

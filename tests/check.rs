@@ -75,7 +75,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("{route}[upstream.web]\nbalance = \"fastest\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
-            "error: bad.toml:4:11: upstream.web.balance: unknown variant `fastest`, expected `round_robin`",
+            "error: bad.toml:4:11: upstream.web.balance: unknown variant `fastest`, expected one of `round_robin`, `weighted_round_robin`, `least_connections`, `p2c`, `random`, `ip_hash`, `consistent_hash`",
         ),
         (
             format!("[[route]]\nhost = \"api.*.example.com\"\nupstream = \"web\"\n{UPSTREAM}"),
@@ -88,6 +88,22 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("{route}[upstream.web]\nbackends = [{{ addr = \"127.0.0.1\" }}]\n"),
             "error: bad.toml:4:22: upstream.web.backends[0].addr: invalid backend address \"127.0.0.1\"; expected HOST:PORT like \"127.0.0.1:9001\" or \"backend.internal:80\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbalance = \"consistent_hash\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:4:11: upstream.web.hash_key: balance = \"consistent_hash\" needs hash_key = \"header:NAME\", \"cookie:NAME\", \"query:NAME\", \"path\" or \"client_ip\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbalance = \"consistent_hash\"\nhash_key = \"header\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:5:12: upstream.web.hash_key: invalid hash_key \"header\"; expected \"header:NAME\", \"cookie:NAME\", \"query:NAME\", \"path\" or \"client_ip\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nhash_key = \"path\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:4:12: upstream.web.hash_key: hash_key applies only to balance = \"consistent_hash\" (ip_hash always hashes the client IP)",
+        ),
+        (
+            format!("{route}[upstream.web]\nbalance = \"ip_hash\"\nhash_balance_factor = 0.5\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:5:23: upstream.web.hash_balance_factor: hash_balance_factor must be between 1 and 10 (got 0.5); 1.25 is a common choice",
         ),
         (
             format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),

@@ -1,29 +1,224 @@
-//! Load-balancing strategies behind one small trait. Each strategy lives in its own file with
-//! its tests at the bottom; [`build`] picks one from the config.
+//! Load-balancing strategies behind one small trait, one file per strategy with its tests at the
+//! bottom. [`build`] picks one from the config.
+//!
+//! Every strategy asks [`Pick::eligible`] before choosing a backend and, when it says no, moves
+//! on to the strategy's own next choice, so skipping a backend does not bias the others.
 
+mod consistent_hash;
+mod key;
+mod least_connections;
+mod p2c;
+mod random;
+mod ring;
 mod round_robin;
+mod smooth_weighted;
 
+pub use consistent_hash::ConsistentHash;
+pub use key::extract_key;
+pub use least_connections::LeastConnections;
+pub use p2c::PowerOfTwo;
+pub use random::WeightedRandom;
+pub use ring::Ring;
 pub use round_robin::RoundRobin;
+pub use smooth_weighted::SmoothWeighted;
 
-use crate::config::{BackendConfig, BalanceKind};
+use std::sync::Arc;
+
+use crate::config::{BalanceKind, UpstreamConfig};
+use crate::registry::BackendState;
 
 /// What a strategy may consult for one pick.
 pub struct Pick<'a> {
-    /// Whether backend `i` may receive this attempt: false for backends this request already
-    /// tried, and (in later issues) for unhealthy or broken ones.
+    /// Whether backend `i` may receive this attempt: false for backends this request failed to
+    /// connect to, and (with health checks) for unhealthy ones.
     pub eligible: &'a dyn Fn(usize) -> bool,
+    /// The request's hash key (hash strategies); `None` when the request has none.
+    pub key: Option<&'a [u8]>,
 }
 
-/// A balancing strategy for one upstream's backends, indexed `0..n` in config order.
+/// A balancing strategy over one upstream's backends, indexed `0..n` in config order.
 pub trait Balancer: Send + Sync + std::fmt::Debug {
-    /// Called on the request path for every attempt (the first try and each retry). Returns the
-    /// index of an eligible backend, or `None` when none is eligible.
+    /// Called on the request path for every attempt (the first try and each retry). Returns an
+    /// eligible backend, or `None` when no backend is eligible.
     fn pick(&self, pick: &Pick<'_>) -> Option<usize>;
+
+    /// Called when a request that `pick` sent to `backend` ends (its [`Lease`] is dropped), for
+    /// strategies that track their own load. Default: nothing.
+    fn release(&self, _backend: usize) {}
 }
 
-/// The strategy the config asks for, over these backends.
-pub fn build(kind: BalanceKind, backends: &[BackendConfig]) -> Box<dyn Balancer> {
-    match kind {
-        BalanceKind::RoundRobin => Box::new(RoundRobin::new(backends.len())),
+/// The strategy the config asks for. `states[i]` is backend `i`'s shared state (in-flight
+/// counts for the load-aware strategies).
+pub fn build(config: &UpstreamConfig, states: &[Arc<BackendState>]) -> Arc<dyn Balancer> {
+    let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+    let n = weights.len();
+    match config.balance {
+        BalanceKind::RoundRobin => Arc::new(RoundRobin::new(n)),
+        BalanceKind::WeightedRoundRobin => Arc::new(SmoothWeighted::new(&weights)),
+        BalanceKind::LeastConnections => Arc::new(LeastConnections::new(&weights)),
+        BalanceKind::P2c => Arc::new(PowerOfTwo::new(&weights, states.to_vec())),
+        BalanceKind::Random => Arc::new(WeightedRandom::new(&weights)),
+        BalanceKind::IpHash | BalanceKind::ConsistentHash => {
+            let addrs: Vec<_> = config.backends.iter().map(|b| (b.addr, b.weight)).collect();
+            let bound = config
+                .hash_balance_factor
+                .map(|factor| (factor, states.to_vec()));
+            Arc::new(ConsistentHash::new(Ring::new(&addrs), bound))
+        }
+    }
+}
+
+/// One request's claim on a backend: counted in flight from [`Lease::new`] until dropped,
+/// which happens on success, error and cancellation alike (it lives in the request context).
+#[derive(Debug)]
+pub struct Lease {
+    state: Arc<BackendState>,
+    balancer: Arc<dyn Balancer>,
+    backend: usize,
+}
+
+impl Lease {
+    pub fn new(state: &Arc<BackendState>, balancer: &Arc<dyn Balancer>, backend: usize) -> Lease {
+        state.start();
+        Lease {
+            state: Arc::clone(state),
+            balancer: Arc::clone(balancer),
+            backend,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.state.end();
+        self.balancer.release(self.backend);
+    }
+}
+
+/// A set of backend indices, without allocating for the first 64.
+#[derive(Debug, Default, Clone)]
+pub struct BackendSet {
+    low: u64,
+    high: Vec<usize>,
+}
+
+impl BackendSet {
+    pub fn insert(&mut self, i: usize) {
+        if i < 64 {
+            self.low |= 1 << i;
+        } else if !self.high.contains(&i) {
+            self.high.push(i);
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.low & (1 << i) != 0
+        } else {
+            self.high.contains(&i)
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.low.count_ones() as usize + self.high.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Greatest common divisor of the weights (1 for an empty list), to keep tables small.
+fn weight_gcd(weights: &[u32]) -> u32 {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    weights.iter().copied().fold(0, gcd).max(1)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the strategies' tests.
+    use super::*;
+
+    pub fn all(_: usize) -> bool {
+        true
+    }
+
+    /// `n` picks with no key, every backend eligible.
+    pub fn picks(b: &dyn Balancer, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                b.pick(&Pick {
+                    eligible: &all,
+                    key: None,
+                })
+                .expect("a pick")
+            })
+            .collect()
+    }
+
+    /// How many of `n` picks each backend got (releasing each pick at once).
+    pub fn shares(
+        b: &dyn Balancer,
+        backends: usize,
+        n: usize,
+        eligible: &dyn Fn(usize) -> bool,
+    ) -> Vec<usize> {
+        let mut counts = vec![0; backends];
+        for _ in 0..n {
+            let i = b
+                .pick(&Pick {
+                    eligible,
+                    key: None,
+                })
+                .expect("a pick");
+            counts[i] += 1;
+            b.release(i);
+        }
+        counts
+    }
+
+    /// Asserts each share is within `tolerance` (a fraction of `n`) of its weight's share.
+    pub fn assert_weighted(counts: &[usize], weights: &[u32], tolerance: f64) {
+        let n: usize = counts.iter().sum();
+        let total: u32 = weights.iter().sum();
+        for (i, (&c, &w)) in counts.iter().zip(weights).enumerate() {
+            let want = w as f64 / total as f64;
+            let got = c as f64 / n as f64;
+            assert!(
+                (got - want).abs() <= tolerance,
+                "backend {i}: share {got:.4}, want {want:.4} ± {tolerance}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_set_spans_past_64() {
+        let mut t = BackendSet::default();
+        for i in [0, 63, 64, 1000] {
+            assert!(!t.contains(i));
+            t.insert(i);
+            assert!(t.contains(i));
+        }
+        t.insert(1000);
+        assert_eq!(t.len(), 4);
+        assert!(!t.contains(1));
+    }
+
+    #[test]
+    fn gcd_of_weights() {
+        assert_eq!(weight_gcd(&[4, 6, 10]), 2);
+        assert_eq!(weight_gcd(&[5, 1, 1]), 1);
+        assert_eq!(weight_gcd(&[]), 1);
     }
 }

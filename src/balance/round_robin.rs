@@ -1,4 +1,7 @@
 //! `balance = "round_robin"`: equal turns, weights ignored.
+//!
+//! A skipped (ineligible) backend advances the shared cursor too: the turn passes on exactly as
+//! if the backend were absent, so its successor does not inherit its share.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,44 +27,43 @@ impl Balancer for RoundRobin {
         if self.len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.len;
         (0..self.len)
-            .map(|offset| (start + offset) % self.len)
+            .map(|_| self.next.fetch_add(1, Ordering::Relaxed) % self.len)
             .find(|&i| (pick.eligible)(i))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
-
-    fn picks(rr: &RoundRobin, n: usize, eligible: &dyn Fn(usize) -> bool) -> Vec<usize> {
-        (0..n).filter_map(|_| rr.pick(&Pick { eligible })).collect()
-    }
 
     #[test]
     fn takes_equal_turns_in_order() {
-        let rr = RoundRobin::new(3);
-        assert_eq!(picks(&rr, 7, &|_| true), vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(picks(&RoundRobin::new(3), 7), vec![0, 1, 2, 0, 1, 2, 0]);
     }
 
     #[test]
-    fn skips_ineligible_backends() {
+    fn skipping_does_not_favour_the_successor() {
         let rr = RoundRobin::new(3);
-        assert_eq!(picks(&rr, 4, &|i| i != 1), vec![0, 2, 2, 0]);
+        let counts = shares(&rr, 3, 3000, &|i| i != 1);
+        assert_eq!(counts, vec![1500, 0, 1500]);
     }
 
     #[test]
     fn none_when_nothing_is_eligible() {
+        let never = |_| false;
         assert_eq!(
             RoundRobin::new(3).pick(&Pick {
-                eligible: &|_| false
+                eligible: &never,
+                key: None
             }),
             None
         );
         assert_eq!(
             RoundRobin::new(0).pick(&Pick {
-                eligible: &|_| true
+                eligible: &all,
+                key: None
             }),
             None
         );

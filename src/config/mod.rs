@@ -30,6 +30,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Parses and validates config text; `path` only names it in errors.
+///
+/// ```
+/// use std::path::Path;
+///
+/// let text = r#"
+/// [[route]]
+/// path = "/api/"
+/// upstream = "api"
+///
+/// [upstream.api]
+/// balance = "least_connections"
+/// backends = [{ addr = "127.0.0.1:9001", weight = 2 }, { addr = "127.0.0.1:9002" }]
+/// "#;
+/// let config = fulcrum::config::parse(text, Path::new("inline.toml")).unwrap();
+/// assert_eq!(config.routes[0].name, "*/api/");
+/// assert_eq!(config.upstreams[0].backends[0].weight, 2);
+///
+/// let bad = "[[route]]\nupstream = \"nope\"\n";
+/// let errors = fulcrum::config::parse(bad, Path::new("x.toml")).unwrap_err();
+/// assert_eq!(
+///     errors.to_string(),
+///     "x.toml:2:12: route[0].upstream: upstream \"nope\" is not defined; none is defined; add an [upstream.NAME] table"
+/// );
+/// ```
 pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;

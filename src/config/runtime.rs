@@ -72,11 +72,55 @@ impl HostPattern {
 pub struct UpstreamConfig {
     pub name: String,
     pub balance: BalanceKind,
+    /// What the hash strategies hash (`ClientIp` for `ip_hash`); `None` for the others.
+    pub hash_key: Option<HashKey>,
+    /// Bounded-load factor for the hash strategies.
+    pub hash_balance_factor: Option<f64>,
     pub backends: Vec<BackendConfig>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// `hash_key = "..."`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// "header:X-User"
+    Header(http::HeaderName),
+    /// "cookie:sid"
+    Cookie(String),
+    /// "query:uid"
+    Query(String),
+    /// "path"
+    Path,
+    /// "client_ip": the real client address (X-Forwarded-For only from trusted proxies).
+    ClientIp,
+}
+
+impl HashKey {
+    pub const ACCEPTED: &'static str =
+        r#""header:NAME", "cookie:NAME", "query:NAME", "path" or "client_ip""#;
+
+    pub fn parse(s: &str) -> Result<HashKey, String> {
+        let bad = || format!(r#"invalid hash_key "{s}"; expected {}"#, HashKey::ACCEPTED);
+        let named = |prefix: &str| s.strip_prefix(prefix).filter(|n| !n.is_empty());
+        Ok(match s {
+            "path" => HashKey::Path,
+            "client_ip" => HashKey::ClientIp,
+            _ if named("header:").is_some() => {
+                let name = named("header:").unwrap_or_default();
+                HashKey::Header(http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?)
+            }
+            _ if named("cookie:").is_some() => {
+                HashKey::Cookie(named("cookie:").unwrap_or_default().to_owned())
+            }
+            _ if named("query:").is_some() => {
+                HashKey::Query(named("query:").unwrap_or_default().to_owned())
+            }
+            _ => return Err(bad()),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WEIGHT: u32 = 1;
 /// Largest accepted backend `weight`.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Smallest accepted `hash_balance_factor` (1.0 = perfectly even, no stickiness to spare).
+pub const MIN_BALANCE_FACTOR: f64 = 1.0;
+/// Largest accepted `hash_balance_factor`.
+pub const MAX_BALANCE_FACTOR: f64 = 10.0;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -99,9 +103,16 @@ pub struct RouteSection {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
     /// Balancing strategy. Default: round_robin.
-    pub balance: Option<BalanceKind>,
+    pub balance: Option<Spanned<BalanceKind>>,
     /// The pool: at least one backend.
     pub backends: Spanned<Vec<BackendSection>>,
+    /// What `consistent_hash` hashes: "header:NAME", "cookie:NAME", "query:NAME", "path" or
+    /// "client_ip". Required with `consistent_hash`, rejected with other strategies.
+    pub hash_key: Option<Spanned<String>>,
+    /// Bounded loads for `consistent_hash`/`ip_hash`: no backend takes a request at
+    /// `factor × average` in-flight or more. A number in [`MIN_BALANCE_FACTOR`,
+    /// `MAX_BALANCE_FACTOR`]. Default: absent = unbounded.
+    pub hash_balance_factor: Option<Spanned<f64>>,
     /// TCP connect deadline per attempt. Default: [`DEFAULT_CONNECT_TIMEOUT`].
     pub connect_timeout: Option<HumanDuration>,
     /// Longest wait for each read from a backend. Default: [`DEFAULT_READ_TIMEOUT`].
@@ -129,4 +140,16 @@ pub enum BalanceKind {
     /// Equal turns, ignoring weights.
     #[default]
     RoundRobin,
+    /// nginx's smooth weighted round-robin.
+    WeightedRoundRobin,
+    /// Fewest in-flight requests relative to weight; ties round-robin.
+    LeastConnections,
+    /// Power of two random choices on in-flight / weight.
+    P2c,
+    /// Weighted random.
+    Random,
+    /// Consistent hash of the client IP.
+    IpHash,
+    /// Consistent hash of `hash_key`.
+    ConsistentHash,
 }

@@ -214,15 +214,75 @@ fn upstream(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamConfig 
             weight,
         });
     }
+    let balance = u
+        .balance
+        .as_ref()
+        .map_or_else(BalanceKind::default, |b| *b.get_ref());
+    let (hash_key, hash_balance_factor) = hashing(c, &field, balance, u);
     UpstreamConfig {
         name: name.to_owned(),
-        balance: u.balance.unwrap_or_default(),
+        balance,
+        hash_key,
+        hash_balance_factor,
         backends,
         connect_timeout: u.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
         read_timeout: u.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
         write_timeout: u.write_timeout.map_or(DEFAULT_WRITE_TIMEOUT, |d| d.0),
         idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
     }
+}
+
+/// `hash_key` and `hash_balance_factor`, which only the hash strategies take.
+fn hashing(
+    c: &mut Checker,
+    field: &str,
+    balance: BalanceKind,
+    u: &UpstreamSection,
+) -> (Option<HashKey>, Option<f64>) {
+    let hashed = matches!(balance, BalanceKind::ConsistentHash | BalanceKind::IpHash);
+    let key = match (&u.hash_key, balance) {
+        (None, BalanceKind::ConsistentHash) => {
+            let place = u
+                .balance
+                .as_ref()
+                .map_or_else(|| u.backends.span(), |b| b.span());
+            let msg = format!(
+                "balance = \"consistent_hash\" needs hash_key = {}",
+                HashKey::ACCEPTED
+            );
+            c.error(place, format!("{field}.hash_key"), msg);
+            None
+        }
+        (Some(k), BalanceKind::ConsistentHash) => match HashKey::parse(k.get_ref()) {
+            Ok(key) => Some(key),
+            Err(msg) => {
+                c.error(k.span(), format!("{field}.hash_key"), msg);
+                None
+            }
+        },
+        (Some(k), _) => {
+            let msg = "hash_key applies only to balance = \"consistent_hash\" (ip_hash always hashes the client IP)";
+            c.error(k.span(), format!("{field}.hash_key"), msg);
+            None
+        }
+        (None, BalanceKind::IpHash) => Some(HashKey::ClientIp),
+        (None, _) => None,
+    };
+    let factor = u.hash_balance_factor.as_ref().and_then(|f| {
+        let v = *f.get_ref();
+        let field = format!("{field}.hash_balance_factor");
+        if !hashed {
+            c.error(f.span(), field, "hash_balance_factor applies only to balance = \"consistent_hash\" or \"ip_hash\"");
+            None
+        } else if !(MIN_BALANCE_FACTOR..=MAX_BALANCE_FACTOR).contains(&v) {
+            let msg = format!("hash_balance_factor must be between {MIN_BALANCE_FACTOR} and {MAX_BALANCE_FACTOR} (got {v}); 1.25 is a common choice");
+            c.error(f.span(), field, msg);
+            None
+        } else {
+            Some(v)
+        }
+    });
+    (key, factor)
 }
 
 /// `host:port` → one address. A name is resolved now; an IPv4 result is preferred, as most

@@ -17,6 +17,31 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (read right to left, as each proxy
+/// appends). A malformed entry stops the walk at the last address known good.
+pub fn client_ip(peer: Option<IpAddr>, req: &RequestHeader, trusted: &[IpNet]) -> Option<IpAddr> {
+    let mut client = peer?;
+    if !is_trusted(client, trusted) {
+        return Some(client);
+    }
+    for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return Some(client);
+        };
+        for hop in value.rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                return Some(client);
+            };
+            client = ip;
+            if !is_trusted(ip, trusted) {
+                return Some(ip);
+            }
+        }
+    }
+    Some(client)
+}
+
 /// Sets the forwarding headers on the request to the backend.
 /// `host` is the client's `Host` (or authority); `proto` is "http" or "https".
 pub fn apply(
@@ -111,6 +136,22 @@ mod tests {
         assert_eq!(get(&r, &X_FORWARDED_FOR), "1.1.1.1, 2.2.2.2, 10.1.2.3");
         assert_eq!(get(&r, &X_FORWARDED_PROTO), "https");
         assert_eq!(get(&r, &X_FORWARDED_HOST), "public.test");
+    }
+
+    #[test]
+    fn client_ip_believes_only_trusted_hops() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = req(&[
+            ("x-forwarded-for", "6.6.6.6, 1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // from a trusted proxy: skip trusted hops from the right
+        assert_eq!(client_ip(ip("10.1.1.1"), &r, &nets), ip("1.2.3.4"));
+        // from anyone else: the peer, whatever the header says
+        assert_eq!(client_ip(ip("8.8.8.8"), &r, &nets), ip("8.8.8.8"));
+        let bad = req(&[("x-forwarded-for", "junk, 10.0.0.7")]);
+        assert_eq!(client_ip(ip("10.1.1.1"), &bad, &nets), ip("10.0.0.7"));
     }
 
     #[test]

@@ -18,10 +18,11 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::RouteConfig;
+use crate::balance::{extract_key, BackendSet, Lease};
+use crate::config::{HashKey, RouteConfig};
 use crate::server::drain::{Drain, InFlight};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::upstream::{Tried, Upstream};
+use crate::upstream::Upstream;
 
 /// The proxy service: reads the current snapshot once per request.
 pub struct Proxy {
@@ -44,7 +45,9 @@ pub struct RequestCtx {
     route: Option<usize>,
     deadline: Option<Instant>,
     /// Backends this request could not connect to; retries go elsewhere.
-    failed: Tried,
+    failed: BackendSet,
+    /// The current attempt's claim on its backend (in-flight count).
+    lease: Option<Lease>,
     attempts: u32,
     backend: Option<usize>,
     body_bytes: u64,
@@ -106,7 +109,8 @@ impl ProxyHttp for Proxy {
             snapshot: None,
             route: None,
             deadline: None,
-            failed: Tried::default(),
+            failed: BackendSet::default(),
+            lease: None,
             attempts: 0,
             backend: None,
             body_bytes: 0,
@@ -161,7 +165,7 @@ impl ProxyHttp for Proxy {
     /// go back to the same backend).
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some((_, route)) = ctx.route() else {
@@ -175,11 +179,32 @@ impl ProxyHttp for Proxy {
             return Err(ctx.fail(ProxyError::Deadline(timeout)));
         }
         let upstream = ctx.upstream().expect("routed requests have an upstream");
-        let Some(i) = upstream.select(&ctx.failed) else {
+        let snap = ctx
+            .snapshot
+            .as_deref()
+            .expect("routed requests have a snapshot");
+        let mut ip_buf = Default::default();
+        let key = upstream.hash_key().and_then(|k| {
+            let req = session.req_header();
+            let client = match k {
+                HashKey::ClientIp => {
+                    let peer = session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip());
+                    forwarded::client_ip(peer, req, &snap.trusted_proxies)
+                }
+                _ => None,
+            };
+            extract_key(k, req, client, &mut ip_buf)
+        });
+        let Some(i) = upstream.select(&ctx.failed, key) else {
             let upstream = upstream.name.clone();
             return Err(ctx.fail(ProxyError::NoBackend { upstream }));
         };
         let peer = upstream.peer(i, remaining);
+        let lease = upstream.lease(i);
+        ctx.lease = Some(lease);
         ctx.attempts += 1;
         ctx.backend = Some(i);
         Ok(peer)

@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::Proxy;
+use crate::registry::Registry;
 use crate::snapshot;
 use drain::Drain;
 
@@ -51,7 +52,8 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     server.bootstrap();
 
     let drain = Arc::new(Drain::default());
-    let proxy = Proxy::new(snapshot::shared(config), Arc::clone(&drain));
+    let registry = Registry::default();
+    let proxy = Proxy::new(snapshot::shared(config, &registry), Arc::clone(&drain));
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "fulcrum proxy");
     if let Some(app) = service.app_logic_mut() {

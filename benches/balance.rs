@@ -1,0 +1,96 @@
+//! Cost of one pick (and its release) for every strategy at 3, 100 and 1 000 backends:
+//! `cargo bench --bench balance`. Target: ≤ 50 ns per pick at 1 000 backends.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use fulcrum::balance::{self, Pick};
+use fulcrum::config::{BackendConfig, BalanceKind, HashKey, UpstreamConfig};
+use fulcrum::registry::Registry;
+
+fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig {
+    UpstreamConfig {
+        name: "bench".into(),
+        balance: kind,
+        hash_key: matches!(kind, BalanceKind::ConsistentHash | BalanceKind::IpHash)
+            .then_some(HashKey::Path),
+        hash_balance_factor: factor,
+        backends: (0..n)
+            .map(|i| BackendConfig {
+                name: format!("b{i}"),
+                addr: SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 8080)),
+                // mixed weights 1..=5 so that the weighted strategies do weighted work
+                weight: (i % 5) as u32 + 1,
+            })
+            .collect(),
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+    }
+}
+
+fn picks(c: &mut Criterion) {
+    let strategies = [
+        ("round_robin", BalanceKind::RoundRobin, None),
+        (
+            "weighted_round_robin",
+            BalanceKind::WeightedRoundRobin,
+            None,
+        ),
+        ("least_connections", BalanceKind::LeastConnections, None),
+        ("p2c", BalanceKind::P2c, None),
+        ("random", BalanceKind::Random, None),
+        ("ip_hash", BalanceKind::IpHash, None),
+        ("consistent_hash", BalanceKind::ConsistentHash, None),
+        (
+            "consistent_hash_bounded",
+            BalanceKind::ConsistentHash,
+            Some(1.25),
+        ),
+    ];
+    let keys: Vec<Vec<u8>> = (0..1024)
+        .map(|i| format!("/user/{i}").into_bytes())
+        .collect();
+    let mut group = c.benchmark_group("pick");
+    for (name, kind, factor) in strategies {
+        for n in [3, 100, 1000] {
+            let config = upstream(kind, n, factor);
+            let registry = Registry::default();
+            let states: Vec<_> = config
+                .backends
+                .iter()
+                .map(|b| registry.backend("bench", b.addr))
+                .collect();
+            let balancer = balance::build(&config, &states);
+            let eligible = |_: usize| true;
+            let mut k = 0usize;
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| {
+                    k = (k + 1) & 1023;
+                    let pick = Pick {
+                        eligible: &eligible,
+                        key: Some(&keys[k]),
+                    };
+                    let i = balancer.pick(black_box(&pick));
+                    if let Some(i) = i {
+                        balancer.release(i);
+                    }
+                    i
+                })
+            });
+            drop(Arc::clone(&states[0]));
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = picks
+}
+criterion_main!(benches);

@@ -1,0 +1,160 @@
+//! `balance = "consistent_hash"` and `balance = "ip_hash"`: the request's key (a header, cookie,
+//! query parameter, the path, or the client IP) picks its owner on a [`Ring`]; an ineligible
+//! owner hands the key to the next backend clockwise. A request without a key is balanced
+//! round-robin.
+//!
+//! With `hash_balance_factor = c`, this is consistent hashing with bounded loads (Mirrokni et
+//! al.): no backend takes a request while it has `c × average` in-flight requests or more; the
+//! key walks on clockwise to the first backend under the bound. The bound is
+//! `ceil(c × (in-flight of the upstream + 1) / backends)`, so some backend is always under it.
+
+use std::sync::Arc;
+
+use super::{BackendSet, Balancer, Pick, Ring, RoundRobin};
+use crate::registry::BackendState;
+
+#[derive(Debug)]
+pub struct ConsistentHash {
+    ring: Ring,
+    /// For requests without a key.
+    fallback: RoundRobin,
+    /// (factor, per-backend state) when loads are bounded.
+    bound: Option<(f64, Vec<Arc<BackendState>>)>,
+    len: usize,
+}
+
+impl ConsistentHash {
+    pub fn new(ring: Ring, bound: Option<(f64, Vec<Arc<BackendState>>)>) -> ConsistentHash {
+        let len = ring.backends();
+        ConsistentHash {
+            ring,
+            fallback: RoundRobin::new(len),
+            bound,
+            len,
+        }
+    }
+
+    /// Most in-flight requests a backend may already have and still take this one.
+    fn limit(&self, factor: f64, states: &[Arc<BackendState>]) -> u64 {
+        let total = states.first().map_or(0, |s| s.upstream_in_flight());
+        let average = (total + 1) as f64 / self.len as f64;
+        ((factor * average).ceil() as u64).saturating_sub(1)
+    }
+}
+
+impl Balancer for ConsistentHash {
+    fn pick(&self, pick: &Pick<'_>) -> Option<usize> {
+        let Some(key) = pick.key else {
+            return self.fallback.pick(pick);
+        };
+        let start = self.ring.first_point(Ring::hash(key))?;
+        let limit = self.bound.as_ref().map(|(f, s)| (self.limit(*f, s), s));
+        let mut seen = BackendSet::default();
+        let mut first_eligible = None;
+        for i in self.ring.walk(start) {
+            if seen.contains(i) {
+                continue;
+            }
+            seen.insert(i);
+            if (pick.eligible)(i) {
+                match limit {
+                    Some((max, states)) if states[i].in_flight() > max => {
+                        first_eligible.get_or_insert(i);
+                    }
+                    _ => return Some(i),
+                }
+            }
+            if seen.len() == self.len {
+                break;
+            }
+        }
+        // Only reachable with every eligible backend at the bound (concurrent picks raced past
+        // it): keep the key's own preference.
+        first_eligible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::registry::Registry;
+    use std::net::SocketAddr;
+
+    fn addrs(n: u16) -> Vec<(SocketAddr, u32)> {
+        (0..n)
+            .map(|i| (SocketAddr::from(([10, 0, 0, 2], 9000 + i)), 1))
+            .collect()
+    }
+
+    fn pick_key(b: &ConsistentHash, key: &str, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        b.pick(&Pick {
+            eligible,
+            key: Some(key.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn same_key_same_backend() {
+        let b = ConsistentHash::new(Ring::new(&addrs(5)), None);
+        for k in ["alice", "bob", "carol"] {
+            let first = pick_key(&b, k, &all);
+            assert!((0..50).all(|_| pick_key(&b, k, &all) == first));
+        }
+    }
+
+    #[test]
+    fn ineligible_owner_hands_keys_to_the_next_backend_only() {
+        let b = ConsistentHash::new(Ring::new(&addrs(5)), None);
+        for i in 0..2000 {
+            let k = format!("k{i}");
+            let owner = pick_key(&b, &k, &all).unwrap();
+            let other = pick_key(&b, &k, &|j| j != 3).unwrap();
+            assert_ne!(other, 3);
+            if owner != 3 {
+                assert_eq!(owner, other, "a key of a healthy backend moved");
+            }
+        }
+        let never = |_| false;
+        assert_eq!(pick_key(&b, "x", &never), None);
+    }
+
+    #[test]
+    fn no_key_falls_back_to_round_robin() {
+        let b = ConsistentHash::new(Ring::new(&addrs(3)), None);
+        assert_eq!(picks(&b, 6), vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn bounded_load_never_exceeds_the_factor() {
+        let r = Registry::default();
+        let list = addrs(8);
+        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let factor = 1.25;
+        let b = ConsistentHash::new(Ring::new(&list), Some((factor, states.clone())));
+        // Every request has the same key and stays in flight: the worst case for hashing.
+        for n in 1..=400u64 {
+            let i = pick_key(&b, "hot-key", &all).unwrap();
+            states[i].start();
+            let max = states.iter().map(|s| s.in_flight()).max().unwrap();
+            let bound = (factor * n as f64 / 8.0).ceil() as u64;
+            assert!(
+                max <= bound,
+                "after {n} requests: a backend has {max} > {bound}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounded_load_keeps_the_owner_while_under_the_bound() {
+        let r = Registry::default();
+        let list = addrs(4);
+        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let plain = ConsistentHash::new(Ring::new(&list), None);
+        let bounded = ConsistentHash::new(Ring::new(&list), Some((1.5, states)));
+        for i in 0..500 {
+            let k = format!("k{i}");
+            assert_eq!(pick_key(&plain, &k, &all), pick_key(&bounded, &k, &all));
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `balance = "least_connections"`: the backend with the fewest in-flight requests relative to
+//! its weight (in-flight / weight); ties go round-robin.
+//!
+//! A pick must not scan every backend, so backends are kept in bucket queues: one per distinct
+//! weight ("class"), each an array of FIFO lists indexed by in-flight count. The least-loaded
+//! backend of a class is the head of its lowest non-empty list, so a pick compares one candidate
+//! per class (usually one or a few classes) and moves the winner one list up; a release moves it
+//! one list down. Both are O(classes) under one short lock. Within a list, FIFO order is
+//! round-robin; across classes, ties go to the backend picked least recently.
+//!
+//! The counts are those of requests picked through this balancer. After a config reload, the
+//! new balancer starts at zero while the previous one's requests finish (the shared per-backend
+//! counters in the registry, used by metrics, p2c and bounded load, keep counting them).
+
+use std::sync::Mutex;
+
+use super::{Balancer, Pick};
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+pub struct LeastConnections {
+    index: Mutex<Index>,
+}
+
+#[derive(Debug)]
+struct Index {
+    load: Vec<u32>,
+    class_of: Vec<u32>,
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    /// When each backend was last picked (a logical clock), for ties across classes.
+    last_pick: Vec<u64>,
+    clock: u64,
+    classes: Vec<Class>,
+}
+
+#[derive(Debug)]
+struct Class {
+    weight: u64,
+    /// (head, tail) of the list of members with in-flight count = index.
+    lists: Vec<(u32, u32)>,
+    /// Lowest in-flight count with a non-empty list.
+    min: usize,
+}
+
+impl LeastConnections {
+    pub fn new(weights: &[u32]) -> LeastConnections {
+        let n = weights.len();
+        let mut index = Index {
+            load: vec![0; n],
+            class_of: vec![0; n],
+            prev: vec![NIL; n],
+            next: vec![NIL; n],
+            last_pick: (0..n as u64).collect(),
+            clock: n as u64,
+            classes: Vec::new(),
+        };
+        for (i, &w) in weights.iter().enumerate() {
+            let c = match index.classes.iter().position(|c| c.weight == u64::from(w)) {
+                Some(c) => c,
+                None => {
+                    index.classes.push(Class {
+                        weight: u64::from(w),
+                        lists: vec![(NIL, NIL)],
+                        min: 0,
+                    });
+                    index.classes.len() - 1
+                }
+            };
+            index.class_of[i] = c as u32;
+            index.push_back(i, 0);
+        }
+        LeastConnections {
+            index: Mutex::new(index),
+        }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Index {
+    fn push_back(&mut self, i: usize, level: usize) {
+        let class = &mut self.classes[self.class_of[i] as usize];
+        if class.lists.len() <= level {
+            class.lists.resize(level + 1, (NIL, NIL));
+        }
+        let (head, tail) = class.lists[level];
+        self.prev[i] = tail;
+        self.next[i] = NIL;
+        if tail == NIL {
+            class.lists[level] = (i as u32, i as u32);
+        } else {
+            self.next[tail as usize] = i as u32;
+            class.lists[level] = (head, i as u32);
+        }
+        if level < class.min || class.lists[class.min].0 == NIL {
+            class.min = level;
+        }
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let level = self.load[i] as usize;
+        let (p, n) = (self.prev[i], self.next[i]);
+        let class = &mut self.classes[self.class_of[i] as usize];
+        let (mut head, mut tail) = class.lists[level];
+        if p == NIL {
+            head = n;
+        } else {
+            self.next[p as usize] = n;
+        }
+        if n == NIL {
+            tail = p;
+        } else {
+            self.prev[n as usize] = p;
+        }
+        class.lists[level] = (head, tail);
+        if head == NIL && class.min == level {
+            // The backend moves one level up or down next; push_back lowers `min` when needed.
+            class.min = level + 1;
+        }
+    }
+
+    /// The least-loaded eligible member of class `c`: (load, backend).
+    fn candidate(&self, c: usize, eligible: &dyn Fn(usize) -> bool) -> Option<(u64, usize)> {
+        let class = &self.classes[c];
+        for level in class.min..class.lists.len() {
+            let mut i = class.lists[level].0;
+            while i != NIL {
+                if eligible(i as usize) {
+                    return Some((level as u64, i as usize));
+                }
+                i = self.next[i as usize];
+            }
+        }
+        None
+    }
+
+    fn pick(&mut self, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(u64, u64, usize)> = None; // (load, weight, backend)
+        for c in 0..self.classes.len() {
+            let Some((load, i)) = self.candidate(c, eligible) else {
+                continue;
+            };
+            let weight = self.classes[c].weight;
+            let better = match best {
+                None => true,
+                // load / weight < best_load / best_weight, without division
+                Some((bl, bw, b)) => {
+                    let (lhs, rhs) = (load * bw, bl * weight);
+                    lhs < rhs || (lhs == rhs && self.last_pick[i] < self.last_pick[b])
+                }
+            };
+            if better {
+                best = Some((load, weight, i));
+            }
+        }
+        let (_, _, i) = best?;
+        self.unlink(i);
+        self.load[i] += 1;
+        self.push_back(i, self.load[i] as usize);
+        self.last_pick[i] = self.clock;
+        self.clock += 1;
+        Some(i)
+    }
+
+    fn release(&mut self, i: usize) {
+        if i >= self.load.len() || self.load[i] == 0 {
+            return;
+        }
+        self.unlink(i);
+        self.load[i] -= 1;
+        self.push_back(i, self.load[i] as usize);
+    }
+}
+
+impl Balancer for LeastConnections {
+    fn pick(&self, pick: &Pick<'_>) -> Option<usize> {
+        self.index().pick(pick.eligible)
+    }
+
+    fn release(&self, backend: usize) {
+        self.index().release(backend);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    fn pick(lc: &LeastConnections) -> usize {
+        lc.pick(&Pick {
+            eligible: &all,
+            key: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn idle_backends_take_turns() {
+        let lc = LeastConnections::new(&[1, 1, 1]);
+        let order: Vec<usize> = (0..6)
+            .map(|_| {
+                let i = pick(&lc);
+                lc.release(i);
+                i
+            })
+            .collect();
+        assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn busiest_backend_is_avoided_until_it_frees_up() {
+        let lc = LeastConnections::new(&[1, 1, 1]);
+        let held: Vec<usize> = (0..3).map(|_| pick(&lc)).collect();
+        assert_eq!(held, vec![0, 1, 2]);
+        lc.release(1);
+        assert_eq!(pick(&lc), 1, "only backend 1 has a free slot");
+        lc.release(2);
+        lc.release(0);
+        assert_eq!(pick(&lc), 2, "0 and 2 tie; 2 was picked longer ago");
+    }
+
+    #[test]
+    fn load_is_relative_to_weight() {
+        // Holding every pick: in-flight grows 3:1 for weights 3:1.
+        let lc = LeastConnections::new(&[3, 1]);
+        let mut counts = [0; 2];
+        for _ in 0..400 {
+            counts[pick(&lc)] += 1;
+        }
+        assert_eq!(counts, [300, 100]);
+    }
+
+    #[test]
+    fn ineligible_backends_are_skipped() {
+        let lc = LeastConnections::new(&[1, 1, 2]);
+        let counts = shares(&lc, 3, 100, &|i| i != 0);
+        assert_eq!(counts[0], 0);
+        assert_eq!(counts[1] + counts[2], 100);
+        let never = |_| false;
+        assert_eq!(
+            lc.pick(&Pick {
+                eligible: &never,
+                key: None
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn stray_release_is_ignored() {
+        let lc = LeastConnections::new(&[1, 1]);
+        lc.release(0);
+        lc.release(7);
+        assert_eq!(pick(&lc), 0);
+    }
+}

@@ -1,0 +1,104 @@
+//! `balance = "random"`: weighted random. A pick draws a point in [0, total weight) and finds its
+//! backend by binary search over cumulative weights (O(log n)). An ineligible draw is redrawn
+//! (rejection sampling keeps the other backends' relative shares exact); after a few misses the
+//! draw is made over the eligible backends only.
+
+use super::{Balancer, Pick};
+
+/// Redraws before falling back to an exact draw over the eligible backends.
+const REDRAWS: usize = 8;
+
+#[derive(Debug)]
+pub struct WeightedRandom {
+    weights: Vec<u64>,
+    /// cumulative[i] = sum of weights[..=i]
+    cumulative: Vec<u64>,
+}
+
+impl WeightedRandom {
+    pub fn new(weights: &[u32]) -> WeightedRandom {
+        let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w)).collect();
+        let cumulative = weights
+            .iter()
+            .scan(0, |sum, &w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
+        WeightedRandom {
+            weights,
+            cumulative,
+        }
+    }
+}
+
+impl Balancer for WeightedRandom {
+    fn pick(&self, pick: &Pick<'_>) -> Option<usize> {
+        let total = *self.cumulative.last()?;
+        for _ in 0..REDRAWS {
+            let point = fastrand::u64(..total);
+            let i = self.cumulative.partition_point(|&c| c <= point);
+            if (pick.eligible)(i) {
+                return Some(i);
+            }
+        }
+        let eligible_total: u64 = (0..self.weights.len())
+            .filter(|&i| (pick.eligible)(i))
+            .map(|i| self.weights[i])
+            .sum();
+        if eligible_total == 0 {
+            return None;
+        }
+        let mut point = fastrand::u64(..eligible_total);
+        (0..self.weights.len())
+            .filter(|&i| (pick.eligible)(i))
+            .find(|&i| {
+                if point < self.weights[i] {
+                    return true;
+                }
+                point -= self.weights[i];
+                false
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn shares_follow_weights_within_3_percent_over_100k_picks() {
+        let weights = [5, 3, 1, 1];
+        let counts = shares(&WeightedRandom::new(&weights), 4, 100_000, &all);
+        assert_weighted(&counts, &weights, 0.03);
+    }
+
+    #[test]
+    fn skipping_keeps_relative_shares() {
+        let weights = [6, 3, 1];
+        // Mostly-ineligible pool: exercises the exact fallback too.
+        let counts = shares(&WeightedRandom::new(&weights), 3, 60_000, &|i| i != 0);
+        assert_eq!(counts[0], 0);
+        assert_weighted(&counts[1..], &weights[1..], 0.02);
+    }
+
+    #[test]
+    fn none_when_nothing_is_eligible() {
+        let never = |_| false;
+        assert_eq!(
+            WeightedRandom::new(&[1, 2]).pick(&Pick {
+                eligible: &never,
+                key: None
+            }),
+            None
+        );
+        assert_eq!(
+            WeightedRandom::new(&[]).pick(&Pick {
+                eligible: &all,
+                key: None
+            }),
+            None
+        );
+    }
+}
