@@ -18,6 +18,9 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
         hash_key: matches!(kind, BalanceKind::ConsistentHash | BalanceKind::IpHash)
             .then_some(HashKey::Path),
         hash_balance_factor: factor,
+        panic_threshold: 0,
+        health_check: None,
+        outlier: None,
         backends: (0..n)
             .map(|i| BackendConfig {
                 name: format!("b{i}"),

@@ -5,6 +5,7 @@
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `router`: host + path → route.
 //! - `upstream`: a route's pool: backends, peers with timeouts, retry bookkeeping.
+//! - `health`: active checks, passive outlier ejection, panic mode (the balancers' eligibility).
 //! - `balance`: the balancing strategies behind one trait, and in-flight leases.
 //! - `registry`: state that outlives a config (per-backend in-flight counts), by upstream + address.
 //! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod proxy;
 pub mod registry;
 pub mod router;

@@ -1,15 +1,19 @@
 //! State that must outlive one config: per-backend counters keyed by upstream name + backend
 //! address. A snapshot resolves the entries it needs once, when it is built; a reload that keeps
-//! an upstream and a backend keeps their state (in-flight counts now, health later).
+//! an upstream and a backend keeps their state (in-flight counts, health).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::health::BackendHealth;
+
 /// Everything fulcrum knows about one backend of one upstream, beyond the config.
 #[derive(Debug, Default)]
 pub struct BackendState {
+    /// Active and passive health.
+    pub health: BackendHealth,
     in_flight: AtomicU64,
     /// In-flight requests of the whole upstream (shared by all its backends).
     upstream_in_flight: Arc<AtomicU64>,
@@ -57,6 +61,7 @@ impl Registry {
         }
         let total = Arc::clone(e.upstreams.entry(upstream.to_owned()).or_default());
         let state = Arc::new(BackendState {
+            health: BackendHealth::default(),
             in_flight: AtomicU64::new(0),
             upstream_in_flight: total,
         });

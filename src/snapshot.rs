@@ -39,6 +39,16 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Every upstream's health view, for the health monitors.
+    pub fn health(&self) -> Vec<Arc<crate::health::UpstreamHealth>> {
+        self.upstreams
+            .iter()
+            .map(|u| Arc::clone(u.health()))
+            .collect()
+    }
+}
+
 /// The current snapshot, shared by every worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 

@@ -10,6 +10,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
 use crate::config::{HashKey, UpstreamConfig};
+use crate::health::UpstreamHealth;
 use crate::registry::{BackendState, Registry};
 
 #[derive(Debug)]
@@ -18,6 +19,7 @@ pub struct Upstream {
     pub backends: Vec<Backend>,
     balancer: Arc<dyn Balancer>,
     hash_key: Option<HashKey>,
+    health: Arc<UpstreamHealth>,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,7 @@ impl Upstream {
         Upstream {
             name: config.name.clone(),
             balancer: balance::build(config, &states),
+            health: Arc::new(UpstreamHealth::new(config, &states)),
             backends,
             hash_key: config.hash_key.clone(),
         }
@@ -71,10 +74,16 @@ impl Upstream {
         self.hash_key.as_ref()
     }
 
-    /// Chooses a backend that is not in `excluded`, for a request with hash key `key`.
+    /// The upstream's health view (eligibility, outlier ejection, panic mode).
+    pub fn health(&self) -> &Arc<UpstreamHealth> {
+        &self.health
+    }
+
+    /// Chooses an available backend that is not in `excluded`, for a request with hash key
+    /// `key`. `None`: no backend is available.
     pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Option<usize> {
         self.balancer.pick(&Pick {
-            eligible: &|i| !excluded.contains(i),
+            eligible: &|i| !excluded.contains(i) && self.health.eligible(i),
             key,
         })
     }
@@ -86,7 +95,7 @@ impl Upstream {
 
     /// Whether a retry could go anywhere.
     pub fn has_untried(&self, excluded: &BackendSet) -> bool {
-        (0..self.backends.len()).any(|i| !excluded.contains(i))
+        (0..self.backends.len()).any(|i| !excluded.contains(i) && self.health.eligible(i))
     }
 
     /// The peer for backend `i`, with read/write/connect deadlines capped at `remaining` so that
@@ -119,6 +128,9 @@ mod tests {
                 balance: BalanceKind::RoundRobin,
                 hash_key: None,
                 hash_balance_factor: None,
+                panic_threshold: 0,
+                health_check: None,
+                outlier: None,
                 backends: (0..n)
                     .map(|i| BackendConfig {
                         name: format!("b{i}"),

@@ -106,6 +106,30 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:5:23: upstream.web.hash_balance_factor: hash_balance_factor must be between 1 and 10 (got 0.5); 1.25 is a common choice",
         ),
         (
+            format!("{route}{UPSTREAM}[upstream.web.health_check]\nkind = \"tcp\"\npath = \"/healthz\"\n"),
+            "error: bad.toml:7:8: upstream.web.health_check.path: path applies only to kind = \"http\" (a tcp check only opens a connection)",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.health_check]\nexpect_status = [200, \"6xx\"]\n"),
+            "error: bad.toml:6:23: upstream.web.health_check.expect_status[1]: invalid status \"6xx\"; expected a code from 100 to 599 (200) or a class (\"2xx\")",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.health_check]\njitter = \"75%\"\n"),
+            "error: bad.toml:6:10: upstream.web.health_check.jitter: invalid jitter \"75%\"; expected a percentage of the interval from \"0%\" to \"50%\"",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.health_check]\ninterval = \"0s\"\n"),
+            "error: bad.toml:6:12: upstream.web.health_check.interval: must be longer than 0s, e.g. \"2s\"",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.outlier]\nmax_ejected_percent = 150\n"),
+            "error: bad.toml:6:23: upstream.web.outlier.max_ejected_percent: must be a percentage between 0 and 100 (got 150)",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.health_check]\nunhealthy_threshold = 0\n"),
+            "error: bad.toml:6:23: upstream.web.health_check.unhealthy_threshold: must be at least 1",
+        ),
+        (
             format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),
             "error: bad.toml:2:11: server.threads: must be at least 1 (or absent for one per CPU)",
         ),

@@ -81,6 +81,63 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Percent; 0 = off.
+    pub panic_threshold: u32,
+    pub health_check: Option<HealthCheckConfig>,
+    pub outlier: Option<OutlierConfig>,
+}
+
+pub use super::schema::ProbeKind;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    pub kind: ProbeKind,
+    pub path: String,
+    /// `None`: each backend's own `addr` as written.
+    pub host: Option<String>,
+    pub expect_status: Vec<StatusMatch>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Fraction of `interval`, 0.0..=0.5.
+    pub jitter: f64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// One entry of `expect_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// 200
+    Code(u16),
+    /// "2xx": the hundreds digit.
+    Class(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(c) => status == c,
+            StatusMatch::Class(h) => status / 100 == h,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusMatch::Code(c) => write!(f, "{c}"),
+            StatusMatch::Class(h) => write!(f, "{h}xx"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierConfig {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// Percent 0..=100.
+    pub max_ejected_percent: u32,
 }
 
 /// `hash_key = "..."`

@@ -38,6 +38,29 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WEIGHT: u32 = 1;
 /// Largest accepted backend `weight`.
 pub const MAX_WEIGHT: u32 = 1000;
+/// `health_check.path` when absent.
+pub const DEFAULT_HEALTH_PATH: &str = "/";
+/// `health_check.interval` when absent.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// `health_check.timeout` when absent.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// `health_check.jitter` when absent, in percent.
+pub const DEFAULT_HEALTH_JITTER: u32 = 10;
+/// Largest accepted `health_check.jitter`, in percent.
+pub const MAX_HEALTH_JITTER: u32 = 50;
+/// `health_check.healthy_threshold` when absent.
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+/// `health_check.unhealthy_threshold` when absent.
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+/// `outlier.consecutive_failures` when absent.
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+/// `outlier.base_ejection` when absent.
+pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+/// `outlier.max_ejection` when absent.
+pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+/// `outlier.max_ejected_percent` when absent.
+pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
+
 /// Smallest accepted `hash_balance_factor` (1.0 = perfectly even, no stickiness to spare).
 pub const MIN_BALANCE_FACTOR: f64 = 1.0;
 /// Largest accepted `hash_balance_factor`.
@@ -121,6 +144,62 @@ pub struct UpstreamSection {
     pub write_timeout: Option<HumanDuration>,
     /// How long an idle pooled backend connection is kept. Default: [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Option<HumanDuration>,
+    /// Percent 0..=100: when fewer backends than this share are healthy, balance across all of
+    /// them (Envoy's panic mode). Default: 0 = off.
+    pub panic_threshold: Option<Spanned<u32>>,
+    /// `[upstream.NAME.health_check]`: active probes. Default: none (every backend healthy).
+    pub health_check: Option<HealthCheckSection>,
+    /// `[upstream.NAME.outlier]`: passive ejection from real traffic. Default: none.
+    pub outlier: Option<OutlierSection>,
+}
+
+/// `[upstream.NAME.health_check]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// "http" or "tcp". Default: "http".
+    pub kind: Option<ProbeKind>,
+    /// Request path of an http probe. Default: [`DEFAULT_HEALTH_PATH`].
+    pub path: Option<Spanned<String>>,
+    /// `Host` header of an http probe. Default: the backend's `addr` as written.
+    pub host: Option<Spanned<String>>,
+    /// Statuses that pass: codes (200) or classes ("2xx"). Default: ["2xx"].
+    pub expect_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    /// Time between probes of one backend. Default: [`DEFAULT_HEALTH_INTERVAL`].
+    pub interval: Option<Spanned<HumanDuration>>,
+    /// Deadline of one probe (connect + answer). Default: [`DEFAULT_HEALTH_TIMEOUT`].
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Random spread of each interval, "0%".."50%". Default: [`DEFAULT_HEALTH_JITTER`].
+    pub jitter: Option<Spanned<String>>,
+    /// Consecutive successes for an unhealthy backend to rise. Default: [`DEFAULT_HEALTHY_THRESHOLD`].
+    pub healthy_threshold: Option<Spanned<u32>>,
+    /// Consecutive failures for a healthy backend to fall. Default: [`DEFAULT_UNHEALTHY_THRESHOLD`].
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+/// `kind = "..."` of a health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// GET `path`; the status must match `expect_status`.
+    #[default]
+    Http,
+    /// A TCP connection that opens is a success.
+    Tcp,
+}
+
+/// `[upstream.NAME.outlier]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSection {
+    /// Consecutive failures (connect errors, timeouts, 5xx) that eject. Default: [`DEFAULT_CONSECUTIVE_FAILURES`].
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Ejection time, multiplied by the number of ejections in a row. Default: [`DEFAULT_BASE_EJECTION`].
+    pub base_ejection: Option<HumanDuration>,
+    /// Cap on one ejection. Default: [`DEFAULT_MAX_EJECTION`].
+    pub max_ejection: Option<HumanDuration>,
+    /// Never eject more than this percent (0..=100) of the pool. Default: [`DEFAULT_MAX_EJECTED_PERCENT`].
+    pub max_ejected_percent: Option<Spanned<u32>>,
 }
 
 /// One `{ addr = "...", weight = N }` in `backends`.

@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors};
 use super::runtime::*;
 use super::schema::*;
+use super::units::HumanDuration;
 
 /// Collects errors with their place in the file.
 struct Checker<'a> {
@@ -229,6 +230,180 @@ fn upstream(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamConfig 
         read_timeout: u.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
         write_timeout: u.write_timeout.map_or(DEFAULT_WRITE_TIMEOUT, |d| d.0),
         idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+        panic_threshold: u.panic_threshold.as_ref().map_or(0, |p| {
+            percent(c, p, &format!("{field}.panic_threshold"), 100)
+        }),
+        health_check: u.health_check.as_ref().map(|h| health_check(c, &field, h)),
+        outlier: u.outlier.as_ref().map(|o| outlier(c, &field, o)),
+    }
+}
+
+/// A percentage 0..=max; out of range is reported and read as `max`.
+fn percent(c: &mut Checker, p: &Spanned<u32>, field: &str, max: u32) -> u32 {
+    let v = *p.get_ref();
+    if v > max {
+        c.error(
+            p.span(),
+            field,
+            format!("must be a percentage between 0 and {max} (got {v})"),
+        );
+        return max;
+    }
+    v
+}
+
+/// A count that must be at least 1.
+fn at_least_one(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
+    match v {
+        None => default,
+        Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+        Some(n) => {
+            c.error(n.span(), field, "must be at least 1");
+            1
+        }
+    }
+}
+
+fn health_check(c: &mut Checker, upstream: &str, h: &HealthCheckSection) -> HealthCheckConfig {
+    let field = format!("{upstream}.health_check");
+    let kind = h.kind.unwrap_or_default();
+    if kind == ProbeKind::Tcp {
+        let http_only = [
+            ("path", h.path.as_ref().map(|p| p.span())),
+            ("host", h.host.as_ref().map(|p| p.span())),
+            ("expect_status", h.expect_status.as_ref().map(|p| p.span())),
+        ];
+        for (key, span) in http_only {
+            if let Some(span) = span {
+                c.error(span, format!("{field}.{key}"), format!("{key} applies only to kind = \"http\" (a tcp check only opens a connection)"));
+            }
+        }
+    }
+    let path = match &h.path {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            let msg = format!(
+                "path \"{}\" must start with \"/\", e.g. \"/healthz\"",
+                p.get_ref()
+            );
+            c.error(p.span(), format!("{field}.path"), msg);
+            DEFAULT_HEALTH_PATH.to_owned()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => DEFAULT_HEALTH_PATH.to_owned(),
+    };
+    let expect_status = match &h.expect_status {
+        None => vec![StatusMatch::Class(2)],
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                c.error(
+                    list.span(),
+                    format!("{field}.expect_status"),
+                    "needs at least one status, e.g. [200] or [\"2xx\"]",
+                );
+            }
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| status_match(c, v, &format!("{field}.expect_status[{i}]")))
+                .collect()
+        }
+    };
+    let jitter = match &h.jitter {
+        None => DEFAULT_HEALTH_JITTER,
+        Some(j) => {
+            let parsed = j
+                .get_ref()
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u32>().ok());
+            match parsed {
+                Some(p) if p <= MAX_HEALTH_JITTER => p,
+                _ => {
+                    let msg = format!("invalid jitter \"{}\"; expected a percentage of the interval from \"0%\" to \"{MAX_HEALTH_JITTER}%\"", j.get_ref());
+                    c.error(j.span(), format!("{field}.jitter"), msg);
+                    0
+                }
+            }
+        }
+    };
+    let mut positive = |d: &Option<Spanned<HumanDuration>>, key: &str, default| match d {
+        Some(d) if d.get_ref().0.is_zero() => {
+            c.error(
+                d.span(),
+                format!("{field}.{key}"),
+                "must be longer than 0s, e.g. \"2s\"",
+            );
+            default
+        }
+        Some(d) => d.get_ref().0,
+        None => default,
+    };
+    let interval = positive(&h.interval, "interval", DEFAULT_HEALTH_INTERVAL);
+    let timeout = positive(&h.timeout, "timeout", DEFAULT_HEALTH_TIMEOUT);
+    HealthCheckConfig {
+        kind,
+        path,
+        host: h.host.as_ref().map(|h| h.get_ref().clone()),
+        expect_status,
+        interval,
+        timeout,
+        jitter: f64::from(jitter) / 100.0,
+        healthy_threshold: at_least_one(
+            c,
+            h.healthy_threshold.as_ref(),
+            format!("{field}.healthy_threshold"),
+            DEFAULT_HEALTHY_THRESHOLD,
+        ),
+        unhealthy_threshold: at_least_one(
+            c,
+            h.unhealthy_threshold.as_ref(),
+            format!("{field}.unhealthy_threshold"),
+            DEFAULT_UNHEALTHY_THRESHOLD,
+        ),
+    }
+}
+
+fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Option<StatusMatch> {
+    let parsed = match v.get_ref() {
+        toml::Value::Integer(n) if (100..=599).contains(n) => Some(StatusMatch::Code(*n as u16)),
+        toml::Value::String(s) => {
+            let b = s.as_bytes();
+            (b.len() == 3 && (b'1'..=b'5').contains(&b[0]) && b[1..].eq_ignore_ascii_case(b"xx"))
+                .then(|| StatusMatch::Class(u16::from(b[0] - b'0')))
+        }
+        _ => None,
+    };
+    if parsed.is_none() {
+        let msg = format!(
+            "invalid status {}; expected a code from 100 to 599 (200) or a class (\"2xx\")",
+            v.get_ref()
+        );
+        c.error(v.span(), field, msg);
+    }
+    parsed
+}
+
+fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> OutlierConfig {
+    let field = format!("{upstream}.outlier");
+    let base = o.base_ejection.map_or(DEFAULT_BASE_EJECTION, |d| d.0);
+    let max = o
+        .max_ejection
+        .map_or(DEFAULT_MAX_EJECTION, |d| d.0.max(base));
+    OutlierConfig {
+        consecutive_failures: at_least_one(
+            c,
+            o.consecutive_failures.as_ref(),
+            format!("{field}.consecutive_failures"),
+            DEFAULT_CONSECUTIVE_FAILURES,
+        ),
+        base_ejection: base,
+        max_ejection: max,
+        max_ejected_percent: o
+            .max_ejected_percent
+            .as_ref()
+            .map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| {
+                percent(c, p, &format!("{field}.max_ejected_percent"), 100)
+            }),
     }
 }
 

@@ -21,7 +21,7 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("malformed request")]
     BadRequest,
-    #[error("no backend available in upstream {upstream}")]
+    #[error("no healthy backend in upstream {upstream}")]
     NoBackend { upstream: String },
     #[error("upstream request timed out")]
     UpstreamTimeout,

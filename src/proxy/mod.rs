@@ -48,6 +48,8 @@ pub struct RequestCtx {
     failed: BackendSet,
     /// The current attempt's claim on its backend (in-flight count).
     lease: Option<Lease>,
+    /// Whether the current attempt's outcome went to the outlier detector already.
+    outcome_recorded: bool,
     attempts: u32,
     backend: Option<usize>,
     body_bytes: u64,
@@ -64,6 +66,17 @@ impl RequestCtx {
     fn upstream(&self) -> Option<&Upstream> {
         self.route()
             .map(|(snap, route)| &snap.upstreams[route.upstream])
+    }
+
+    /// Tells the outlier detector how the current attempt went (once per attempt).
+    fn record_outcome(&mut self, ok: bool) {
+        if self.outcome_recorded {
+            return;
+        }
+        if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
+            u.health().record(i, ok);
+        }
+        self.outcome_recorded = true;
     }
 
     fn fail(&mut self, e: ProxyError) -> Box<Error> {
@@ -111,6 +124,7 @@ impl ProxyHttp for Proxy {
             deadline: None,
             failed: BackendSet::default(),
             lease: None,
+            outcome_recorded: false,
             attempts: 0,
             backend: None,
             body_bytes: 0,
@@ -205,6 +219,7 @@ impl ProxyHttp for Proxy {
         let peer = upstream.peer(i, remaining);
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
+        ctx.outcome_recorded = false;
         ctx.attempts += 1;
         ctx.backend = Some(i);
         Ok(peer)
@@ -221,6 +236,7 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.insert(i);
         }
+        ctx.record_outcome(false);
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
@@ -267,12 +283,17 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    /// Drops hop-by-hop headers and tells the outlier detector how the backend did (5xx is a
+    /// failure).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !upstream_response.status.is_informational() {
+            ctx.record_outcome(!upstream_response.status.is_server_error());
+        }
         if upstream_response.status != http::StatusCode::SWITCHING_PROTOCOLS {
             hop_by_hop::strip_response(upstream_response);
         }
@@ -305,6 +326,13 @@ impl ProxyHttp for Proxy {
         RequestCtx: Send + Sync,
     {
         let failure = ctx.failure.clone().or_else(|| ProxyError::from_pingora(e));
+        // A timeout or a broken response after connecting counts against the backend.
+        if matches!(
+            failure,
+            Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamFailed)
+        ) {
+            ctx.record_outcome(false);
+        }
         let error_code = match &failure {
             Some(f) => respond(session, f).await,
             None => 0,

@@ -12,8 +12,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
+use pingora::services::background::background_service;
+
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::health::{HealthService, UpstreamHealth};
 use crate::proxy::Proxy;
 use crate::registry::Registry;
 use crate::snapshot;
@@ -29,6 +32,33 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Probes every checked backend once, before the listeners open, so that no backend gets
+/// traffic before its first check. Takes at most the longest health-check timeout.
+fn first_health_round(upstreams: &[Arc<UpstreamHealth>]) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot run the first health checks; backends stay unknown until the monitor probes them");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let mut rounds = tokio::task::JoinSet::new();
+        for u in upstreams {
+            let u = Arc::clone(u);
+            rounds.spawn(async move { u.first_round().await });
+        }
+        while let Some(done) = rounds.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "first health round failed");
+            }
+        }
+    });
 }
 
 /// Serves `config` until a shutdown signal: SIGTERM drains (in-flight requests finish within
@@ -53,7 +83,14 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
 
     let drain = Arc::new(Drain::default());
     let registry = Registry::default();
-    let proxy = Proxy::new(snapshot::shared(config, &registry), Arc::clone(&drain));
+    let shared = snapshot::shared(config, &registry);
+    let health = shared.load().health();
+    first_health_round(&health);
+    server.add_service(background_service(
+        "health checks",
+        HealthService::new(health),
+    ));
+    let proxy = Proxy::new(shared, Arc::clone(&drain));
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "fulcrum proxy");
     if let Some(app) = service.app_logic_mut() {

@@ -24,6 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Debug)]
 pub struct Behaviour {
     pub status: u16,
+    /// Status of `GET /healthz`.
+    pub health_status: u16,
     pub delay: Duration,
 }
 
@@ -31,6 +33,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             status: 200,
+            health_status: 200,
             delay: Duration::ZERO,
         }
     }
@@ -38,10 +41,15 @@ impl Default for Behaviour {
 
 /// A real HTTP backend. Its body names it and echoes what it received:
 /// `backend NAME`, `method M`, `uri U`, `body-len N`, then one `header: value` line per header.
+/// `GET /healthz` answers `health_status`. Dropping or [`Backend::stop`]ping it closes its
+/// listener and every open connection.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
+    /// Requests other than health checks.
     pub hits: Arc<AtomicUsize>,
+    /// Every request path, in arrival order (health checks included).
+    pub paths: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,23 +59,34 @@ impl Backend {
     }
 
     pub async fn with(name: &str, behaviour: Behaviour) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        Backend::on("127.0.0.1:0".parse().unwrap(), name, behaviour).await
+    }
+
+    /// A backend on a given address (to bring a stopped one back on its port).
+    pub async fn on(addr: SocketAddr, name: &str, behaviour: Behaviour) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, h) = (name.to_owned(), hits.clone());
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, h, p) = (name.to_owned(), hits.clone(), paths.clone());
         let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the accept task closes them all.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (name, hits, b) = (n.clone(), h.clone(), behaviour.clone());
-                tokio::spawn(async move {
+                let (name, hits, paths, b) = (n.clone(), h.clone(), p.clone(), behaviour.clone());
+                conns.spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (name, hits, b) = (name.clone(), hits.clone(), b.clone());
+                        let (name, hits, paths, b) =
+                            (name.clone(), hits.clone(), paths.clone(), b.clone());
                         async move {
-                            hits.fetch_add(1, Ordering::SeqCst);
+                            paths.lock().unwrap().push(req.uri().path().to_owned());
+                            let health = req.uri().path() == "/healthz";
+                            if !health {
+                                hits.fetch_add(1, Ordering::SeqCst);
+                            }
                             let mut text = format!(
                                 "backend {name}\nmethod {}\nuri {}\n",
                                 req.method(),
@@ -89,9 +108,14 @@ impl Backend {
                                 text.push_str(&h);
                                 text.push('\n');
                             }
-                            tokio::time::sleep(b.delay).await;
+                            let status = if health {
+                                b.health_status
+                            } else {
+                                tokio::time::sleep(b.delay).await;
+                                b.status
+                            };
                             let mut resp = Response::new(Full::new(Bytes::from(text)));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(b.status).unwrap();
+                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             resp.headers_mut()
                                 .insert("x-backend", name.parse().unwrap());
                             Ok::<_, Infallible>(resp)
@@ -107,12 +131,58 @@ impl Backend {
             name: name.to_owned(),
             addr,
             hits,
+            paths,
+            task,
+        }
+    }
+
+    /// A backend that accepts connections and never answers.
+    pub async fn hung(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        Backend {
+            name: name.to_owned(),
+            addr,
+            hits: Arc::default(),
+            paths: Arc::default(),
             task,
         }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Health-check requests seen so far.
+    pub fn health_checks(&self) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == "/healthz")
+            .count()
+    }
+
+    /// Closes the listener and every connection; waits until the port refuses connections.
+    pub async fn stop(&self) {
+        self.task.abort();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(self.addr).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "backend {} did not stop",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -149,6 +219,11 @@ impl Fulcrum {
     /// Starts fulcrum with `[server]` lines `server` (listen/admin_listen are added) and the rest
     /// of the file `body`. Waits until the proxy accepts connections.
     pub fn start(server: &str, body: &str) -> Fulcrum {
+        Fulcrum::start_logging("warn", server, body)
+    }
+
+    /// Like [`Fulcrum::start`], with `RUST_LOG=log`; read the log with [`Fulcrum::log`].
+    pub fn start_logging(log: &str, server: &str, body: &str) -> Fulcrum {
         let mut last_err = String::new();
         // A port picked free can be taken by a parallel test before fulcrum binds it: retry.
         for _ in 0..3 {
@@ -162,12 +237,14 @@ impl Fulcrum {
                 .unwrap()
                 .write_all(text.as_bytes())
                 .unwrap();
+            // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
+            let log_file = std::fs::File::create(dir.path().join("fulcrum.log")).unwrap();
             let mut child = Command::new(bin())
                 .args(["run", "--config"])
                 .arg(&path)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", log)
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stderr(log_file)
                 .spawn()
                 .expect("start fulcrum");
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -202,6 +279,27 @@ impl Fulcrum {
             let _ = child.wait();
         }
         panic!("fulcrum did not start: {last_err}");
+    }
+
+    /// Everything fulcrum logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fulcrum.log")).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing every one of `parts`; returns the log.
+    pub async fn wait_for_log(&self, parts: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if log.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} within {limit:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn signal(&self, sig: &str) {

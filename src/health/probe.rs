@@ -1,0 +1,63 @@
+//! One active probe: a TCP connect, or an HTTP/1.1 `GET path` whose status must match. The
+//! whole probe (connect and answer) is bounded by the check's timeout, and a failure says why.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::{HealthCheckConfig, ProbeKind};
+
+/// Probes `addr`; `Err` carries the reason (for the transition log).
+pub async fn probe(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Result<(), String> {
+    match tokio::time::timeout(check.timeout, attempt(check, addr, host)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("timed out after {:?}", check.timeout)),
+    }
+}
+
+async fn attempt(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Result<(), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        _ => format!("connect failed: {e}"),
+    })?;
+    if check.kind == ProbeKind::Tcp {
+        return Ok(());
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("http handshake failed: {e}"))?;
+    // The connection task must end with the probe, also when a timeout drops this future.
+    let _conn = AbortOnDrop(tokio::spawn(conn));
+    let req = http::Request::get(check.path.as_str())
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "fulcrum-health-check")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("invalid probe request: {e}"))?;
+    let status = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("no http response: {e}"))?
+        .status()
+        .as_u16();
+    if check.expect_status.iter().any(|m| m.matches(status)) {
+        Ok(())
+    } else {
+        let expected: Vec<String> = check.expect_status.iter().map(|m| m.to_string()).collect();
+        Err(format!(
+            "status {status} (expected {})",
+            expected.join(" or ")
+        ))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,253 @@
+//! One backend's health, kept in the registry so that it outlives a config. The request path
+//! reads one atomic flags word; probes and passive outcomes move it through its states.
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Active check has not answered yet.
+const UNKNOWN: u8 = 1;
+/// Active check says unhealthy.
+const DOWN: u8 = 2;
+/// Passively ejected.
+const EJECTED: u8 = 4;
+
+/// What a probe result did to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Up,
+    Down,
+}
+
+#[derive(Debug, Default)]
+struct Ejections {
+    /// Ejections in a row: the ejection-time multiplier.
+    count: u32,
+    /// When the last ejection ended.
+    returned: Option<Instant>,
+    /// When the current ejection ends (kept here so a new monitor can pick it up).
+    until: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct BackendHealth {
+    flags: AtomicU8,
+    successes: AtomicU32,
+    failures: AtomicU32,
+    passive_failures: AtomicU32,
+    ejections: Mutex<Ejections>,
+}
+
+impl BackendHealth {
+    /// Whether the backend may take traffic: checked healthy (or unchecked) and not ejected.
+    pub fn available(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) == 0
+    }
+
+    /// "healthy", "unhealthy", "unknown" or "ejected", for logs.
+    pub fn describe(&self) -> &'static str {
+        let f = self.flags.load(Ordering::Relaxed);
+        if f & EJECTED != 0 {
+            "ejected"
+        } else if f & DOWN != 0 {
+            "unhealthy"
+        } else if f & UNKNOWN != 0 {
+            "unknown"
+        } else {
+            "healthy"
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & UNKNOWN != 0
+    }
+
+    /// Whether this upstream actively checks the backend. A backend that gains a check and was
+    /// never probed is unknown (not eligible) until its first probe; one that loses its check is
+    /// healthy as far as active checks go.
+    pub fn set_checked(&self, checked: bool) {
+        if checked {
+            let never_probed = self.successes.load(Ordering::Relaxed) == 0
+                && self.failures.load(Ordering::Relaxed) == 0;
+            if never_probed && self.flags.load(Ordering::Relaxed) & DOWN == 0 {
+                self.flags.fetch_or(UNKNOWN, Ordering::Relaxed);
+            }
+        } else {
+            self.flags.fetch_and(!(UNKNOWN | DOWN), Ordering::Relaxed);
+        }
+    }
+
+    /// Applies one probe result. The first result of an unknown backend decides at once; later
+    /// ones need `rise` successes or `fall` failures in a row to change the state.
+    pub fn on_probe(&self, ok: bool, rise: u32, fall: u32) -> Transition {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            let n = self
+                .successes
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if flags & UNKNOWN != 0 || (flags & DOWN != 0 && n >= rise) {
+                self.flags.fetch_and(!(UNKNOWN | DOWN), Ordering::Relaxed);
+                return Transition::Up;
+            }
+        } else {
+            self.successes.store(0, Ordering::Relaxed);
+            let n = self
+                .failures
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if flags & UNKNOWN != 0 || (flags & DOWN == 0 && n >= fall) {
+                self.flags.fetch_or(DOWN, Ordering::Relaxed);
+                self.flags.fetch_and(!UNKNOWN, Ordering::Relaxed);
+                return Transition::Down;
+            }
+        }
+        Transition::None
+    }
+
+    /// Counts a real response: `true` once `threshold` failures have come in a row.
+    pub fn on_response(&self, ok: bool, threshold: u32) -> bool {
+        if ok {
+            self.passive_failures.store(0, Ordering::Relaxed);
+            false
+        } else {
+            self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1 >= threshold
+        }
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & EJECTED != 0
+    }
+
+    /// Ejects the backend and returns for how long: `base × ejections in a row`, capped at
+    /// `max`. The multiplier starts over once the backend has stayed in for `max` since its
+    /// last return.
+    pub fn eject(&self, base: Duration, max: Duration, now: Instant) -> Duration {
+        let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+        if e.returned
+            .is_some_and(|r| now.saturating_duration_since(r) >= max)
+        {
+            e.count = 0;
+        }
+        e.count = e.count.saturating_add(1);
+        let time = base.saturating_mul(e.count).min(max);
+        e.until = Some(now + time);
+        self.flags.fetch_or(EJECTED, Ordering::Relaxed);
+        time
+    }
+
+    /// When the current ejection ends, if the backend is ejected.
+    pub fn ejected_until(&self) -> Option<Instant> {
+        let e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+        e.until.filter(|_| self.is_ejected())
+    }
+
+    /// Ends an ejection: the backend takes traffic again with a clean failure count.
+    pub fn readmit(&self, now: Instant) {
+        let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+        e.returned = Some(now);
+        e.until = None;
+        self.passive_failures.store(0, Ordering::Relaxed);
+        self.flags.fetch_and(!EJECTED, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked() -> BackendHealth {
+        let h = BackendHealth::default();
+        h.set_checked(true);
+        h
+    }
+
+    #[test]
+    fn unknown_until_the_first_probe_which_decides_at_once() {
+        let h = checked();
+        assert!(!h.available());
+        assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
+        assert!(h.available());
+        let h = checked();
+        assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
+        assert_eq!(h.describe(), "unhealthy");
+    }
+
+    #[test]
+    fn falls_after_fall_failures_and_rises_after_rise_successes() {
+        let h = checked();
+        h.on_probe(true, 2, 3);
+        assert_eq!(h.on_probe(false, 2, 3), Transition::None);
+        assert_eq!(h.on_probe(false, 2, 3), Transition::None);
+        assert!(h.available());
+        assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
+        assert!(!h.available());
+        assert_eq!(h.on_probe(false, 2, 3), Transition::None, "logged once");
+        assert_eq!(h.on_probe(true, 2, 3), Transition::None);
+        assert_eq!(
+            h.on_probe(false, 2, 3),
+            Transition::None,
+            "a failure restarts the count"
+        );
+        assert_eq!(h.on_probe(true, 2, 3), Transition::None);
+        assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
+        assert!(h.available());
+    }
+
+    #[test]
+    fn losing_the_check_makes_a_backend_available() {
+        let h = checked();
+        h.on_probe(false, 1, 1);
+        h.set_checked(false);
+        assert!(h.available());
+        h.set_checked(true);
+        assert!(h.available(), "probed before: not unknown again");
+    }
+
+    #[test]
+    fn passive_failures_count_in_a_row() {
+        let h = BackendHealth::default();
+        assert!(!h.on_response(false, 3));
+        assert!(!h.on_response(false, 3));
+        assert!(!h.on_response(true, 3));
+        assert!(!h.on_response(false, 3));
+        assert!(!h.on_response(false, 3));
+        assert!(h.on_response(false, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_time_grows_with_ejections_and_resets_after_max() {
+        let (base, max) = (Duration::from_secs(30), Duration::from_secs(100));
+        let h = BackendHealth::default();
+        let t0 = Instant::now();
+        assert_eq!(h.eject(base, max, t0), Duration::from_secs(30));
+        assert!(!h.available() && h.is_ejected());
+        h.readmit(t0 + Duration::from_secs(30));
+        assert!(h.available());
+        assert_eq!(
+            h.eject(base, max, t0 + Duration::from_secs(40)),
+            Duration::from_secs(60)
+        );
+        h.readmit(t0 + Duration::from_secs(100));
+        assert_eq!(
+            h.eject(base, max, t0 + Duration::from_secs(110)),
+            Duration::from_secs(90)
+        );
+        h.readmit(t0 + Duration::from_secs(200));
+        assert_eq!(
+            h.eject(base, max, t0 + Duration::from_secs(210)),
+            Duration::from_secs(100),
+            "capped"
+        );
+        h.readmit(t0 + Duration::from_secs(310));
+        assert_eq!(
+            h.eject(base, max, t0 + Duration::from_secs(410)),
+            base,
+            "in for max: starts over"
+        );
+    }
+}
