@@ -108,6 +108,7 @@ mod tests {
             host,
             path: path.to_owned(),
             strip_prefix: false,
+            host_rewrite: None,
             upstream: 0,
             retries: 1,
             timeout: Duration::from_secs(1),

@@ -35,7 +35,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
-            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `upstream`, `retries`, `timeout`",
+            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`",
         ),
         (
             format!("[[route]]\npath = \"/\"\n{UPSTREAM}"),

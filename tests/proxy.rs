@@ -74,6 +74,21 @@ async fn strip_prefix_rewrites_the_path_and_keeps_the_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_rewrite_replaces_the_host_and_keeps_the_original_in_x_forwarded_host() {
+    let be = Backend::start("internal").await;
+    let body = format!(
+        "[[route]]\npath = \"/rw/\"\nhost_rewrite = \"api.internal:8080\"\nupstream = \"b\"\n[[route]]\nupstream = \"b\"\n{}",
+        upstream("b", &[be.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let r = get(f.addr, "public.example", "/rw/x").await;
+    assert_eq!(r.line("host"), Some("api.internal:8080"));
+    assert_eq!(r.line("x-forwarded-host"), Some("public.example"));
+    let r = get(f.addr, "public.example", "/other").await;
+    assert_eq!(r.line("host"), Some("public.example"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_takes_turns_in_order() {
     let bs = [
         Backend::start("b0").await,

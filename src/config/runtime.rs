@@ -39,6 +39,8 @@ pub struct RouteConfig {
     pub host: HostPattern,
     pub path: String,
     pub strip_prefix: bool,
+    /// `Host` for the backend; `None` keeps the client's.
+    pub host_rewrite: Option<String>,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub retries: u32,

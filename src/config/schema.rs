@@ -113,6 +113,8 @@ pub struct RouteSection {
     pub path: Option<Spanned<String>>,
     /// Remove `path` from the request path before forwarding. Default: false.
     pub strip_prefix: Option<bool>,
+    /// `Host` sent to the backend instead of the client's. Default: absent = the client's Host.
+    pub host_rewrite: Option<Spanned<String>>,
     /// The `[upstream.NAME]` that serves this route. Required.
     pub upstream: Spanned<String>,
     /// Connect failures retried on another backend. Default: [`DEFAULT_RETRIES`].

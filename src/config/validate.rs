@@ -580,11 +580,21 @@ fn routes(
         }
         seen.insert((host.clone(), path.clone()), i);
         names.insert(name.clone(), i);
+        let host_rewrite = r.host_rewrite.as_ref().and_then(|h| {
+            let v = h.get_ref().trim();
+            let valid = !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
+            if !valid {
+                let msg = format!("invalid host_rewrite \"{}\"; expected a host like \"api.internal\" or \"api.internal:8080\"", h.get_ref());
+                c.error(h.span(), format!("{field}.host_rewrite"), msg);
+            }
+            valid.then(|| v.to_owned())
+        });
         out.push(RouteConfig {
             name,
             host,
             path,
             strip_prefix: r.strip_prefix.unwrap_or(false),
+            host_rewrite,
             upstream,
             retries: r.retries.unwrap_or(DEFAULT_RETRIES),
             timeout: r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0),

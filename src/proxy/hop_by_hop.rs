@@ -31,37 +31,31 @@ pub fn strip_response(resp: &mut ResponseHeader) {
 /// there is something to remove.
 fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut out = Vec::new();
-    let mut remove = |n: &HeaderName| out.push(n.clone());
     let upgrade = headers.contains_key(UPGRADE);
-    let mut named: Vec<HeaderName> = Vec::new();
     for v in headers.get_all(CONNECTION) {
-        for token in v.to_str().unwrap_or("").split(',') {
-            let token = token.trim();
-            if token.eq_ignore_ascii_case("upgrade") && upgrade {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
-                if name != http::header::TRANSFER_ENCODING && headers.contains_key(&name) {
-                    named.push(name);
+        for token in v.to_str().unwrap_or("").split(',').map(str::trim) {
+            let keep = (upgrade && token.eq_ignore_ascii_case("upgrade"))
+                || token.eq_ignore_ascii_case("transfer-encoding");
+            // Looked up by &str first: most tokens ("keep-alive", "close") name no header present.
+            if !keep && headers.contains_key(token) {
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    out.push(name);
                 }
             }
         }
     }
-    for name in named.iter() {
-        remove(name);
-    }
     for name in ALWAYS {
-        if headers.contains_key(name) {
-            remove(&HeaderName::from_static(name));
+        if headers.contains_key(name) && !out.iter().any(|n| n == name) {
+            out.push(HeaderName::from_static(name));
         }
     }
     for name in [TE, TRAILER] {
         if headers.contains_key(&name) {
-            remove(&name);
+            out.push(name);
         }
     }
     if !upgrade && headers.contains_key(CONNECTION) {
-        remove(&CONNECTION);
+        out.push(CONNECTION);
     }
     out
 }

@@ -258,7 +258,8 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    /// Sets forwarding headers, drops hop-by-hop headers and applies `strip_prefix`.
+    /// Sets forwarding headers, drops hop-by-hop headers and applies `host_rewrite` and
+    /// `strip_prefix`.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -276,6 +277,9 @@ impl ProxyHttp for Proxy {
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;
+        if let Some(rewrite) = &route.host_rewrite {
+            upstream_request.insert_header(HOST, rewrite.as_str())?;
+        }
         if route.strip_prefix {
             let uri = strip_prefix(&upstream_request.uri, &route.path)?;
             upstream_request.set_uri(uri);
