@@ -182,21 +182,16 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some((_, route)) = ctx.route() else {
+        let Some((snap, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
-        let timeout = route.timeout;
+        let (timeout, upstream) = (route.timeout, &snap.upstreams[route.upstream]);
         let remaining = ctx
             .deadline
             .map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         if remaining.is_zero() {
             return Err(ctx.fail(ProxyError::Deadline(timeout)));
         }
-        let upstream = ctx.upstream().expect("routed requests have an upstream");
-        let snap = ctx
-            .snapshot
-            .as_deref()
-            .expect("routed requests have a snapshot");
         let mut ip_buf = Default::default();
         let key = upstream.hash_key().and_then(|k| {
             let req = session.req_header();
