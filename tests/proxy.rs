@@ -155,6 +155,19 @@ async fn forwarded_headers_and_hop_by_hop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4() {
+    // On [::] an IPv4 client arrives as ::ffff:127.0.0.1; it must still match 127.0.0.1.
+    let be = Backend::start("echo").await;
+    let body = format!(
+        "[[route]]\nupstream = \"e\"\n{}",
+        upstream("e", &[be.addr], "")
+    );
+    let f = Fulcrum::start_full("[::]", "warn", "trusted_proxies = [\"127.0.0.1\"]", &body);
+    let r = get_with(f.addr, "h.test", "/", &[("x-forwarded-for", "203.0.113.9")]).await;
+    assert_eq!(r.line("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_on_another_backend_without_client_errors() {
     let live = Backend::start("live").await;
     let dead = dead_addr();

@@ -13,6 +13,16 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// The connection's peer address. An IPv4 client of a dual-stack (`[::]`) listener arrives as
+/// `::ffff:a.b.c.d`; it is returned as the IPv4 address it is, so that IPv4 `trusted_proxies`,
+/// `X-Forwarded-For` and `ip_hash` see the same client on either kind of listener.
+pub fn peer_ip(session: &pingora::proxy::Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical())
+}
+
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }

@@ -197,10 +197,7 @@ impl ProxyHttp for Proxy {
             let req = session.req_header();
             let client = match k {
                 HashKey::ClientIp => {
-                    let peer = session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip());
+                    let peer = forwarded::peer_ip(session);
                     forwarded::client_ip(peer, req, &snap.trusted_proxies)
                 }
                 _ => None,
@@ -265,10 +262,7 @@ impl ProxyHttp for Proxy {
             return Ok(());
         };
         hop_by_hop::strip_request(upstream_request);
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = forwarded::peer_ip(session);
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;

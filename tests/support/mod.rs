@@ -224,13 +224,19 @@ impl Fulcrum {
 
     /// Like [`Fulcrum::start`], with `RUST_LOG=log`; read the log with [`Fulcrum::log`].
     pub fn start_logging(log: &str, server: &str, body: &str) -> Fulcrum {
+        Fulcrum::start_full("127.0.0.1", log, server, body)
+    }
+
+    /// Like [`Fulcrum::start`], with the proxy listening on `listen_ip` (e.g. "[::]"); tests
+    /// still connect to 127.0.0.1.
+    pub fn start_full(listen_ip: &str, log: &str, server: &str, body: &str) -> Fulcrum {
         let mut last_err = String::new();
         // A port picked free can be taken by a parallel test before fulcrum binds it: retry.
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let (port, admin_port) = (free_port(), free_port());
             let text = format!(
-                "[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n{server}\n{body}"
+                "[server]\nlisten = [\"{listen_ip}:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n{server}\n{body}"
             );
             let path = dir.path().join("fulcrum.toml");
             std::fs::File::create(&path)
