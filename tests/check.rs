@@ -130,6 +130,22 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:6:23: upstream.web.health_check.unhealthy_threshold: must be at least 1",
         ),
         (
+            format!("[[route]]\nupstream = \"web\"\ntimeout = \"0s\"\n{UPSTREAM}"),
+            "error: bad.toml:3:11: route[0].timeout: must be longer than 0s, e.g. \"2s\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\nread_timeout = \"500000000000y\"\n"),
+            "error: bad.toml:5:16: upstream.web.read_timeout: duration \"500000000000y\" is too long; at most \"365d\"",
+        ),
+        (
+            format!("[[route]]\nhost = \"[::1]:8080\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].host: invalid host \"[::1]:8080\": an IPv6 host is written in brackets without a port, e.g. \"[2001:db8::1]\"",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.outlier]\nbase_ejection = \"60s\"\nmax_ejection = \"30s\"\n"),
+            "error: bad.toml:7:16: upstream.web.outlier.max_ejection: max_ejection (30s) is shorter than base_ejection (60s); it caps every ejection, so it must be at least as long",
+        ),
+        (
             format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),
             "error: bad.toml:2:11: server.threads: must be at least 1 (or absent for one per CPU)",
         ),

@@ -120,7 +120,7 @@ pub struct RouteSection {
     /// Connect failures retried on another backend. Default: [`DEFAULT_RETRIES`].
     pub retries: Option<u32>,
     /// Whole-request deadline; past it the client gets 504. Default: [`DEFAULT_ROUTE_TIMEOUT`].
-    pub timeout: Option<HumanDuration>,
+    pub timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[upstream.NAME]`
@@ -139,13 +139,13 @@ pub struct UpstreamSection {
     /// `MAX_BALANCE_FACTOR`]. Default: absent = unbounded.
     pub hash_balance_factor: Option<Spanned<f64>>,
     /// TCP connect deadline per attempt. Default: [`DEFAULT_CONNECT_TIMEOUT`].
-    pub connect_timeout: Option<HumanDuration>,
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
     /// Longest wait for each read from a backend. Default: [`DEFAULT_READ_TIMEOUT`].
-    pub read_timeout: Option<HumanDuration>,
+    pub read_timeout: Option<Spanned<HumanDuration>>,
     /// Longest wait for each write to a backend. Default: [`DEFAULT_WRITE_TIMEOUT`].
-    pub write_timeout: Option<HumanDuration>,
+    pub write_timeout: Option<Spanned<HumanDuration>>,
     /// How long an idle pooled backend connection is kept. Default: [`DEFAULT_IDLE_TIMEOUT`].
-    pub idle_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Percent 0..=100: when fewer backends than this share are healthy, balance across all of
     /// them (Envoy's panic mode). Default: 0 = off.
     pub panic_threshold: Option<Spanned<u32>>,
@@ -197,9 +197,9 @@ pub struct OutlierSection {
     /// Consecutive failures (connect errors, timeouts, 5xx) that eject. Default: [`DEFAULT_CONSECUTIVE_FAILURES`].
     pub consecutive_failures: Option<Spanned<u32>>,
     /// Ejection time, multiplied by the number of ejections in a row. Default: [`DEFAULT_BASE_EJECTION`].
-    pub base_ejection: Option<HumanDuration>,
+    pub base_ejection: Option<Spanned<HumanDuration>>,
     /// Cap on one ejection. Default: [`DEFAULT_MAX_EJECTION`].
-    pub max_ejection: Option<HumanDuration>,
+    pub max_ejection: Option<Spanned<HumanDuration>>,
     /// Never eject more than this percent (0..=100) of the pool. Default: [`DEFAULT_MAX_EJECTED_PERCENT`].
     pub max_ejected_percent: Option<Spanned<u32>>,
 }

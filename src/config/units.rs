@@ -28,11 +28,18 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Longest accepted duration: one year (longer values are typos, and overflow clock arithmetic).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a human duration; the error says what is accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!(r#"invalid duration "{s}" ({e}); expected e.g. "250ms", "2s", "1m" or "1h""#)
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(r#"duration "{s}" is too long; at most "365d""#));
+    }
+    Ok(d)
 }
 
 /// A size in bytes written as "10MiB", "512KiB", "1GB", "64k" or a bare integer.
@@ -124,5 +131,9 @@ mod tests {
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("10").unwrap_err().contains("expected e.g."));
         assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("365d").is_ok());
+        assert!(parse_duration("500000000000y")
+            .unwrap_err()
+            .contains("too long"));
     }
 }

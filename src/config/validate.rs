@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use toml::Spanned;
@@ -226,15 +227,52 @@ fn upstream(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamConfig 
         hash_key,
         hash_balance_factor,
         backends,
-        connect_timeout: u.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
-        read_timeout: u.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
-        write_timeout: u.write_timeout.map_or(DEFAULT_WRITE_TIMEOUT, |d| d.0),
-        idle_timeout: u.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+        connect_timeout: positive(
+            c,
+            &u.connect_timeout,
+            format!("{field}.connect_timeout"),
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        read_timeout: positive(
+            c,
+            &u.read_timeout,
+            format!("{field}.read_timeout"),
+            DEFAULT_READ_TIMEOUT,
+        ),
+        write_timeout: positive(
+            c,
+            &u.write_timeout,
+            format!("{field}.write_timeout"),
+            DEFAULT_WRITE_TIMEOUT,
+        ),
+        idle_timeout: positive(
+            c,
+            &u.idle_timeout,
+            format!("{field}.idle_timeout"),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
         panic_threshold: u.panic_threshold.as_ref().map_or(0, |p| {
             percent(c, p, &format!("{field}.panic_threshold"), 100)
         }),
         health_check: u.health_check.as_ref().map(|h| health_check(c, &field, h)),
         outlier: u.outlier.as_ref().map(|o| outlier(c, &field, o)),
+    }
+}
+
+/// A duration that must be longer than zero (timeouts, intervals, ejection times).
+fn positive(
+    c: &mut Checker,
+    d: &Option<Spanned<HumanDuration>>,
+    field: String,
+    default: Duration,
+) -> Duration {
+    match d {
+        Some(d) if d.get_ref().0.is_zero() => {
+            c.error(d.span(), field, "must be longer than 0s, e.g. \"2s\"");
+            default
+        }
+        Some(d) => d.get_ref().0,
+        None => default,
     }
 }
 
@@ -326,20 +364,18 @@ fn health_check(c: &mut Checker, upstream: &str, h: &HealthCheckSection) -> Heal
             }
         }
     };
-    let mut positive = |d: &Option<Spanned<HumanDuration>>, key: &str, default| match d {
-        Some(d) if d.get_ref().0.is_zero() => {
-            c.error(
-                d.span(),
-                format!("{field}.{key}"),
-                "must be longer than 0s, e.g. \"2s\"",
-            );
-            default
-        }
-        Some(d) => d.get_ref().0,
-        None => default,
-    };
-    let interval = positive(&h.interval, "interval", DEFAULT_HEALTH_INTERVAL);
-    let timeout = positive(&h.timeout, "timeout", DEFAULT_HEALTH_TIMEOUT);
+    let interval = positive(
+        c,
+        &h.interval,
+        format!("{field}.interval"),
+        DEFAULT_HEALTH_INTERVAL,
+    );
+    let timeout = positive(
+        c,
+        &h.timeout,
+        format!("{field}.timeout"),
+        DEFAULT_HEALTH_TIMEOUT,
+    );
     HealthCheckConfig {
         kind,
         path,
@@ -385,10 +421,22 @@ fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Optio
 
 fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> OutlierConfig {
     let field = format!("{upstream}.outlier");
-    let base = o.base_ejection.map_or(DEFAULT_BASE_EJECTION, |d| d.0);
-    let max = o
-        .max_ejection
-        .map_or(DEFAULT_MAX_EJECTION, |d| d.0.max(base));
+    let base = positive(
+        c,
+        &o.base_ejection,
+        format!("{field}.base_ejection"),
+        DEFAULT_BASE_EJECTION,
+    );
+    let max = positive(
+        c,
+        &o.max_ejection,
+        format!("{field}.max_ejection"),
+        DEFAULT_MAX_EJECTION.max(base),
+    );
+    if let Some(m) = o.max_ejection.as_ref().filter(|_| max < base) {
+        let msg = format!("max_ejection ({max:?}) is shorter than base_ejection ({base:?}); it caps every ejection, so it must be at least as long");
+        c.error(m.span(), format!("{field}.max_ejection"), msg);
+    }
     OutlierConfig {
         consecutive_failures: at_least_one(
             c,
@@ -597,7 +645,12 @@ fn routes(
             host_rewrite,
             upstream,
             retries: r.retries.unwrap_or(DEFAULT_RETRIES),
-            timeout: r.timeout.map_or(DEFAULT_ROUTE_TIMEOUT, |d| d.0),
+            timeout: positive(
+                c,
+                &r.timeout,
+                format!("{field}.timeout"),
+                DEFAULT_ROUTE_TIMEOUT,
+            ),
         });
     }
     out
@@ -614,7 +667,14 @@ fn host_pattern(c: &mut Checker, h: &Spanned<String>, field: &str) -> Option<Hos
             && l.chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
     };
-    let problem = if name.contains(':') && !name.starts_with('[') {
+    let bracketed_ipv6 = |n: &str| {
+        n.strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    };
+    let problem = if name.starts_with('[') && !bracketed_ipv6(name) {
+        Some("an IPv6 host is written in brackets without a port, e.g. \"[2001:db8::1]\"")
+    } else if name.contains(':') && !name.starts_with('[') {
         Some("must not include a port (the port is ignored when matching)")
     } else if name.contains('*') {
         Some("a wildcard is only accepted as the first label, as in \"*.example.com\"")

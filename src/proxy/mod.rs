@@ -149,7 +149,7 @@ impl ProxyHttp for Proxy {
             respond(session, &ProxyError::BodyTooLarge { limit }).await;
             return Ok(true);
         }
-        ctx.deadline = Some(ctx.started + snap.routes[route].timeout);
+        ctx.deadline = ctx.started.checked_add(snap.routes[route].timeout);
         ctx.route = Some(route);
         ctx.snapshot = Some(snap);
         Ok(false)
