@@ -212,6 +212,8 @@ impl ProxyHttp for Proxy {
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
         ctx.outcome_recorded = false;
+        // pingora replays a buffered body through request_body_filter on a retry.
+        ctx.body_bytes = 0;
         ctx.attempts += 1;
         ctx.backend = Some(i);
         Ok(peer)
@@ -232,7 +234,9 @@ impl ProxyHttp for Proxy {
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
-        let retry = ctx.attempts <= route.retries && upstream.has_untried(&ctx.failed);
+        // The budget counts connect failures only: pingora's own retry of a dead pooled
+        // connection does not use it up.
+        let retry = ctx.failed.len() <= route.retries as usize && upstream.has_untried(&ctx.failed);
         let backend = ctx
             .backend
             .map_or("-", |i| upstream.backends[i].name.as_str());
