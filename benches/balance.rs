@@ -77,6 +77,7 @@ fn picks(c: &mut Criterion) {
                     let pick = Pick {
                         eligible: &eligible,
                         key: Some(&keys[k]),
+                        available: n,
                     };
                     let i = balancer.pick(black_box(&pick));
                     if let Some(i) = i {

@@ -85,6 +85,7 @@ impl Upstream {
         self.balancer.pick(&Pick {
             eligible: &|i| !excluded.contains(i) && self.health.eligible(i),
             key,
+            available: self.health.available(),
         })
     }
 

@@ -6,7 +6,8 @@
 //! With `hash_balance_factor = c`, this is consistent hashing with bounded loads (Mirrokni et
 //! al.): no backend takes a request while it has `c × average` in-flight requests or more; the
 //! key walks on clockwise to the first backend under the bound. The bound is
-//! `ceil(c × (in-flight of the upstream + 1) / backends)`, so some backend is always under it.
+//! `ceil(c × (in-flight of the upstream + 1) / available backends)`, so some available backend
+//! is always under it; should concurrent picks race past it, the least-loaded one wins.
 
 use std::sync::Arc;
 
@@ -34,10 +35,11 @@ impl ConsistentHash {
         }
     }
 
-    /// Most in-flight requests a backend may already have and still take this one.
-    fn limit(&self, factor: f64, states: &[Arc<BackendState>]) -> u64 {
+    /// Most in-flight requests a backend may already have and still take this one: the
+    /// average is over the backends health considers available.
+    fn limit(&self, factor: f64, states: &[Arc<BackendState>], available: usize) -> u64 {
         let total = states.first().map_or(0, |s| s.upstream_in_flight());
-        let average = (total + 1) as f64 / self.len as f64;
+        let average = (total + 1) as f64 / available.clamp(1, self.len.max(1)) as f64;
         ((factor * average).ceil() as u64).saturating_sub(1)
     }
 }
@@ -48,9 +50,13 @@ impl Balancer for ConsistentHash {
             return self.fallback.pick(pick);
         };
         let start = self.ring.first_point(Ring::hash(key))?;
-        let limit = self.bound.as_ref().map(|(f, s)| (self.limit(*f, s), s));
+        let limit = self
+            .bound
+            .as_ref()
+            .map(|(f, s)| (self.limit(*f, s, pick.available), s));
         let mut seen = BackendSet::default();
-        let mut first_eligible = None;
+        // (in-flight, backend): the least-loaded eligible backend found over the bound.
+        let mut lightest: Option<(u64, usize)> = None;
         for i in self.ring.walk(start) {
             if seen.contains(i) {
                 continue;
@@ -59,7 +65,10 @@ impl Balancer for ConsistentHash {
             if (pick.eligible)(i) {
                 match limit {
                     Some((max, states)) if states[i].in_flight() > max => {
-                        first_eligible.get_or_insert(i);
+                        let load = states[i].in_flight();
+                        if lightest.is_none_or(|(l, _)| load < l) {
+                            lightest = Some((load, i));
+                        }
                     }
                     _ => return Some(i),
                 }
@@ -68,9 +77,9 @@ impl Balancer for ConsistentHash {
                 break;
             }
         }
-        // Only reachable with every eligible backend at the bound (concurrent picks raced past
-        // it): keep the key's own preference.
-        first_eligible
+        // Only reachable when every eligible backend is over the bound (concurrent picks raced
+        // past it): the least-loaded of them.
+        lightest.map(|(_, i)| i)
     }
 }
 
@@ -91,6 +100,7 @@ mod tests {
         b.pick(&Pick {
             eligible,
             key: Some(key.as_bytes()),
+            available: usize::MAX,
         })
     }
 
@@ -146,15 +156,65 @@ mod tests {
     }
 
     #[test]
+    fn bounded_load_holds_when_half_the_backends_are_down() {
+        let r = Registry::default();
+        let list = addrs(10);
+        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let factor = 1.25;
+        let b = ConsistentHash::new(Ring::new(&list), Some((factor, states.clone())));
+        let up = |i: usize| i % 2 == 0;
+        for n in 1..=1000u64 {
+            let i = b
+                .pick(&Pick {
+                    eligible: &up,
+                    key: Some(b"hot-key"),
+                    available: 5,
+                })
+                .unwrap();
+            assert!(up(i));
+            states[i].start();
+            let max = states.iter().map(|s| s.in_flight()).max().unwrap();
+            let bound = (factor * n as f64 / 5.0).ceil() as u64;
+            assert!(
+                max <= bound,
+                "after {n} requests: a backend has {max} > {bound}"
+            );
+        }
+    }
+
+    #[test]
     fn bounded_load_keeps_the_owner_while_under_the_bound() {
         let r = Registry::default();
         let list = addrs(4);
         let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        // Two in flight everywhere: average (8 + 1) / 4, bound ceil(1.5 × 2.25) = 4 > 2 + 1.
+        for s in &states {
+            s.start();
+            s.start();
+        }
         let plain = ConsistentHash::new(Ring::new(&list), None);
-        let bounded = ConsistentHash::new(Ring::new(&list), Some((1.5, states)));
+        let bounded = ConsistentHash::new(Ring::new(&list), Some((1.5, states.clone())));
         for i in 0..500 {
             let k = format!("k{i}");
             assert_eq!(pick_key(&plain, &k, &all), pick_key(&bounded, &k, &all));
+        }
+        // One backend over the bound (5 in flight; bound ceil(1.5 × 12 / 4) = 5, so at most 4
+        // before taking another): its keys, and only its keys, move.
+        let hot = pick_key(&plain, "k0", &all).unwrap();
+        for _ in 0..3 {
+            states[hot].start();
+        }
+        for i in 0..500 {
+            let k = format!("k{i}");
+            let (p, q) = (
+                pick_key(&plain, &k, &all).unwrap(),
+                pick_key(&bounded, &k, &all).unwrap(),
+            );
+            assert_eq!(
+                p == hot,
+                q != p,
+                "key {k}: plain {p}, bounded {q}, hot {hot}"
+            );
         }
     }
 }

@@ -195,6 +195,7 @@ mod tests {
         lc.pick(&Pick {
             eligible: &all,
             key: None,
+            available: usize::MAX,
         })
         .unwrap()
     }
@@ -245,7 +246,8 @@ mod tests {
         assert_eq!(
             lc.pick(&Pick {
                 eligible: &never,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );

@@ -34,6 +34,9 @@ pub struct Pick<'a> {
     pub eligible: &'a dyn Fn(usize) -> bool,
     /// The request's hash key (hash strategies); `None` when the request has none.
     pub key: Option<&'a [u8]>,
+    /// How many backends health considers available (all of them in panic mode): the
+    /// denominator of load averages. May exceed the number of backends.
+    pub available: usize,
 }
 
 /// A balancing strategy over one upstream's backends, indexed `0..n` in config order.
@@ -156,6 +159,7 @@ pub(crate) mod testing {
                 b.pick(&Pick {
                     eligible: &all,
                     key: None,
+                    available: usize::MAX,
                 })
                 .expect("a pick")
             })
@@ -175,6 +179,7 @@ pub(crate) mod testing {
                 .pick(&Pick {
                     eligible,
                     key: None,
+                    available: usize::MAX,
                 })
                 .expect("a pick");
             counts[i] += 1;

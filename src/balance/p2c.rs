@@ -105,7 +105,8 @@ mod tests {
         assert_eq!(
             b.pick(&Pick {
                 eligible: &never,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );

@@ -89,14 +89,16 @@ mod tests {
         assert_eq!(
             WeightedRandom::new(&[1, 2]).pick(&Pick {
                 eligible: &never,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );
         assert_eq!(
             WeightedRandom::new(&[]).pick(&Pick {
                 eligible: &all,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );

@@ -56,14 +56,16 @@ mod tests {
         assert_eq!(
             RoundRobin::new(3).pick(&Pick {
                 eligible: &never,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );
         assert_eq!(
             RoundRobin::new(0).pick(&Pick {
                 eligible: &all,
-                key: None
+                key: None,
+                available: usize::MAX,
             }),
             None
         );

@@ -19,7 +19,7 @@ pub use monitor::HealthService;
 pub use state::{BackendHealth, Transition};
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -53,8 +53,11 @@ pub struct UpstreamHealth {
     outlier: Option<OutlierConfig>,
     panic_threshold: u32,
     panic: AtomicBool,
-    /// Serializes ejection decisions so that `max_ejected_percent` holds exactly.
-    ejecting: Mutex<()>,
+    /// Backends available now (all of them in panic mode), for load averages.
+    available: AtomicUsize,
+    /// Serializes state changes (ejections, transitions) so that `max_ejected_percent` holds
+    /// exactly and the panic flag and `available` follow the last change.
+    changing: Mutex<()>,
     readmit_tx: mpsc::UnboundedSender<Readmission>,
     readmit_rx: Mutex<Option<mpsc::UnboundedReceiver<Readmission>>>,
 }
@@ -83,7 +86,8 @@ impl UpstreamHealth {
             outlier: config.outlier.clone(),
             panic_threshold: config.panic_threshold,
             panic: AtomicBool::new(false),
-            ejecting: Mutex::new(()),
+            available: AtomicUsize::new(config.backends.len()),
+            changing: Mutex::new(()),
             readmit_tx: tx,
             readmit_rx: Mutex::new(Some(rx)),
         };
@@ -100,6 +104,11 @@ impl UpstreamHealth {
         self.panic.load(Ordering::Relaxed)
     }
 
+    /// How many backends may take traffic now (every backend in panic mode).
+    pub fn available(&self) -> usize {
+        self.available.load(Ordering::Relaxed)
+    }
+
     /// Records the outcome of a real request on backend `i` (a connect error, a timeout or a
     /// 5xx is a failure) and ejects the backend when the outlier rules say so.
     pub fn record(&self, i: usize, ok: bool) {
@@ -111,7 +120,7 @@ impl UpstreamHealth {
     }
 
     fn eject(&self, i: usize, o: &OutlierConfig) {
-        let _serial = self.ejecting.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let m = &self.members[i];
         if m.state.health.is_ejected() {
             return;
@@ -145,7 +154,7 @@ impl UpstreamHealth {
             tracing::error!(upstream = %self.name, "health monitor is gone; readmitting at once");
             m.state.health.readmit(now);
         }
-        self.update_panic();
+        self.update_panic_locked();
     }
 
     fn readmit(&self, i: usize) {
@@ -189,6 +198,12 @@ impl UpstreamHealth {
 
     /// Recomputes panic mode; logs when it changes.
     fn update_panic(&self) {
+        let _serial = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        self.update_panic_locked();
+    }
+
+    /// [`Self::update_panic`] with the `changing` lock already held.
+    fn update_panic_locked(&self) {
         let n = self.members.len();
         let available = self
             .members
@@ -196,6 +211,8 @@ impl UpstreamHealth {
             .filter(|m| m.state.health.available())
             .count();
         let panic = self.panic_threshold > 0 && available * 100 < self.panic_threshold as usize * n;
+        self.available
+            .store(if panic { n } else { available }, Ordering::Relaxed);
         if self.panic.swap(panic, Ordering::Relaxed) != panic {
             if panic {
                 tracing::warn!(upstream = %self.name, available, backends = n, threshold = self.panic_threshold, "panic mode: balancing across all backends");
