@@ -30,28 +30,39 @@ impl PowerOfTwo {
     }
 }
 
+/// Draws before falling back to a uniform choice among the eligible backends.
+const DRAWS: usize = 8;
+
 impl Balancer for PowerOfTwo {
     fn pick(&self, pick: &Pick<'_>) -> Option<usize> {
         let n = self.weights.len();
-        match n {
-            0 => return None,
-            1 => return (pick.eligible)(0).then_some(0),
-            _ => {}
+        if n == 0 {
+            return None;
         }
-        let a = fastrand::usize(..n);
-        let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-        match ((pick.eligible)(a), (pick.eligible)(b)) {
-            (true, true) => Some(if self.lighter(a, b) { a } else { b }),
-            (true, false) => Some(a),
-            (false, true) => Some(b),
-            // Both drawn backends are out: the next eligible one after a random start.
-            (false, false) => {
-                let start = fastrand::usize(..n);
-                (0..n)
-                    .map(|k| (start + k) % n)
-                    .find(|&i| (pick.eligible)(i))
+        // Draws are uniform (the partner over the other n - 1), so the first eligible pair is a
+        // uniform pair of eligible backends: skipping others favours no one.
+        let first = (0..DRAWS)
+            .map(|_| fastrand::usize(..n))
+            .find(|&i| (pick.eligible)(i));
+        if let Some(a) = first {
+            if n == 1 {
+                return Some(a);
             }
+            let partner = (0..DRAWS)
+                .map(|_| (a + 1 + fastrand::usize(..n - 1)) % n)
+                .find(|&b| (pick.eligible)(b));
+            return Some(match partner {
+                Some(b) if !self.lighter(a, b) => b,
+                _ => a,
+            });
         }
+        // Mostly ineligible pool: uniform among the eligible ones.
+        let eligible = (0..n).filter(|&i| (pick.eligible)(i)).count();
+        if eligible == 0 {
+            return None;
+        }
+        let k = fastrand::usize(..eligible);
+        (0..n).filter(|&i| (pick.eligible)(i)).nth(k)
     }
 }
 
@@ -94,6 +105,18 @@ mod tests {
         let (b, _) = p2c(&[1, 1, 1, 1]);
         let counts = shares(&b, 4, 40_000, &all);
         assert_weighted(&counts, &[1, 1, 1, 1], 0.02);
+    }
+
+    #[test]
+    fn skipping_a_run_of_backends_favours_none_of_the_others() {
+        let (b, _) = p2c(&[1; 10]);
+        let counts = shares(&b, 10, 100_000, &|i| i >= 8);
+        assert_eq!(counts[..8].iter().sum::<usize>(), 0);
+        let share = counts[8] as f64 / 100_000.0;
+        assert!(
+            (share - 0.5).abs() < 0.02,
+            "backend 8 got {share:.3} of the picks, backend 9 the rest"
+        );
     }
 
     #[test]
