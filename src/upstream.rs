@@ -60,10 +60,11 @@ impl Upstream {
             .iter()
             .map(|b: &Backend| Arc::clone(&b.state))
             .collect();
+        let balancer = balance::build(config, &states);
         Upstream {
             name: config.name.clone(),
-            balancer: balance::build(config, &states),
-            health: Arc::new(UpstreamHealth::new(config, &states)),
+            health: Arc::new(UpstreamHealth::new(config, &states, Arc::clone(&balancer))),
+            balancer,
             backends,
             hash_key: config.hash_key.clone(),
         }

@@ -8,6 +8,9 @@
 //! one list down. Both are O(classes) under one short lock. Within a list, FIFO order is
 //! round-robin; across classes, ties go to the backend picked least recently.
 //!
+//! Backends health takes out of service are parked outside the lists (see
+//! [`Balancer::set_available`]), so that an outage does not make every pick step over them.
+//!
 //! The counts are those of requests picked through this balancer. After a config reload, the
 //! new balancer starts at zero while the previous one's requests finish (the shared per-backend
 //! counters in the registry, used by metrics, p2c and bounded load, keep counting them).
@@ -31,6 +34,8 @@ struct Index {
     next: Vec<u32>,
     /// When each backend was last picked (a logical clock), for ties across classes.
     last_pick: Vec<u64>,
+    /// Out of service: in no list.
+    parked: Vec<bool>,
     clock: u64,
     classes: Vec<Class>,
 }
@@ -53,6 +58,7 @@ impl LeastConnections {
             prev: vec![NIL; n],
             next: vec![NIL; n],
             last_pick: (0..n as u64).collect(),
+            parked: vec![false; n],
             clock: n as u64,
             classes: Vec::new(),
         };
@@ -170,9 +176,26 @@ impl Index {
         if i >= self.load.len() || self.load[i] == 0 {
             return;
         }
+        if self.parked[i] {
+            self.load[i] -= 1;
+            return;
+        }
         self.unlink(i);
         self.load[i] -= 1;
         self.push_back(i, self.load[i] as usize);
+    }
+
+    fn set_available(&mut self, i: usize, available: bool) {
+        if i >= self.parked.len() || self.parked[i] != available {
+            return;
+        }
+        if available {
+            self.parked[i] = false;
+            self.push_back(i, self.load[i] as usize);
+        } else {
+            self.unlink(i);
+            self.parked[i] = true;
+        }
     }
 }
 
@@ -183,6 +206,10 @@ impl Balancer for LeastConnections {
 
     fn release(&self, backend: usize) {
         self.index().release(backend);
+    }
+
+    fn set_available(&self, backend: usize, available: bool) {
+        self.index().set_available(backend, available);
     }
 }
 
@@ -251,6 +278,43 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn parked_backends_are_not_picked_and_return_with_their_load() {
+        let lc = LeastConnections::new(&[1, 1, 1]);
+        let held = pick(&lc);
+        assert_eq!(held, 0);
+        lc.set_available(0, false);
+        lc.set_available(0, false);
+        let order: Vec<usize> = (0..4)
+            .map(|_| {
+                let i = pick(&lc);
+                lc.release(i);
+                i
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2, 1, 2]);
+        lc.release(held);
+        lc.set_available(0, true);
+        lc.set_available(0, true);
+        // Back with its load released: it joins the end of the rotation.
+        let order: Vec<usize> = (0..3)
+            .map(|_| {
+                let i = pick(&lc);
+                lc.release(i);
+                i
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2, 0]);
+        let never = |_| false;
+        lc.set_available(1, false);
+        let none = Pick {
+            eligible: &never,
+            key: None,
+            available: usize::MAX,
+        };
+        assert_eq!(lc.pick(&none), None);
     }
 
     #[test]

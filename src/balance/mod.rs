@@ -48,6 +48,12 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
     /// Called when a request that `pick` sent to `backend` ends (its [`Lease`] is dropped), for
     /// strategies that track their own load. Default: nothing.
     fn release(&self, _backend: usize) {}
+
+    /// Called by health when `backend` goes out of service or comes back (checks, ejection,
+    /// panic mode), off the request path. Strategies that keep their own index can set the
+    /// backend aside instead of stepping over it on every pick; [`Pick::eligible`] stays the
+    /// authority. Default: nothing.
+    fn set_available(&self, _backend: usize, _available: bool) {}
 }
 
 /// The strategy the config asks for. `states[i]` is backend `i`'s shared state (in-flight

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::balance::Balancer;
 use crate::config::{HealthCheckConfig, OutlierConfig, UpstreamConfig};
 use crate::registry::BackendState;
 
@@ -56,15 +57,22 @@ pub struct UpstreamHealth {
     /// Backends available now (all of them in panic mode), for load averages.
     available: AtomicUsize,
     /// Serializes state changes (ejections, transitions) so that `max_ejected_percent` holds
-    /// exactly and the panic flag and `available` follow the last change.
-    changing: Mutex<()>,
+    /// exactly and the panic flag and `available` follow the last change. Holds what the
+    /// balancer was last told about each backend.
+    changing: Mutex<Vec<bool>>,
+    /// Told when a backend goes out of service or comes back.
+    balancer: Arc<dyn Balancer>,
     readmit_tx: mpsc::UnboundedSender<Readmission>,
     readmit_rx: Mutex<Option<mpsc::UnboundedReceiver<Readmission>>>,
 }
 
 impl UpstreamHealth {
-    /// `states[i]` is backend `i`'s registry state.
-    pub fn new(config: &UpstreamConfig, states: &[Arc<BackendState>]) -> UpstreamHealth {
+    /// `states[i]` is backend `i`'s registry state; `balancer` hears of availability changes.
+    pub fn new(
+        config: &UpstreamConfig,
+        states: &[Arc<BackendState>],
+        balancer: Arc<dyn Balancer>,
+    ) -> UpstreamHealth {
         let (tx, rx) = mpsc::unbounded_channel();
         let members = config
             .backends
@@ -87,7 +95,8 @@ impl UpstreamHealth {
             panic_threshold: config.panic_threshold,
             panic: AtomicBool::new(false),
             available: AtomicUsize::new(config.backends.len()),
-            changing: Mutex::new(()),
+            changing: Mutex::new(vec![true; config.backends.len()]),
+            balancer,
             readmit_tx: tx,
             readmit_rx: Mutex::new(Some(rx)),
         };
@@ -120,7 +129,7 @@ impl UpstreamHealth {
     }
 
     fn eject(&self, i: usize, o: &OutlierConfig) {
-        let _serial = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut told = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let m = &self.members[i];
         if m.state.health.is_ejected() {
             return;
@@ -154,7 +163,7 @@ impl UpstreamHealth {
             tracing::error!(upstream = %self.name, "health monitor is gone; readmitting at once");
             m.state.health.readmit(now);
         }
-        self.update_panic_locked();
+        self.update_panic_locked(&mut told);
     }
 
     fn readmit(&self, i: usize) {
@@ -196,14 +205,15 @@ impl UpstreamHealth {
         }
     }
 
-    /// Recomputes panic mode; logs when it changes.
+    /// Recomputes panic mode and the available count; logs when panic mode changes.
     fn update_panic(&self) {
-        let _serial = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        self.update_panic_locked();
+        let mut told = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        self.update_panic_locked(&mut told);
     }
 
-    /// [`Self::update_panic`] with the `changing` lock already held.
-    fn update_panic_locked(&self) {
+    /// [`Self::update_panic`] with the `changing` lock held (`told` is its content); also tells
+    /// the balancer which backends went out of service or came back.
+    fn update_panic_locked(&self, told: &mut [bool]) {
         let n = self.members.len();
         let available = self
             .members
@@ -213,6 +223,13 @@ impl UpstreamHealth {
         let panic = self.panic_threshold > 0 && available * 100 < self.panic_threshold as usize * n;
         self.available
             .store(if panic { n } else { available }, Ordering::Relaxed);
+        for (i, m) in self.members.iter().enumerate() {
+            let now = panic || m.state.health.available();
+            if told[i] != now {
+                told[i] = now;
+                self.balancer.set_available(i, now);
+            }
+        }
         if self.panic.swap(panic, Ordering::Relaxed) != panic {
             if panic {
                 tracing::warn!(upstream = %self.name, available, backends = n, threshold = self.panic_threshold, "panic mode: balancing across all backends");
