@@ -54,27 +54,41 @@ impl Balancer for ConsistentHash {
             .bound
             .as_ref()
             .map(|(f, s)| (self.limit(*f, s, pick.available), s));
-        let mut seen = BackendSet::default();
         // (in-flight, backend): the least-loaded eligible backend found over the bound.
         let mut lightest: Option<(u64, usize)> = None;
-        for i in self.ring.walk(start) {
+        let mut take = |i: usize| {
+            if !(pick.eligible)(i) {
+                return false;
+            }
+            match limit {
+                Some((max, states)) if states[i].in_flight() > max => {
+                    let load = states[i].in_flight();
+                    if lightest.is_none_or(|(l, _)| load < l) {
+                        lightest = Some((load, i));
+                    }
+                    false
+                }
+                _ => true,
+            }
+        };
+        let mut walk = self.ring.walk(start);
+        let owner = walk.next()?;
+        if take(owner) {
+            return Some(owner);
+        }
+        // Past the owner: remember who was seen, to stop after one look at every backend.
+        let mut seen = BackendSet::default();
+        seen.insert(owner);
+        for i in walk {
+            if seen.len() == self.len {
+                break;
+            }
             if seen.contains(i) {
                 continue;
             }
             seen.insert(i);
-            if (pick.eligible)(i) {
-                match limit {
-                    Some((max, states)) if states[i].in_flight() > max => {
-                        let load = states[i].in_flight();
-                        if lightest.is_none_or(|(l, _)| load < l) {
-                            lightest = Some((load, i));
-                        }
-                    }
-                    _ => return Some(i),
-                }
-            }
-            if seen.len() == self.len {
-                break;
+            if take(i) {
+                return Some(i);
             }
         }
         // Only reachable when every eligible backend is over the bound (concurrent picks raced

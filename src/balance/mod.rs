@@ -104,36 +104,55 @@ impl Drop for Lease {
     }
 }
 
-/// A set of backend indices, without allocating for the first 64.
-#[derive(Debug, Default, Clone)]
+/// Backends a set holds in its inline bitmap; larger indices go to a list.
+const INLINE_BACKENDS: usize = 1024;
+
+/// A set of backend indices: O(1) and without allocating for the first [`INLINE_BACKENDS`].
+#[derive(Debug, Clone)]
 pub struct BackendSet {
-    low: u64,
+    bits: [u64; INLINE_BACKENDS / 64],
+    len: usize,
     high: Vec<usize>,
+}
+
+impl Default for BackendSet {
+    fn default() -> Self {
+        BackendSet {
+            bits: [0; INLINE_BACKENDS / 64],
+            len: 0,
+            high: Vec::new(),
+        }
+    }
 }
 
 impl BackendSet {
     pub fn insert(&mut self, i: usize) {
-        if i < 64 {
-            self.low |= 1 << i;
+        if i < INLINE_BACKENDS {
+            let (word, bit) = (i / 64, 1u64 << (i % 64));
+            if self.bits[word] & bit == 0 {
+                self.bits[word] |= bit;
+                self.len += 1;
+            }
         } else if !self.high.contains(&i) {
             self.high.push(i);
+            self.len += 1;
         }
     }
 
     pub fn contains(&self, i: usize) -> bool {
-        if i < 64 {
-            self.low & (1 << i) != 0
+        if i < INLINE_BACKENDS {
+            self.bits[i / 64] & (1 << (i % 64)) != 0
         } else {
             self.high.contains(&i)
         }
     }
 
     pub fn len(&self) -> usize {
-        self.low.count_ones() as usize + self.high.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 }
 
@@ -216,13 +235,14 @@ mod tests {
     #[test]
     fn backend_set_spans_past_64() {
         let mut t = BackendSet::default();
-        for i in [0, 63, 64, 1000] {
+        for i in [0, 63, 64, 1000, 1023, 1024, 5000] {
             assert!(!t.contains(i));
             t.insert(i);
             assert!(t.contains(i));
         }
         t.insert(1000);
-        assert_eq!(t.len(), 4);
+        t.insert(5000);
+        assert_eq!(t.len(), 7);
         assert!(!t.contains(1));
     }
 
