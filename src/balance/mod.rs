@@ -5,6 +5,7 @@
 //! on to the strategy's own next choice, so skipping a backend does not bias the others.
 
 mod consistent_hash;
+mod in_service;
 mod key;
 mod least_connections;
 mod p2c;

@@ -1,10 +1,12 @@
 //! `balance = "p2c"`: power of two random choices (Envoy's LEAST_REQUEST): draw two distinct
-//! backends at random and take the one with fewer in-flight requests relative to its weight.
+//! backends in service at random and take the one with fewer in-flight requests relative to its
+//! weight.
 //! O(1); reads the shared per-backend in-flight counters, so it sees every request, including
 //! those picked before a config reload.
 
 use std::sync::Arc;
 
+use super::in_service::InService;
 use super::{Balancer, Pick};
 use crate::registry::BackendState;
 
@@ -12,13 +14,16 @@ use crate::registry::BackendState;
 pub struct PowerOfTwo {
     weights: Vec<u64>,
     states: Vec<Arc<BackendState>>,
+    in_service: InService,
 }
 
 impl PowerOfTwo {
     pub fn new(weights: &[u32], states: Vec<Arc<BackendState>>) -> PowerOfTwo {
         assert_eq!(weights.len(), states.len(), "one state per backend");
+        let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w)).collect();
         PowerOfTwo {
-            weights: weights.iter().map(|&w| u64::from(w)).collect(),
+            in_service: InService::new(&weights),
+            weights,
             states,
         }
     }
@@ -41,15 +46,20 @@ impl Balancer for PowerOfTwo {
         }
         // Draws are uniform (the partner over the other n - 1), so the first eligible pair is a
         // uniform pair of eligible backends: skipping others favours no one.
-        let first = (0..DRAWS)
-            .map(|_| fastrand::usize(..n))
-            .find(|&i| (pick.eligible)(i));
-        if let Some(a) = first {
-            if n == 1 {
+        // Draws are uniform over the backends in service (the partner over the other m - 1), so
+        // the first eligible pair is a uniform pair: skipping others favours no one.
+        let in_service = &self.in_service.table().backends;
+        let m = in_service.len();
+        let first = (0..if m > 0 { DRAWS } else { 0 })
+            .map(|_| fastrand::usize(..m))
+            .find(|&k| (pick.eligible)(in_service[k] as usize));
+        if let Some(k) = first {
+            let a = in_service[k] as usize;
+            if m == 1 {
                 return Some(a);
             }
             let partner = (0..DRAWS)
-                .map(|_| (a + 1 + fastrand::usize(..n - 1)) % n)
+                .map(|_| in_service[(k + 1 + fastrand::usize(..m - 1)) % m] as usize)
                 .find(|&b| (pick.eligible)(b));
             return Some(match partner {
                 Some(b) if !self.lighter(a, b) => b,
@@ -63,6 +73,10 @@ impl Balancer for PowerOfTwo {
         }
         let k = fastrand::usize(..eligible);
         (0..n).filter(|&i| (pick.eligible)(i)).nth(k)
+    }
+
+    fn set_available(&self, backend: usize, available: bool) {
+        self.in_service.set(backend, available);
     }
 }
 

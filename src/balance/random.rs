@@ -1,8 +1,9 @@
-//! `balance = "random"`: weighted random. A pick draws a point in [0, total weight) and finds its
-//! backend by binary search over cumulative weights (O(log n)). An ineligible draw is redrawn
-//! (rejection sampling keeps the other backends' relative shares exact); after a few misses the
-//! draw is made over the eligible backends only.
+//! `balance = "random"`: weighted random. A pick draws a point in [0, total weight) of the
+//! backends in service and finds its backend by binary search over cumulative weights
+//! (O(log n)). An ineligible draw is redrawn (rejection sampling keeps the other backends'
+//! relative shares exact); after a few misses the draw is made over the eligible backends only.
 
+use super::in_service::InService;
 use super::{Balancer, Pick};
 
 /// Redraws before falling back to an exact draw over the eligible backends.
@@ -11,33 +12,26 @@ const REDRAWS: usize = 8;
 #[derive(Debug)]
 pub struct WeightedRandom {
     weights: Vec<u64>,
-    /// cumulative[i] = sum of weights[..=i]
-    cumulative: Vec<u64>,
+    in_service: InService,
 }
 
 impl WeightedRandom {
     pub fn new(weights: &[u32]) -> WeightedRandom {
         let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w)).collect();
-        let cumulative = weights
-            .iter()
-            .scan(0, |sum, &w| {
-                *sum += w;
-                Some(*sum)
-            })
-            .collect();
         WeightedRandom {
+            in_service: InService::new(&weights),
             weights,
-            cumulative,
         }
     }
 }
 
 impl Balancer for WeightedRandom {
     fn pick(&self, pick: &Pick<'_>) -> Option<usize> {
-        let total = *self.cumulative.last()?;
+        let table = self.in_service.table();
         for _ in 0..REDRAWS {
-            let point = fastrand::u64(..total);
-            let i = self.cumulative.partition_point(|&c| c <= point);
+            let Some(i) = table.draw_weighted() else {
+                break;
+            };
             if (pick.eligible)(i) {
                 return Some(i);
             }
@@ -59,6 +53,10 @@ impl Balancer for WeightedRandom {
                 point -= self.weights[i];
                 false
             })
+    }
+
+    fn set_available(&self, backend: usize, available: bool) {
+        self.in_service.set(backend, available);
     }
 }
 
