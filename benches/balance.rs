@@ -126,6 +126,24 @@ fn picks(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // A pool too large for a smooth-WRR table (weights 1..=1000), with everything down.
+    let weights: Vec<u32> = (1..=1000).collect();
+    let mut config = upstream(BalanceKind::WeightedRoundRobin, 1000, None);
+    for (b, w) in config.backends.iter_mut().zip(&weights) {
+        b.weight = *w;
+    }
+    let balancer = balance::build(&config, &[]);
+    let down = |_: usize| false;
+    c.bench_function("weighted_round_robin_live_mode_all_down/1000", |b| {
+        b.iter(|| {
+            balancer.pick(black_box(&Pick {
+                eligible: &down,
+                key: None,
+                available: 0,
+            }))
+        })
+    });
 }
 
 criterion_group! {

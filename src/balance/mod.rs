@@ -157,6 +157,26 @@ impl BackendSet {
     }
 }
 
+/// A backend drawn by weight among the eligible ones (O(n)): the exact fallback of the
+/// strategies whose usual draw keeps missing. `None` when none is eligible.
+fn weighted_among_eligible(weights: &[u64], eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let total: u64 = (0..weights.len())
+        .filter(|&i| eligible(i))
+        .map(|i| weights[i])
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = fastrand::u64(..total);
+    (0..weights.len()).filter(|&i| eligible(i)).find(|&i| {
+        if point < weights[i] {
+            return true;
+        }
+        point -= weights[i];
+        false
+    })
+}
+
 /// Greatest common divisor of the weights (1 for an empty list), to keep tables small.
 fn weight_gcd(weights: &[u32]) -> u32 {
     fn gcd(a: u32, b: u32) -> u32 {

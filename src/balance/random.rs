@@ -4,7 +4,7 @@
 //! relative shares exact); after a few misses the draw is made over the eligible backends only.
 
 use super::in_service::InService;
-use super::{Balancer, Pick};
+use super::{weighted_among_eligible, Balancer, Pick};
 
 /// Redraws before falling back to an exact draw over the eligible backends.
 const REDRAWS: usize = 8;
@@ -36,23 +36,7 @@ impl Balancer for WeightedRandom {
                 return Some(i);
             }
         }
-        let eligible_total: u64 = (0..self.weights.len())
-            .filter(|&i| (pick.eligible)(i))
-            .map(|i| self.weights[i])
-            .sum();
-        if eligible_total == 0 {
-            return None;
-        }
-        let mut point = fastrand::u64(..eligible_total);
-        (0..self.weights.len())
-            .filter(|&i| (pick.eligible)(i))
-            .find(|&i| {
-                if point < self.weights[i] {
-                    return true;
-                }
-                point -= self.weights[i];
-                false
-            })
+        weighted_among_eligible(&self.weights, pick.eligible)
     }
 
     fn set_available(&self, backend: usize, available: bool) {
