@@ -45,7 +45,9 @@ struct Class {
     weight: u64,
     /// (head, tail) of the list of members with in-flight count = index.
     lists: Vec<(u32, u32)>,
-    /// Lowest in-flight count with a non-empty list.
+    /// A lower bound of the lowest in-flight count with a non-empty list: removing a member
+    /// never lowers the true minimum, adding one lowers this bound when needed, and each pick
+    /// raises it to the first non-empty list it finds.
     min: usize,
 }
 
@@ -102,7 +104,7 @@ impl Index {
             self.next[tail as usize] = i as u32;
             class.lists[level] = (head, i as u32);
         }
-        if level < class.min || class.lists[class.min].0 == NIL {
+        if level < class.min {
             class.min = level;
         }
     }
@@ -123,17 +125,19 @@ impl Index {
             self.prev[n as usize] = p;
         }
         class.lists[level] = (head, tail);
-        if head == NIL && class.min == level {
-            // The backend moves one level up or down next; push_back lowers `min` when needed.
-            class.min = level + 1;
-        }
     }
 
-    /// The least-loaded eligible member of class `c`: (load, backend).
-    fn candidate(&self, c: usize, eligible: &dyn Fn(usize) -> bool) -> Option<(u64, usize)> {
-        let class = &self.classes[c];
+    /// The least-loaded eligible member of class `c`: (load, backend). Tightens the class's
+    /// `min` bound to the first non-empty list on the way.
+    fn candidate(&mut self, c: usize, eligible: &dyn Fn(usize) -> bool) -> Option<(u64, usize)> {
+        let class = &mut self.classes[c];
+        let mut tightened = false;
         for level in class.min..class.lists.len() {
             let mut i = class.lists[level].0;
+            if i != NIL && !tightened {
+                class.min = level;
+                tightened = true;
+            }
             while i != NIL {
                 if eligible(i as usize) {
                     return Some((level as u64, i as usize));
@@ -315,6 +319,63 @@ mod tests {
             available: usize::MAX,
         };
         assert_eq!(lc.pick(&none), None);
+    }
+
+    /// Random picks, releases, parks and unparks: every pick has the least in-flight / weight of
+    /// the unparked eligible backends, and loads match a plain model.
+    #[test]
+    fn model_check_against_brute_force() {
+        fastrand::seed(11);
+        for _ in 0..300 {
+            let n = fastrand::usize(1..9);
+            let weights: Vec<u32> = (0..n).map(|_| fastrand::u32(1..4)).collect();
+            let lc = LeastConnections::new(&weights);
+            let mut load = vec![0u64; n];
+            let mut parked = vec![false; n];
+            let mut held: Vec<usize> = Vec::new();
+            for _ in 0..200 {
+                match fastrand::u8(..10) {
+                    0..=4 => {
+                        let mask: Vec<bool> = (0..n).map(|_| fastrand::u8(..5) > 0).collect();
+                        let eligible = |i: usize| mask[i];
+                        let got = lc.pick(&Pick {
+                            eligible: &eligible,
+                            key: None,
+                            available: n,
+                        });
+                        let candidates: Vec<usize> =
+                            (0..n).filter(|&i| mask[i] && !parked[i]).collect();
+                        match got {
+                            None => {
+                                assert!(candidates.is_empty(), "no pick but {candidates:?} free")
+                            }
+                            Some(i) => {
+                                assert!(mask[i] && !parked[i], "picked {i}: ineligible or parked");
+                                let ratio = |j: usize| load[j] as f64 / weights[j] as f64;
+                                let best = candidates
+                                    .iter()
+                                    .map(|&j| ratio(j))
+                                    .fold(f64::MAX, f64::min);
+                                assert_eq!(ratio(i), best, "picked {i} with loads {load:?}, weights {weights:?}, parked {parked:?}");
+                                load[i] += 1;
+                                held.push(i);
+                            }
+                        }
+                    }
+                    5..=7 if !held.is_empty() => {
+                        let i = held.swap_remove(fastrand::usize(..held.len()));
+                        lc.release(i);
+                        load[i] -= 1;
+                    }
+                    _ => {
+                        let i = fastrand::usize(..n);
+                        let available = fastrand::bool();
+                        lc.set_available(i, available);
+                        parked[i] = !available;
+                    }
+                }
+            }
+        }
     }
 
     #[test]
