@@ -45,6 +45,8 @@ struct Class {
     weight: u64,
     /// (head, tail) of the list of members with in-flight count = index.
     lists: Vec<(u32, u32)>,
+    /// Members not parked; a class with none is skipped without looking at its lists.
+    active: usize,
     /// A lower bound of the lowest in-flight count with a non-empty list: removing a member
     /// never lowers the true minimum, adding one lowers this bound when needed, and each pick
     /// raises it to the first non-empty list it finds.
@@ -72,11 +74,13 @@ impl LeastConnections {
                         weight: u64::from(w),
                         lists: vec![(NIL, NIL)],
                         min: 0,
+                        active: 0,
                     });
                     index.classes.len() - 1
                 }
             };
             index.class_of[i] = c as u32;
+            index.classes[c].active += 1;
             index.push_back(i, 0);
         }
         LeastConnections {
@@ -131,6 +135,9 @@ impl Index {
     /// `min` bound to the first non-empty list on the way.
     fn candidate(&mut self, c: usize, eligible: &dyn Fn(usize) -> bool) -> Option<(u64, usize)> {
         let class = &mut self.classes[c];
+        if class.active == 0 {
+            return None;
+        }
         let mut tightened = false;
         for level in class.min..class.lists.len() {
             let mut i = class.lists[level].0;
@@ -193,12 +200,15 @@ impl Index {
         if i >= self.parked.len() || self.parked[i] != available {
             return;
         }
+        let class = self.class_of[i] as usize;
         if available {
             self.parked[i] = false;
+            self.classes[class].active += 1;
             self.push_back(i, self.load[i] as usize);
         } else {
             self.unlink(i);
             self.parked[i] = true;
+            self.classes[class].active -= 1;
         }
     }
 }
