@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use fulcrum::balance::{self, Pick};
+use fulcrum::balance::{self, Balancer, Pick};
 use fulcrum::config::{BackendConfig, BalanceKind, HashKey, UpstreamConfig};
 use fulcrum::registry::Registry;
 
@@ -37,6 +37,18 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
     }
 }
 
+/// The strategy over `n` backends, with its in-flight state in a fresh registry.
+fn balancer(kind: BalanceKind, n: usize, factor: Option<f64>) -> Arc<dyn Balancer> {
+    let config = upstream(kind, n, factor);
+    let registry = Registry::default();
+    let states: Vec<_> = config
+        .backends
+        .iter()
+        .map(|b| registry.backend("bench", b.addr))
+        .collect();
+    balance::build(&config, &states)
+}
+
 fn picks(c: &mut Criterion) {
     let strategies = [
         ("round_robin", BalanceKind::RoundRobin, None),
@@ -62,14 +74,7 @@ fn picks(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for (name, kind, factor) in strategies {
         for n in [3, 100, 1000] {
-            let config = upstream(kind, n, factor);
-            let registry = Registry::default();
-            let states: Vec<_> = config
-                .backends
-                .iter()
-                .map(|b| registry.backend("bench", b.addr))
-                .collect();
-            let balancer = balance::build(&config, &states);
+            let balancer = balancer(kind, n, factor);
             let eligible = |_: usize| true;
             let mut k = 0usize;
             group.bench_function(BenchmarkId::new(name, n), |b| {
@@ -87,7 +92,6 @@ fn picks(c: &mut Criterion) {
                     i
                 })
             });
-            drop(Arc::clone(&states[0]));
         }
     }
     group.finish();
@@ -96,14 +100,7 @@ fn picks(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick_900_of_1000_down");
     for (name, kind, factor) in strategies {
         let n = 1000;
-        let config = upstream(kind, n, factor);
-        let registry = Registry::default();
-        let states: Vec<_> = config
-            .backends
-            .iter()
-            .map(|b| registry.backend("bench", b.addr))
-            .collect();
-        let balancer = balance::build(&config, &states);
+        let balancer = balancer(kind, n, factor);
         let up = |i: usize| i % 10 == 0;
         for i in (0..n).filter(|&i| !up(i)) {
             balancer.set_available(i, false);
