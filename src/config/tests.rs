@@ -96,6 +96,26 @@ idle_timeout = "60s"
 }
 
 #[test]
+fn ipv4_mapped_trusted_proxies_mean_their_ipv4_network() {
+    let c = parse_ok(&format!(
+        "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"::ffff:192.0.2.7\"]\n{MINIMAL}"
+    ));
+    let nets: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32"]);
+}
+
+#[test]
+fn idle_timeout_zero_turns_pooling_off() {
+    let c = parse_ok(&MINIMAL.replace("backends =", "idle_timeout = \"0s\"\nbackends ="));
+    assert_eq!(c.upstreams[0].idle_timeout, Duration::ZERO);
+}
+
+#[test]
 fn unused_upstream_is_a_warning_not_an_error() {
     let c = parse_ok(&format!(
         "{MINIMAL}\n[upstream.spare]\nbackends = [{{ addr = \"127.0.0.1:1\" }}]\n"

@@ -28,8 +28,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// Longest accepted duration: one year (longer values are typos, and overflow clock arithmetic).
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Longest accepted duration: one year as humantime counts it, 365.25 days (longer values are
+/// typos, and overflow clock arithmetic).
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
 
 /// Parses a human duration; the error says what is accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -37,7 +38,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!(r#"invalid duration "{s}" ({e}); expected e.g. "250ms", "2s", "1m" or "1h""#)
     })?;
     if d > MAX_DURATION {
-        return Err(format!(r#"duration "{s}" is too long; at most "365d""#));
+        return Err(format!(
+            r#"duration "{s}" is too long; at most a year ("1y")"#
+        ));
     }
     Ok(d)
 }
@@ -132,6 +135,8 @@ mod tests {
         assert!(parse_duration("10").unwrap_err().contains("expected e.g."));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("365d").is_ok());
+        assert!(parse_duration("1y").is_ok());
+        assert!(parse_duration("366d").is_err());
         assert!(parse_duration("500000000000y")
             .unwrap_err()
             .contains("too long"));

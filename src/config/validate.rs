@@ -173,6 +173,17 @@ fn cidr(c: &mut Checker, t: &Spanned<String>, field: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
     match parsed {
+        // An IPv4-mapped network (::ffff:10.0.0.0/104) means its IPv4 network: peers are
+        // compared in their IPv4 form.
+        Ok(IpNet::V6(v6)) if v6.prefix_len() >= 96 && v6.addr().to_ipv4_mapped().is_some() => {
+            let v4 = v6
+                .addr()
+                .to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(|n| IpNet::V4(n.trunc()))
+        }
         Ok(net) => Some(net.trunc()),
         Err(_) => {
             let msg = format!(
@@ -245,12 +256,11 @@ fn upstream(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamConfig 
             format!("{field}.write_timeout"),
             DEFAULT_WRITE_TIMEOUT,
         ),
-        idle_timeout: positive(
-            c,
-            &u.idle_timeout,
-            format!("{field}.idle_timeout"),
-            DEFAULT_IDLE_TIMEOUT,
-        ),
+        // "0s" is allowed: no pooling, a new backend connection per request.
+        idle_timeout: u
+            .idle_timeout
+            .as_ref()
+            .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.get_ref().0),
         panic_threshold: u.panic_threshold.as_ref().map_or(0, |p| {
             percent(c, p, &format!("{field}.panic_threshold"), 100)
         }),

@@ -43,6 +43,7 @@ pub fn client_ip(peer: Option<IpAddr>, req: &RequestHeader, trusted: &[IpNet]) -
             let Ok(ip) = hop.trim().parse::<IpAddr>() else {
                 return Some(client);
             };
+            let ip = ip.to_canonical();
             client = ip;
             if !is_trusted(ip, trusted) {
                 return Some(ip);
@@ -160,6 +161,12 @@ mod tests {
         assert_eq!(client_ip(ip("10.1.1.1"), &r, &nets), ip("1.2.3.4"));
         // from anyone else: the peer, whatever the header says
         assert_eq!(client_ip(ip("8.8.8.8"), &r, &nets), ip("8.8.8.8"));
+        let mapped = req(&[("x-forwarded-for", "::ffff:1.2.3.4, ::ffff:10.0.0.9")]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &mapped, &nets),
+            ip("1.2.3.4"),
+            "mapped hops are IPv4"
+        );
         let bad = req(&[("x-forwarded-for", "junk, 10.0.0.7")]);
         assert_eq!(client_ip(ip("10.1.1.1"), &bad, &nets), ip("10.0.0.7"));
     }
