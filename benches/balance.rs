@@ -41,10 +41,11 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
 fn balancer(kind: BalanceKind, n: usize, factor: Option<f64>) -> Arc<dyn Balancer> {
     let config = upstream(kind, n, factor);
     let registry = Registry::default();
+    let upstream = registry.upstream("bench");
     let states: Vec<_> = config
         .backends
         .iter()
-        .map(|b| registry.backend("bench", b.addr))
+        .map(|b| registry.backend(&upstream, b.addr))
         .collect();
     balance::build(&config, &states)
 }
@@ -102,9 +103,7 @@ fn picks(c: &mut Criterion) {
         let n = 1000;
         let balancer = balancer(kind, n, factor);
         let up = |i: usize| i % 10 == 0;
-        for i in (0..n).filter(|&i| !up(i)) {
-            balancer.set_available(i, false);
-        }
+        balancer.sync(&up);
         let mut k = 0usize;
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
     let config = fulcrum::config::parse(CONFIG, Path::new("<embedded>"))?;
     fulcrum::demo::start_backends(&config)?;
     println!("serving on http://127.0.0.1:8081/ (Ctrl-C stops)");
-    fulcrum::server::run(&config)?;
+    // No file to watch: an embedded config does not reload (pass `path` for one that does).
+    fulcrum::server::run(config, fulcrum::server::RunOptions::default())?;
     Ok(())
 }

@@ -1,26 +1,99 @@
-//! The admin listener. It never serves proxied traffic; today it answers `GET /healthz`.
+//! The admin listener. It never serves proxied traffic.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok` (the process is alive) |
+//! | `POST /reload` | reloads the config file: 200 with a one-line summary, or 400 with every problem (file:line:col) |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! A known path with another method gets 405 with `Allow`; anything else 404.
 
 use async_trait::async_trait;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use prometheus::{Encoder, TextEncoder};
 
-pub struct AdminApp;
+use crate::reload::ReloadHandle;
+
+pub struct AdminApp {
+    reload: ReloadHandle,
+    metrics: prometheus::Registry,
+}
+
+impl AdminApp {
+    pub fn new(reload: ReloadHandle, metrics: prometheus::Registry) -> AdminApp {
+        AdminApp { reload, metrics }
+    }
+
+    async fn reload(&self) -> (StatusCode, String) {
+        match self.reload.reload().await {
+            Some(outcome) if outcome.is_success() => (StatusCode::OK, format!("{outcome}\n")),
+            Some(outcome) => (StatusCode::BAD_REQUEST, format!("{outcome}\n")),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down; not reloading\n".to_owned(),
+            ),
+        }
+    }
+
+    fn metrics(&self) -> (StatusCode, Vec<u8>) {
+        let mut out = Vec::new();
+        match TextEncoder::new().encode(&self.metrics.gather(), &mut out) {
+            Ok(()) => (StatusCode::OK, out),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode metrics");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    b"cannot encode metrics\n".to_vec(),
+                )
+            }
+        }
+    }
+}
+
+/// The methods each admin path takes (for 405 and `Allow`).
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" | "/metrics" => Some("GET, HEAD"),
+        "/reload" => Some("POST"),
+        _ => None,
+    }
+}
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, body): (StatusCode, &[u8]) = match (&req.method, req.uri.path()) {
-            (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, b"ok\n"),
-            (_, "/healthz") => (StatusCode::METHOD_NOT_ALLOWED, b"method not allowed\n"),
-            _ => (StatusCode::NOT_FOUND, b"not found\n"),
+        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        let get = method == Method::GET || method == Method::HEAD;
+        let (status, content_type, body) = match path.as_str() {
+            "/healthz" if get => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
+            "/metrics" if get => {
+                let (status, body) = self.metrics();
+                (status, prometheus::TEXT_FORMAT, body)
+            }
+            "/reload" if method == Method::POST => {
+                let (status, body) = self.reload().await;
+                (status, TEXT, body.into_bytes())
+            }
+            _ if allowed(&path).is_some() => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                b"method not allowed\n".to_vec(),
+            ),
+            _ => (StatusCode::NOT_FOUND, TEXT, b"not found\n".to_vec()),
         };
-        Response::builder()
+        let mut resp = Response::builder()
             .status(status)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body.to_vec())
-            .unwrap_or_default()
+            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_LENGTH, body.len());
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp = resp.header(ALLOW, allowed(&path).unwrap_or_default());
+        }
+        resp.body(body).unwrap_or_default()
     }
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";

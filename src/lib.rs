@@ -4,13 +4,17 @@
 //! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `router`: host + path → route.
-//! - `upstream`: a route's pool: backends, peers with timeouts, retry bookkeeping.
-//! - `health`: active checks, passive outlier ejection, panic mode (the balancers' eligibility).
+//! - `upstream`: a route's pool: backends, peers with timeouts, the one eligibility predicate,
+//!   panic mode.
+//! - `health`: active checks (one supervisor owns the probe tasks) and passive outlier ejection.
 //! - `balance`: the balancing strategies behind one trait, and in-flight leases.
-//! - `registry`: state that outlives a config (per-backend in-flight counts), by upstream + address.
+//! - `registry`: state that outlives a config (health, ejection, in-flight counts), keyed by
+//!   upstream + address; imports no feature module.
 //! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
-//! - `config`: TOML schema → validation → runtime config, with located errors.
-//! - `admin`: the admin listener (`/healthz`).
+//! - `reload`: the one owner that applies a config, and the task that reloads on file change,
+//!   SIGHUP and `POST /reload`.
+//! - `config`: TOML schema → validation → DNS → runtime config, with located errors.
+//! - `admin`: the admin listener (`/healthz`, `/reload`, `/metrics`).
 //! - `demo`: built-in demo backends for `fulcrum demo`.
 
 pub mod admin;
@@ -20,6 +24,7 @@ pub mod demo;
 pub mod health;
 pub mod proxy;
 pub mod registry;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;

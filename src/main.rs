@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fulcrum::config::{self, Config};
+use fulcrum::reload::LogControl;
+use fulcrum::server::RunOptions;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -25,8 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a config file.
-    Run,
+    /// Serve a config file; reload it on change, SIGHUP or `POST /reload` on the admin listener.
+    Run {
+        /// Take the listening sockets over from a running fulcrum, which hands them over when it
+        /// gets SIGQUIT (see the README's graceful upgrade).
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Validate a config file: exit 0, or print every problem and exit 1 (like `nginx -t`).
     Check {
         /// The config file to check.
@@ -44,8 +53,14 @@ fn main() -> ExitCode {
             None => Err(anyhow::anyhow!("usage: fulcrum check PATH")),
         },
         Some(Command::Demo) => demo(cli.config.as_deref()),
-        Some(Command::Run) | None => match cli.config {
-            Some(path) => run(&path),
+        Some(Command::Run { upgrade }) => match cli.config {
+            Some(path) => run(&path, upgrade),
+            None => Err(anyhow::anyhow!(
+                "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
+            )),
+        },
+        None => match cli.config {
+            Some(path) => run(&path, false),
             None => Err(anyhow::anyhow!(
                 "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
             )),
@@ -88,23 +103,56 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
 }
 
-fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.server.log_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Logs to stderr with `RUST_LOG`, or else the config's `log_level`; in the latter case the
+/// returned control applies a reloaded `log_level`.
+fn init_logging(config: &Config) -> Option<LogControl> {
+    let control = match EnvFilter::try_from_default_env() {
+        Ok(filter) => {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(fmt_layer())
+                .init();
+            None
+        }
+        Err(_) => {
+            let filter = EnvFilter::new(&config.server.log_level);
+            let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(fmt_layer())
+                .init();
+            let control: LogControl = Box::new(move |level: &str| {
+                let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            });
+            Some(control)
+        }
+    };
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    control
 }
 
-fn run(path: &Path) -> anyhow::Result<()> {
+/// Human-readable lines on stderr (colours only on a terminal).
+fn fmt_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+}
+
+fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let config = load(path)?;
-    init_logging(&config);
-    fulcrum::server::run(&config)?;
+    let log = init_logging(&config);
+    let options = RunOptions {
+        path: Some(path.to_path_buf()),
+        upgrade,
+        log,
+    };
+    fulcrum::server::run(config, options)?;
     Ok(())
 }
 
@@ -114,7 +162,7 @@ fn demo(path: Option<&Path>) -> anyhow::Result<()> {
         None => config::parse(fulcrum::demo::CONFIG, Path::new(fulcrum::demo::CONFIG_PATH))
             .map_err(|e| anyhow::anyhow!("invalid demo config:\n{e}"))?,
     };
-    init_logging(&config);
+    let log = init_logging(&config);
     let backends = fulcrum::demo::start_backends(&config).context("demo backends")?;
     let url = config
         .server
@@ -128,6 +176,11 @@ fn demo(path: Option<&Path>) -> anyhow::Result<()> {
     );
     println!("fulcrum demo: proxy on {url}");
     println!("fulcrum demo: try `curl {url}` a few times (the backends take turns); Ctrl-C stops");
-    fulcrum::server::run(&config)?;
+    let options = RunOptions {
+        path: path.map(Path::to_path_buf),
+        upgrade: false,
+        log,
+    };
+    fulcrum::server::run(config, options)?;
     Ok(())
 }

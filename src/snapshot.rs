@@ -1,57 +1,69 @@
 //! The immutable snapshot the request path reads: routes, router and upstreams built from one
 //! validated config. A new config becomes a new snapshot, published with one `ArcSwap::store`;
 //! requests in flight keep the snapshot they started with.
+//!
+//! Building a snapshot has no side effects: it looks backend state up in the [`Registry`] and
+//! changes none of it, so a snapshot that is built and then thrown away leaves everything as it
+//! was. Publishing is the job of the one owner of reloads (`reload::Runtime`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::config::{Config, RouteConfig};
+use crate::health::{SupervisorHandle, Target};
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::upstream::Upstream;
 
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Counts published snapshots, from 1.
+    pub generation: u64,
     pub router: Router,
     pub routes: Vec<RouteConfig>,
     pub upstreams: Vec<Upstream>,
     pub trusted_proxies: Vec<IpNet>,
     /// Bytes.
     pub max_request_body: u64,
+    /// How long SIGTERM waits for requests in flight.
+    pub grace_period: Duration,
 }
 
 impl Snapshot {
-    /// Builds the snapshot; backend state comes from (and stays in) `registry`.
-    pub fn build(config: &Config, registry: &Registry) -> Snapshot {
+    /// Builds snapshot `generation` of `config`; backend state comes from (and stays in)
+    /// `registry`, and passive health schedules readmissions with `supervisor`.
+    pub fn build(
+        config: &Config,
+        registry: &Registry,
+        generation: u64,
+        supervisor: &SupervisorHandle,
+    ) -> Snapshot {
         Snapshot {
+            generation,
             router: Router::new(&config.routes),
             routes: config.routes.clone(),
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| Upstream::new(u, registry))
+                .map(|u| Upstream::new(u, registry, generation, supervisor))
                 .collect(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_request_body: config.server.max_request_body,
+            grace_period: config.server.grace_period,
         }
     }
-}
 
-impl Snapshot {
-    /// Every upstream's health view, for the health monitors.
-    pub fn health(&self) -> Vec<Arc<crate::health::UpstreamHealth>> {
+    /// Every backend an active check watches, for the health supervisor.
+    pub fn probe_targets(&self) -> Vec<Target> {
         self.upstreams
             .iter()
-            .map(|u| Arc::clone(u.health()))
+            .flat_map(Upstream::probe_targets)
             .collect()
     }
 }
 
 /// The current snapshot, shared by every worker.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
-
-pub fn shared(config: &Config, registry: &Registry) -> SharedSnapshot {
-    Arc::new(ArcSwap::from_pointee(Snapshot::build(config, registry)))
-}

@@ -1,30 +1,46 @@
-//! A runtime upstream: its backends, its balancer and the pingora peer template of each backend.
-//! Built once per config; the request path only reads it. Per-backend state that outlives the
-//! config (in-flight counts) comes from the [`Registry`].
+//! A runtime upstream: its backends, its balancer, the pingora peer template of each backend,
+//! and the one eligibility predicate. Built once per config; the request path only reads it.
+//! Per-backend state that outlives the config (health, ejection, in-flight counts) lives in the
+//! [`Registry`]; this type only points into it.
+//!
+//! What depends on both the state and this config's pool (panic mode, the number of backends in
+//! service, the balancer's own index) is a *view*, brought up to date when the upstream's epoch
+//! moves: one atomic load per pick when nothing changed, one pass over the pool when something
+//! did.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
-use crate::config::{HashKey, UpstreamConfig};
-use crate::health::UpstreamHealth;
-use crate::registry::{BackendState, Registry};
+use crate::config::{HashKey, HealthCheckConfig, UpstreamConfig};
+use crate::health::{Outlier, SupervisorHandle, Target};
+use crate::registry::{BackendState, Registry, UpstreamState};
 
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
     pub backends: Vec<Backend>,
+    /// `backends[i].state` as one slice, for the balancer and the outlier detector.
+    states: Vec<Arc<BackendState>>,
+    state: Arc<UpstreamState>,
+    /// The generation of the snapshot this upstream belongs to.
+    generation: u64,
     balancer: Arc<dyn Balancer>,
     hash_key: Option<HashKey>,
-    health: Arc<UpstreamHealth>,
+    check: Option<Arc<HealthCheckConfig>>,
+    outlier: Option<Outlier>,
+    /// Percent; 0 = off.
+    panic_threshold: u32,
+    view: View,
 }
 
 #[derive(Debug)]
 pub struct Backend {
-    /// As written in the config, for logs.
+    /// As written in the config, for logs and the probe's default `Host`.
     pub name: String,
     pub addr: SocketAddr,
     pub weight: u32,
@@ -34,9 +50,28 @@ pub struct Backend {
     pub state: Arc<BackendState>,
 }
 
+/// What this config's pool looks like given the registry's state, as of epoch `synced`.
+#[derive(Debug)]
+struct View {
+    /// `u64::MAX` until the first sync.
+    synced: AtomicU64,
+    panic: AtomicBool,
+    /// Backends in service (every backend in panic mode), for load averages.
+    available: AtomicUsize,
+    syncing: Mutex<()>,
+}
+
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, registry: &Registry) -> Upstream {
-        let backends = config
+    /// Builds the upstream of snapshot `generation`. Looks states up in `registry` and changes
+    /// none of them.
+    pub fn new(
+        config: &UpstreamConfig,
+        registry: &Registry,
+        generation: u64,
+        supervisor: &SupervisorHandle,
+    ) -> Upstream {
+        let state = registry.upstream(&config.name);
+        let backends: Vec<Backend> = config
             .backends
             .iter()
             .map(|b| {
@@ -52,21 +87,31 @@ impl Upstream {
                     addr: b.addr,
                     weight: b.weight,
                     peer,
-                    state: registry.backend(&config.name, b.addr),
+                    state: registry.backend(&state, b.addr),
                 }
             })
-            .collect::<Vec<_>>();
-        let states: Vec<_> = backends
-            .iter()
-            .map(|b: &Backend| Arc::clone(&b.state))
             .collect();
-        let balancer = balance::build(config, &states);
+        let states: Vec<_> = backends.iter().map(|b| Arc::clone(&b.state)).collect();
         Upstream {
             name: config.name.clone(),
-            health: Arc::new(UpstreamHealth::new(config, &states, Arc::clone(&balancer))),
-            balancer,
+            balancer: balance::build(config, &states),
+            states,
             backends,
+            state,
+            generation,
             hash_key: config.hash_key.clone(),
+            check: config.health_check.clone().map(Arc::new),
+            outlier: config
+                .outlier
+                .clone()
+                .map(|o| Outlier::new(o, supervisor.clone())),
+            panic_threshold: config.panic_threshold,
+            view: View {
+                synced: AtomicU64::new(u64::MAX),
+                panic: AtomicBool::new(false),
+                available: AtomicUsize::new(config.backends.len()),
+                syncing: Mutex::new(()),
+            },
         }
     }
 
@@ -75,29 +120,64 @@ impl Upstream {
         self.hash_key.as_ref()
     }
 
-    /// The upstream's health view (eligibility, outlier ejection, panic mode).
-    pub fn health(&self) -> &Arc<UpstreamHealth> {
-        &self.health
+    /// The registry state of the upstream.
+    pub fn state(&self) -> &Arc<UpstreamState> {
+        &self.state
     }
 
-    /// Chooses an available backend that is not in `excluded`, for a request with hash key
-    /// `key`. `None`: no backend is available.
+    /// The one eligibility predicate: whether backend `i` may take this attempt of a request
+    /// that already failed on `excluded`. Health (checked healthy where checked) and ejection
+    /// say no unless the upstream is in panic mode.
+    pub fn eligible(&self, i: usize, excluded: &BackendSet) -> bool {
+        !excluded.contains(i)
+            && (self.view.panic.load(Ordering::Relaxed)
+                || self.states[i].health.in_service(self.check.is_some()))
+    }
+
+    /// Chooses an eligible backend that is not in `excluded`, for a request with hash key
+    /// `key`. `None`: no backend is eligible.
     pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Option<usize> {
+        self.refresh();
         self.balancer.pick(&Pick {
-            eligible: &|i| !excluded.contains(i) && self.health.eligible(i),
+            eligible: &|i| self.eligible(i, excluded),
             key,
-            available: self.health.available(),
+            available: self.view.available.load(Ordering::Relaxed),
         })
-    }
-
-    /// Counts a request in flight on backend `i` until the lease is dropped.
-    pub fn lease(&self, i: usize) -> Lease {
-        Lease::new(&self.backends[i].state, &self.balancer, i)
     }
 
     /// Whether a retry could go anywhere.
     pub fn has_untried(&self, excluded: &BackendSet) -> bool {
-        (0..self.backends.len()).any(|i| !excluded.contains(i) && self.health.eligible(i))
+        (0..self.backends.len()).any(|i| self.eligible(i, excluded))
+    }
+
+    /// Counts a request in flight on backend `i` until the lease is dropped.
+    pub fn lease(&self, i: usize) -> Lease {
+        Lease::new(&self.states[i], &self.balancer, i, self.generation)
+    }
+
+    /// Tells passive health how a real request on backend `i` went (a connect error, a timeout
+    /// or a 5xx is a failure).
+    pub fn record(&self, i: usize, ok: bool) {
+        if let Some(o) = &self.outlier {
+            o.record(&self.states, i, ok);
+        }
+    }
+
+    /// Whether the upstream balances across every backend because too few are in service.
+    pub fn in_panic(&self) -> bool {
+        self.refresh();
+        self.view.panic.load(Ordering::Relaxed)
+    }
+
+    /// The backends an active check watches (none without a `health_check`).
+    pub fn probe_targets(&self) -> impl Iterator<Item = Target> + '_ {
+        self.check.iter().flat_map(move |check| {
+            self.backends.iter().map(move |b| Target {
+                state: Arc::clone(&b.state),
+                check: Arc::clone(check),
+                host: Arc::from(check.host.as_deref().unwrap_or(&b.name)),
+            })
+        })
     }
 
     /// The peer for backend `i`, with read/write/connect deadlines capped at `remaining` so that
@@ -115,38 +195,80 @@ impl Upstream {
         }
         peer
     }
+
+    /// Brings the view up to date with the registry if the upstream's epoch moved.
+    fn refresh(&self) {
+        let view = &self.view;
+        if view.synced.load(Ordering::Acquire) == self.state.epoch() {
+            return;
+        }
+        let _syncing = view.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        // Read before the states: a change after this read moves the epoch again.
+        let epoch = self.state.epoch();
+        if view.synced.load(Ordering::Acquire) == epoch {
+            return;
+        }
+        let checked = self.check.is_some();
+        let n = self.states.len();
+        let available = self
+            .states
+            .iter()
+            .filter(|s| s.health.in_service(checked))
+            .count();
+        let panic = self.panic_threshold > 0 && available * 100 < self.panic_threshold as usize * n;
+        view.available
+            .store(if panic { n } else { available }, Ordering::Relaxed);
+        let was = view.panic.swap(panic, Ordering::Relaxed);
+        self.balancer
+            .sync(&|i| panic || self.states[i].health.in_service(checked));
+        view.synced.store(epoch, Ordering::Release);
+        // Older snapshots still finishing requests keep quiet about it.
+        if was != panic && self.generation >= self.state.generation() {
+            if panic {
+                tracing::warn!(upstream = %self.name, available, backends = n, threshold = self.panic_threshold, "panic mode: balancing across all backends");
+            } else {
+                tracing::info!(upstream = %self.name, available, backends = n, "panic mode over");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{BackendConfig, BalanceKind};
+    use crate::health::Supervisor;
+
+    fn config(n: u16, balance: BalanceKind) -> UpstreamConfig {
+        UpstreamConfig {
+            name: "u".into(),
+            balance,
+            hash_key: None,
+            hash_balance_factor: None,
+            panic_threshold: 0,
+            health_check: None,
+            outlier: None,
+            backends: (0..n)
+                .map(|i| BackendConfig {
+                    name: format!("b{i}"),
+                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i)),
+                    weight: 1,
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn build(config: &UpstreamConfig, registry: &Registry, generation: u64) -> Upstream {
+        let (_, handle) = Supervisor::new();
+        Upstream::new(config, registry, generation, &handle)
+    }
 
     fn upstream(n: u16) -> Upstream {
-        let registry = Registry::default();
-        Upstream::new(
-            &UpstreamConfig {
-                name: "u".into(),
-                balance: BalanceKind::RoundRobin,
-                hash_key: None,
-                hash_balance_factor: None,
-                panic_threshold: 0,
-                health_check: None,
-                outlier: None,
-                backends: (0..n)
-                    .map(|i| BackendConfig {
-                        name: format!("b{i}"),
-                        addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i)),
-                        weight: 1,
-                    })
-                    .collect(),
-                connect_timeout: Duration::from_secs(1),
-                read_timeout: Duration::from_secs(30),
-                write_timeout: Duration::from_secs(30),
-                idle_timeout: Duration::from_secs(60),
-            },
-            &registry,
-        )
+        build(&config(n, BalanceKind::RoundRobin), &Registry::default(), 1)
     }
 
     #[test]
@@ -190,5 +312,61 @@ mod tests {
         );
         drop(lease);
         assert_eq!(u.backends[1].state.in_flight(), 0);
+    }
+
+    #[test]
+    fn building_changes_no_state_and_a_rebuild_shares_it() {
+        let registry = Registry::default();
+        let mut c = config(2, BalanceKind::RoundRobin);
+        let old = build(&c, &registry, 1);
+        old.backends[0].state.health.on_probe(false, 1, 1);
+        let epoch = old.state.epoch();
+        c.health_check = Some(crate::config::HealthCheckConfig {
+            kind: crate::config::ProbeKind::Tcp,
+            path: "/".into(),
+            host: None,
+            expect_status: vec![],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            jitter: 0.0,
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+        });
+        let new = build(&c, &registry, 2);
+        assert!(Arc::ptr_eq(&old.backends[0].state, &new.backends[0].state));
+        assert_eq!(old.state.epoch(), epoch, "no announcement from a build");
+        assert_eq!(old.state.generation(), 0, "no generation from a build");
+        // Each snapshot judges by its own config: the old one does not check, the new one does.
+        let none = BackendSet::default();
+        assert!(old.eligible(0, &none) && old.eligible(1, &none));
+        assert!(!new.eligible(0, &none), "probed unhealthy");
+        assert!(!new.eligible(1, &none), "never probed: unknown");
+        assert_eq!(new.probe_targets().count(), 2);
+        assert_eq!(old.probe_targets().count(), 0);
+    }
+
+    #[test]
+    fn panic_mode_follows_health_changes_through_the_epoch() {
+        let registry = Registry::default();
+        let mut c = config(4, BalanceKind::P2c);
+        c.panic_threshold = 50;
+        let u = build(&c, &registry, 1);
+        let none = BackendSet::default();
+        assert!(!u.in_panic());
+        for i in 0..3 {
+            let now = tokio::time::Instant::now();
+            u.backends[i]
+                .state
+                .health
+                .eject(Duration::from_secs(1), Duration::from_secs(1), now);
+        }
+        // Not announced yet: the view still says what it said.
+        assert!(!u.in_panic());
+        u.state.bump_epoch();
+        assert!(u.in_panic(), "1 of 4 in service is under 50 %");
+        assert!((0..4).all(|i| u.eligible(i, &none)));
+        let picked: std::collections::HashSet<usize> =
+            (0..200).filter_map(|_| u.select(&none, None)).collect();
+        assert_eq!(picked.len(), 4, "the balancer's index follows panic mode");
     }
 }

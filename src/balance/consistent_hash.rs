@@ -101,7 +101,6 @@ impl Balancer for ConsistentHash {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::registry::Registry;
     use std::net::SocketAddr;
 
     fn addrs(n: u16) -> Vec<(SocketAddr, u32)> {
@@ -151,9 +150,8 @@ mod tests {
 
     #[test]
     fn bounded_load_never_exceeds_the_factor() {
-        let r = Registry::default();
         let list = addrs(8);
-        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let states = states(list.len());
         let factor = 1.25;
         let b = ConsistentHash::new(Ring::new(&list), Some((factor, states.clone())));
         // Every request has the same key and stays in flight: the worst case for hashing.
@@ -171,9 +169,8 @@ mod tests {
 
     #[test]
     fn bounded_load_holds_when_half_the_backends_are_down() {
-        let r = Registry::default();
         let list = addrs(10);
-        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let states = states(list.len());
         let factor = 1.25;
         let b = ConsistentHash::new(Ring::new(&list), Some((factor, states.clone())));
         let up = |i: usize| i % 2 == 0;
@@ -198,9 +195,8 @@ mod tests {
 
     #[test]
     fn bounded_load_keeps_the_owner_while_under_the_bound() {
-        let r = Registry::default();
         let list = addrs(4);
-        let states: Vec<_> = list.iter().map(|(a, _)| r.backend("u", *a)).collect();
+        let states = states(list.len());
         // Two in flight everywhere: average (8 + 1) / 4, bound ceil(1.5 × 2.25) = 4 > 2 + 1.
         for s in &states {
             s.start();

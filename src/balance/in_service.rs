@@ -1,7 +1,7 @@
 //! The backends health has in service, for the strategies that draw at random (p2c, random): they
-//! draw from this table so that an outage does not make most draws miss. Rebuilt on each
-//! [`Balancer::set_available`](super::Balancer::set_available) call (off the request path),
-//! read without a lock. [`Pick::eligible`](super::Pick::eligible) stays the authority.
+//! draw from this table so that an outage does not make most draws miss. Rebuilt when a
+//! [`Balancer::sync`](super::Balancer::sync) finds that the set changed (at most once per
+//! change), read without a lock. [`Pick::eligible`](super::Pick::eligible) stays the authority.
 
 use std::sync::{Arc, Mutex};
 
@@ -60,10 +60,16 @@ impl InService {
         }
     }
 
-    pub fn set(&self, backend: usize, available: bool) {
+    /// Takes the backends `in_service` names; rebuilds the table only if that changed it.
+    pub fn sync(&self, in_service: &dyn Fn(usize) -> bool) {
         let mut a = self.available.lock().unwrap_or_else(|p| p.into_inner());
-        if backend < a.len() && a[backend] != available {
-            a[backend] = available;
+        let mut changed = false;
+        for (i, slot) in a.iter_mut().enumerate() {
+            let now = in_service(i);
+            changed |= *slot != now;
+            *slot = now;
+        }
+        if changed {
             self.table.store(Arc::new(Table::build(&self.weights, &a)));
         }
     }
@@ -82,13 +88,15 @@ mod tests {
         let s = InService::new(&[1, 2, 3]);
         assert_eq!(s.table().backends, vec![0, 1, 2]);
         assert_eq!(s.table().cumulative, vec![1, 3, 6]);
-        s.set(1, false);
+        s.sync(&|i| i != 1);
         assert_eq!(s.table().backends, vec![0, 2]);
         assert_eq!(s.table().cumulative, vec![1, 4]);
-        s.set(0, false);
-        s.set(2, false);
+        let before = Arc::as_ptr(&s.table());
+        s.sync(&|i| i != 1);
+        assert_eq!(Arc::as_ptr(&s.table()), before, "unchanged: not rebuilt");
+        s.sync(&|_| false);
         assert_eq!(s.table().draw_weighted(), None);
-        s.set(2, true);
+        s.sync(&|i| i == 2);
         assert_eq!(s.table().draw_weighted(), Some(2));
     }
 }

@@ -8,22 +8,27 @@
 //! one list down. Both are O(classes) under one short lock. Within a list, FIFO order is
 //! round-robin; across classes, ties go to the backend picked least recently.
 //!
-//! Backends health takes out of service are parked outside the lists (see
-//! [`Balancer::set_available`]), so that an outage does not make every pick step over them.
+//! Backends out of service are parked outside the lists (see [`Balancer::sync`]), so that an
+//! outage does not make every pick step over them.
 //!
-//! The counts are those of requests picked through this balancer. After a config reload, the
-//! new balancer starts at zero while the previous one's requests finish (the shared per-backend
-//! counters in the registry, used by metrics, p2c and bounded load, keep counting them).
+//! The registry's per-backend in-flight counts are the truth; the lists follow them. A pick and
+//! a release through this balancer move a backend one list up or down; [`Balancer::sync`] (on
+//! the first pick of a new config, and whenever a request picked under an older config ends)
+//! moves every backend whose list no longer matches its registry count. So a reload keeps the
+//! load of requests still in flight, and their end frees their backends in the new balancer.
+//! A sync that races a pick may miss that one request until the next sync.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{Balancer, Pick};
+use crate::registry::BackendState;
 
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub struct LeastConnections {
     index: Mutex<Index>,
+    states: Vec<Arc<BackendState>>,
 }
 
 #[derive(Debug)]
@@ -54,7 +59,9 @@ struct Class {
 }
 
 impl LeastConnections {
-    pub fn new(weights: &[u32]) -> LeastConnections {
+    /// `states[i]` is backend `i`'s registry state, read by [`Balancer::sync`].
+    pub fn new(weights: &[u32], states: Vec<Arc<BackendState>>) -> LeastConnections {
+        assert_eq!(weights.len(), states.len(), "one state per backend");
         let n = weights.len();
         let mut index = Index {
             load: vec![0; n],
@@ -85,6 +92,7 @@ impl LeastConnections {
         }
         LeastConnections {
             index: Mutex::new(index),
+            states,
         }
     }
 
@@ -196,19 +204,21 @@ impl Index {
         self.push_back(i, self.load[i] as usize);
     }
 
-    fn set_available(&mut self, i: usize, available: bool) {
-        if i >= self.parked.len() || self.parked[i] != available {
+    /// Puts backend `i` in the list its `load` and availability say, if it is not there yet.
+    fn set(&mut self, i: usize, available: bool, load: u32) {
+        if self.parked[i] != available && self.load[i] == load {
             return;
         }
         let class = self.class_of[i] as usize;
-        if available {
-            self.parked[i] = false;
-            self.classes[class].active += 1;
-            self.push_back(i, self.load[i] as usize);
-        } else {
+        if !self.parked[i] {
             self.unlink(i);
-            self.parked[i] = true;
             self.classes[class].active -= 1;
+        }
+        self.load[i] = load;
+        self.parked[i] = !available;
+        if available {
+            self.classes[class].active += 1;
+            self.push_back(i, load as usize);
         }
     }
 }
@@ -222,8 +232,12 @@ impl Balancer for LeastConnections {
         self.index().release(backend);
     }
 
-    fn set_available(&self, backend: usize, available: bool) {
-        self.index().set_available(backend, available);
+    fn sync(&self, in_service: &dyn Fn(usize) -> bool) {
+        let mut index = self.index();
+        for (i, state) in self.states.iter().enumerate() {
+            let load = u32::try_from(state.in_flight()).unwrap_or(u32::MAX);
+            index.set(i, in_service(i), load);
+        }
     }
 }
 
@@ -231,6 +245,10 @@ impl Balancer for LeastConnections {
 mod tests {
     use super::super::testing::*;
     use super::*;
+
+    fn lc(weights: &[u32]) -> LeastConnections {
+        LeastConnections::new(weights, states(weights.len()))
+    }
 
     fn pick(lc: &LeastConnections) -> usize {
         lc.pick(&Pick {
@@ -243,7 +261,7 @@ mod tests {
 
     #[test]
     fn idle_backends_take_turns() {
-        let lc = LeastConnections::new(&[1, 1, 1]);
+        let lc = lc(&[1, 1, 1]);
         let order: Vec<usize> = (0..6)
             .map(|_| {
                 let i = pick(&lc);
@@ -256,7 +274,7 @@ mod tests {
 
     #[test]
     fn busiest_backend_is_avoided_until_it_frees_up() {
-        let lc = LeastConnections::new(&[1, 1, 1]);
+        let lc = lc(&[1, 1, 1]);
         let held: Vec<usize> = (0..3).map(|_| pick(&lc)).collect();
         assert_eq!(held, vec![0, 1, 2]);
         lc.release(1);
@@ -269,7 +287,7 @@ mod tests {
     #[test]
     fn load_is_relative_to_weight() {
         // Holding every pick: in-flight grows 3:1 for weights 3:1.
-        let lc = LeastConnections::new(&[3, 1]);
+        let lc = lc(&[3, 1]);
         let mut counts = [0; 2];
         for _ in 0..400 {
             counts[pick(&lc)] += 1;
@@ -279,7 +297,7 @@ mod tests {
 
     #[test]
     fn ineligible_backends_are_skipped() {
-        let lc = LeastConnections::new(&[1, 1, 2]);
+        let lc = lc(&[1, 1, 2]);
         let counts = shares(&lc, 3, 100, &|i| i != 0);
         assert_eq!(counts[0], 0);
         assert_eq!(counts[1] + counts[2], 100);
@@ -296,11 +314,11 @@ mod tests {
 
     #[test]
     fn parked_backends_are_not_picked_and_return_with_their_load() {
-        let lc = LeastConnections::new(&[1, 1, 1]);
+        let lc = lc(&[1, 1, 1]);
         let held = pick(&lc);
         assert_eq!(held, 0);
-        lc.set_available(0, false);
-        lc.set_available(0, false);
+        lc.sync(&|i| i != 0);
+        lc.sync(&|i| i != 0);
         let order: Vec<usize> = (0..4)
             .map(|_| {
                 let i = pick(&lc);
@@ -310,8 +328,8 @@ mod tests {
             .collect();
         assert_eq!(order, vec![1, 2, 1, 2]);
         lc.release(held);
-        lc.set_available(0, true);
-        lc.set_available(0, true);
+        lc.sync(&|_| true);
+        lc.sync(&|_| true);
         // Back with its load released: it joins the end of the rotation.
         let order: Vec<usize> = (0..3)
             .map(|_| {
@@ -322,7 +340,7 @@ mod tests {
             .collect();
         assert_eq!(order, vec![1, 2, 0]);
         let never = |_| false;
-        lc.set_available(1, false);
+        lc.sync(&|i| i != 1);
         let none = Pick {
             eligible: &never,
             key: None,
@@ -331,15 +349,16 @@ mod tests {
         assert_eq!(lc.pick(&none), None);
     }
 
-    /// Random picks, releases, parks and unparks: every pick has the least in-flight / weight of
-    /// the unparked eligible backends, and loads match a plain model.
+    /// Random picks, releases, parks and unparks (as a sync): every pick has the least in-flight
+    /// / weight of the unparked eligible backends, and loads match a plain model.
     #[test]
     fn model_check_against_brute_force() {
         fastrand::seed(11);
         for _ in 0..300 {
             let n = fastrand::usize(1..9);
             let weights: Vec<u32> = (0..n).map(|_| fastrand::u32(1..4)).collect();
-            let lc = LeastConnections::new(&weights);
+            let states = states(n);
+            let lc = LeastConnections::new(&weights, states.clone());
             let mut load = vec![0u64; n];
             let mut parked = vec![false; n];
             let mut held: Vec<usize> = Vec::new();
@@ -368,6 +387,7 @@ mod tests {
                                     .fold(f64::MAX, f64::min);
                                 assert_eq!(ratio(i), best, "picked {i} with loads {load:?}, weights {weights:?}, parked {parked:?}");
                                 load[i] += 1;
+                                states[i].start();
                                 held.push(i);
                             }
                         }
@@ -375,13 +395,13 @@ mod tests {
                     5..=7 if !held.is_empty() => {
                         let i = held.swap_remove(fastrand::usize(..held.len()));
                         lc.release(i);
+                        states[i].end();
                         load[i] -= 1;
                     }
                     _ => {
                         let i = fastrand::usize(..n);
-                        let available = fastrand::bool();
-                        lc.set_available(i, available);
-                        parked[i] = !available;
+                        parked[i] = fastrand::bool();
+                        lc.sync(&|j| !parked[j]);
                     }
                 }
             }
@@ -389,8 +409,32 @@ mod tests {
     }
 
     #[test]
+    fn sync_follows_requests_picked_by_an_earlier_balancer() {
+        let states = states(2);
+        let new = LeastConnections::new(&[1, 1], states.clone());
+        // A pick through `new`, counted in the registry as a lease would.
+        let take = || {
+            let i = pick(&new);
+            states[i].start();
+            i
+        };
+        // Two requests picked under the old config, still in flight on backend 0.
+        states[0].start();
+        states[0].start();
+        new.sync(&|_| true);
+        let order: Vec<usize> = (0..3).map(|_| take()).collect();
+        assert_eq!(order, vec![1, 1, 0], "backend 0 carries the old load");
+        // The old ones end (released on the old balancer); the next sync frees backend 0 here.
+        states[0].end();
+        states[0].end();
+        new.sync(&|_| true);
+        // In flight now: 1 on backend 0, 2 on backend 1.
+        assert_eq!(take(), 0);
+    }
+
+    #[test]
     fn stray_release_is_ignored() {
-        let lc = LeastConnections::new(&[1, 1]);
+        let lc = lc(&[1, 1]);
         lc.release(0);
         lc.release(7);
         assert_eq!(pick(&lc), 0);

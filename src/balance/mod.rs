@@ -50,14 +50,17 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
     /// strategies that track their own load. Default: nothing.
     fn release(&self, _backend: usize) {}
 
-    /// Called by health when `backend` goes out of service or comes back (checks, ejection,
-    /// panic mode), off the request path. Strategies that keep their own index can set the
-    /// backend aside instead of stepping over it on every pick; [`Pick::eligible`] stays the
-    /// authority. Default: nothing.
-    fn set_available(&self, _backend: usize, _available: bool) {}
+    /// Called before a pick, at most once per change, when the backends in service changed
+    /// (health, ejection, panic mode) or when requests picked under an earlier config ended
+    /// (their in-flight counts moved without this balancer's `release`). `in_service(i)` says
+    /// whether backend `i` is in service now. Strategies that keep an index of their own bring it
+    /// up to date from `in_service` and the registry's in-flight counts, so that an outage does not
+    /// make every pick step over the same backends; [`Pick::eligible`] stays the authority.
+    /// Default: nothing.
+    fn sync(&self, _in_service: &dyn Fn(usize) -> bool) {}
 }
 
-/// The strategy the config asks for. `states[i]` is backend `i`'s shared state (in-flight
+/// The strategy the config asks for. `states[i]` is backend `i`'s registry state (in-flight
 /// counts for the load-aware strategies).
 pub fn build(config: &UpstreamConfig, states: &[Arc<BackendState>]) -> Arc<dyn Balancer> {
     let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
@@ -65,7 +68,7 @@ pub fn build(config: &UpstreamConfig, states: &[Arc<BackendState>]) -> Arc<dyn B
     match config.balance {
         BalanceKind::RoundRobin => Arc::new(RoundRobin::new(n)),
         BalanceKind::WeightedRoundRobin => Arc::new(SmoothWeighted::new(&weights)),
-        BalanceKind::LeastConnections => Arc::new(LeastConnections::new(&weights)),
+        BalanceKind::LeastConnections => Arc::new(LeastConnections::new(&weights, states.to_vec())),
         BalanceKind::P2c => Arc::new(PowerOfTwo::new(&weights, states.to_vec())),
         BalanceKind::Random => Arc::new(WeightedRandom::new(&weights)),
         BalanceKind::IpHash | BalanceKind::ConsistentHash => {
@@ -85,15 +88,25 @@ pub struct Lease {
     state: Arc<BackendState>,
     balancer: Arc<dyn Balancer>,
     backend: usize,
+    /// The generation of the snapshot whose balancer picked the backend.
+    generation: u64,
 }
 
 impl Lease {
-    pub fn new(state: &Arc<BackendState>, balancer: &Arc<dyn Balancer>, backend: usize) -> Lease {
+    /// Counts a request on `backend` (index `i` of `balancer`), picked under snapshot
+    /// `generation`.
+    pub fn new(
+        state: &Arc<BackendState>,
+        balancer: &Arc<dyn Balancer>,
+        backend: usize,
+        generation: u64,
+    ) -> Lease {
         state.start();
         Lease {
             state: Arc::clone(state),
             balancer: Arc::clone(balancer),
             backend,
+            generation,
         }
     }
 }
@@ -102,6 +115,12 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.state.end();
         self.balancer.release(self.backend);
+        // Picked under an older config: the balancer serving now counted this request when it
+        // synced from the registry, and hears of its end only through the epoch.
+        let upstream = self.state.upstream();
+        if upstream.generation() != self.generation {
+            upstream.bump_epoch();
+        }
     }
 }
 
@@ -196,6 +215,15 @@ pub(crate) mod testing {
 
     pub fn all(_: usize) -> bool {
         true
+    }
+
+    /// Registry states for `n` backends of one upstream (nothing in flight).
+    pub fn states(n: usize) -> Vec<Arc<BackendState>> {
+        let r = crate::registry::Registry::default();
+        let u = r.upstream("u");
+        (0..n)
+            .map(|i| r.backend(&u, ([127, 0, 0, 1], 1000 + i as u16).into()))
+            .collect()
     }
 
     /// `n` picks with no key, every backend eligible.

@@ -44,8 +44,6 @@ impl Balancer for PowerOfTwo {
         if n == 0 {
             return None;
         }
-        // Draws are uniform (the partner over the other n - 1), so the first eligible pair is a
-        // uniform pair of eligible backends: skipping others favours no one.
         // Draws are uniform over the backends in service (the partner over the other m - 1), so
         // the first eligible pair is a uniform pair: skipping others favours no one.
         let in_service = &self.in_service.table().backends;
@@ -75,8 +73,8 @@ impl Balancer for PowerOfTwo {
         (0..n).filter(|&i| (pick.eligible)(i)).nth(k)
     }
 
-    fn set_available(&self, backend: usize, available: bool) {
-        self.in_service.set(backend, available);
+    fn sync(&self, in_service: &dyn Fn(usize) -> bool) {
+        self.in_service.sync(in_service);
     }
 }
 
@@ -84,13 +82,9 @@ impl Balancer for PowerOfTwo {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::registry::Registry;
 
     fn p2c(weights: &[u32]) -> (PowerOfTwo, Vec<Arc<BackendState>>) {
-        let r = Registry::default();
-        let states: Vec<_> = (0..weights.len())
-            .map(|i| r.backend("u", ([127, 0, 0, 1], 1000 + i as u16).into()))
-            .collect();
+        let states = states(weights.len());
         (PowerOfTwo::new(weights, states.clone()), states)
     }
 

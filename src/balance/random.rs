@@ -39,8 +39,8 @@ impl Balancer for WeightedRandom {
         weighted_among_eligible(&self.weights, pick.eligible)
     }
 
-    fn set_available(&self, backend: usize, available: bool) {
-        self.in_service.set(backend, available);
+    fn sync(&self, in_service: &dyn Fn(usize) -> bool) {
+        self.in_service.sync(in_service);
     }
 }
 

@@ -1,12 +1,15 @@
-//! Configuration: `fulcrum.toml → schema::FileConfig → validate → runtime::Config`.
+//! Configuration: `fulcrum.toml → schema::FileConfig → validate → resolve → runtime::Config`.
 //!
 //! - `schema`: what the user writes (serde, unknown keys rejected, `Option`s, `DEFAULT_*`).
 //! - `units`: human durations and sizes inside the file.
-//! - `validate`: every semantic check; all problems are collected, each with file:line:column.
+//! - `validate`: every semantic check, one file per section; all problems are collected, each
+//!   with file:line:column. Pure: no IO.
+//! - `resolve`: backend host names → addresses (DNS, the one blocking step after reading).
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 
 mod error;
+mod resolve;
 pub mod runtime;
 pub mod schema;
 pub mod units;
@@ -17,7 +20,7 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads, parses, validates and resolves the config file at `path`. Blocking (file IO, DNS).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
@@ -29,7 +32,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&source, path)
 }
 
-/// Parses and validates config text; `path` only names it in errors.
+/// Parses, validates and resolves config text; `path` only names it in errors. Blocking when a
+/// backend is named by a host name (DNS).
 ///
 /// ```
 /// use std::path::Path;
@@ -62,7 +66,14 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let inner = e.into_inner();
         ConfigError::at(path, source, inner.span(), field, inner.message().trim())
     })?;
-    validate::validate(file, path, source)
+    let (unresolved, mut errors) = validate::validate(file, path, source);
+    let (config, unresolvable) = resolve::resolve(unresolved, path, source);
+    errors.extend(unresolvable);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.

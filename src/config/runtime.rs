@@ -1,7 +1,9 @@
 //! What the program runs on: the validated config. No `Option`s are left, addresses are parsed,
 //! names are resolved to indices and durations are typed. Built by `validate` from the schema.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -18,7 +20,20 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Things that are legal but probably not meant (an upstream no route uses).
     pub warnings: Vec<super::ConfigError>,
+    /// Where the keys a reload cannot change were written, so that a reload can point at them.
+    pub places: Places,
 }
+
+/// A line and column in the config file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Field path (`"server.listen"`) → where its value was written; absent keys are not here.
+#[derive(Debug, Clone, Default)]
+pub struct Places(pub BTreeMap<&'static str, Place>);
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -31,6 +46,8 @@ pub struct ServerConfig {
     pub max_request_body: u64,
     /// A `tracing` filter directive.
     pub log_level: String,
+    /// Unix socket over which a new process (`fulcrum run --upgrade`) takes the listeners.
+    pub upgrade_sock: PathBuf,
 }
 
 #[derive(Debug, Clone)]

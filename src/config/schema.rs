@@ -18,6 +18,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// `[server].max_request_body` when absent: 10 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
+/// `[server].upgrade_sock` when absent.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/fulcrum-upgrade.sock";
 /// `[server].log_level` when absent and `RUST_LOG` is unset.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// `[[route]].path` when absent.
@@ -99,6 +101,9 @@ pub struct ServerSection {
     pub max_request_body: Option<ByteSize>,
     /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. Default: "info".
     pub log_level: Option<Spanned<String>>,
+    /// Absolute path of the Unix socket over which `fulcrum run --upgrade` takes the listening
+    /// sockets from this process on SIGQUIT. Default: [`DEFAULT_UPGRADE_SOCK`].
+    pub upgrade_sock: Option<Spanned<String>>,
 }
 
 /// `[[route]]`
@@ -208,7 +213,7 @@ pub struct OutlierSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
-    /// `host:port`; a host name is resolved once, when the config is loaded.
+    /// `host:port`; a host name is resolved each time the config is loaded (start and reload).
     pub addr: Spanned<String>,
     /// Relative share of traffic, 1..=[`MAX_WEIGHT`]. Default: [`DEFAULT_WEIGHT`].
     pub weight: Option<Spanned<u32>>,

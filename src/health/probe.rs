@@ -54,9 +54,10 @@ async fn attempt(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Res
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+/// A task that ends when this handle is dropped.
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -74,7 +74,7 @@ impl RequestCtx {
             return;
         }
         if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
-            u.health().record(i, ok);
+            u.record(i, ok);
         }
         self.outcome_recorded = true;
     }

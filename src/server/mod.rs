@@ -1,25 +1,26 @@
 //! Process lifecycle: builds the pingora server from a validated config (proxy listeners, admin
-//! listener, every timeout set), runs it, and shuts it down on signals.
+//! listener, every timeout set), starts the background services (health supervisor, reloader),
+//! runs it, and shuts it down on signals.
 
 pub mod drain;
 mod signals;
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use pingora::services::background::background_service;
-
 use crate::admin::AdminApp;
+use crate::config::units::MAX_DURATION;
 use crate::config::Config;
-use crate::health::{HealthService, UpstreamHealth};
+use crate::health::Supervisor;
 use crate::proxy::Proxy;
-use crate::registry::Registry;
-use crate::snapshot;
+use crate::reload::{LogControl, Reloader, Runtime};
 use drain::Drain;
 
 /// Requests served on one client connection before it is closed (nginx's `keepalive_requests`).
@@ -32,65 +33,74 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start: {0}")]
+    Startup(std::io::Error),
 }
 
-/// Probes every checked backend once, before the listeners open, so that no backend gets
-/// traffic before its first check. Takes at most the longest health-check timeout.
-fn first_health_round(upstreams: &[Arc<UpstreamHealth>]) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot run the first health checks; backends stay unknown until the monitor probes them");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        let mut rounds = tokio::task::JoinSet::new();
-        for u in upstreams {
-            let u = Arc::clone(u);
-            rounds.spawn(async move { u.first_round().await });
-        }
-        while let Some(done) = rounds.join_next().await {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "first health round failed");
-            }
-        }
-    });
+/// How to run, beyond the config.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The config file, reloaded on change, SIGHUP and `POST /reload`; `None` for a built-in
+    /// config (the demo).
+    pub path: Option<PathBuf>,
+    /// Take the listening sockets over from a running fulcrum (it hands them over when it gets
+    /// SIGQUIT) instead of binding them.
+    pub upgrade: bool,
+    /// Applies a reloaded `log_level`.
+    pub log: Option<LogControl>,
 }
 
 /// Serves `config` until a shutdown signal: SIGTERM drains (in-flight requests finish within
-/// `grace_period`, then exit), SIGINT exits at once.
-pub fn run(config: &Config) -> Result<(), ServerError> {
-    let s = &config.server;
-    // pingora reports a failed bind deep in a worker thread; check first to fail clearly.
-    for &addr in s.listen.iter().chain(s.admin_listen.iter()) {
-        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+/// `grace_period`, then exit), SIGINT exits at once, SIGQUIT hands the listeners to a new process
+/// started with `upgrade` and then drains, SIGHUP reloads.
+pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
+    let s = config.server.clone();
+    if !options.upgrade {
+        // pingora reports a failed bind deep in a worker thread; check first to fail clearly.
+        for &addr in s.listen.iter().chain(s.admin_listen.iter()) {
+            TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        }
     }
-
     let conf = ServerConf {
         threads: s.threads,
-        // Our drain watcher exits as soon as requests are done or the grace period is over;
-        // this is pingora's own upper bound, in case the watcher could not run.
-        grace_period_seconds: Some(s.grace_period.as_secs() + 1),
+        // Our drain watcher exits as soon as requests are done or the (reloadable) grace period
+        // is over; pingora's own wait is only a backstop, longer than any grace_period allowed.
+        grace_period_seconds: Some(MAX_DURATION.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(0),
+        upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    let metrics = prometheus::Registry::new();
+    let (supervisor, health) = Supervisor::new();
+
+    // The first config is built and its checked backends probed before any listener serves.
+    let startup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Startup)?;
+    let runtime = startup.block_on(async {
+        // SIGHUP's default action ends the process: take it over before anything else, so that
+        // a `systemctl reload` during start-up cannot kill fulcrum.
+        if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tracing::error!(error = %e, "cannot handle SIGHUP");
+        }
+        Runtime::start(config, options.path, health, options.log, &metrics).await
+    });
+    drop(startup);
+    // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
 
     let drain = Arc::new(Drain::default());
-    let registry = Registry::default();
-    let shared = snapshot::shared(config, &registry);
-    let health = shared.load().health();
-    first_health_round(&health);
-    server.add_service(background_service(
-        "health checks",
-        HealthService::new(health),
-    ));
-    let proxy = Proxy::new(shared, Arc::clone(&drain));
+    server.add_service(background_service("health checks", supervisor));
+    let (reloader, reload) = Reloader::new(Arc::clone(&runtime));
+    server.add_service(background_service("config reload", reloader));
+
+    let proxy = Proxy::new(Arc::clone(runtime.snapshot()), Arc::clone(&drain));
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "fulcrum proxy");
     if let Some(app) = service.app_logic_mut() {
@@ -104,15 +114,20 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     server.add_service(service);
 
     if let Some(addr) = s.admin_listen {
-        let mut admin = Service::new("fulcrum admin".to_owned(), AdminApp);
+        let mut admin = Service::new("fulcrum admin".to_owned(), AdminApp::new(reload, metrics));
         admin.add_tcp(&addr.to_string());
         admin.threads = Some(1);
         server.add_service(admin);
     }
 
-    tracing::info!(listen = ?s.listen, admin = ?s.admin_listen, threads = s.threads, "fulcrum serving");
+    tracing::info!(listen = ?s.listen, admin = ?s.admin_listen, threads = s.threads, upgrade = options.upgrade, "fulcrum serving");
+    let phases = server.watch_execution_phase();
     server.run(RunArgs {
-        shutdown_signal: Box::new(signals::Signals::new(drain, s.grace_period)),
+        shutdown_signal: Box::new(signals::Signals::new(
+            drain,
+            Arc::clone(runtime.snapshot()),
+            phases,
+        )),
     });
     Ok(())
 }

@@ -1,29 +1,51 @@
-//! Signals: SIGTERM = graceful drain, SIGINT = exit now, SIGQUIT = pingora's graceful upgrade.
+//! Signals: SIGTERM = graceful drain, SIGINT = exit now, SIGQUIT = graceful upgrade (hand the
+//! listening sockets to a new process, then drain). SIGHUP (reload) belongs to the reloader.
 //!
-//! pingora sleeps through the whole grace period after SIGTERM even when nothing is in flight.
-//! We hand pingora the signal (so it stops accepting) and start a watcher that exits the process
-//! the moment the last in-flight request is done, or when the grace period is over.
+//! pingora sleeps through a whole grace period after SIGTERM even when nothing is in flight.
+//! We hand pingora the signal and start a watcher that, once pingora has stopped accepting,
+//! exits the process the moment the last in-flight request is done, or when the grace period of
+//! the config serving at that moment is over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast;
 
 use super::drain::Drain;
+use crate::snapshot::SharedSnapshot;
 
 /// How often the drain watcher looks at the in-flight count.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 pub struct Signals {
     drain: Arc<Drain>,
-    grace: Duration,
+    snapshot: SharedSnapshot,
+    phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl Signals {
-    pub fn new(drain: Arc<Drain>, grace: Duration) -> Signals {
-        Signals { drain, grace }
+    /// `phases` is the server's execution-phase feed: the drain starts when shutdown does.
+    pub fn new(
+        drain: Arc<Drain>,
+        snapshot: SharedSnapshot,
+        phases: broadcast::Receiver<ExecutionPhase>,
+    ) -> Signals {
+        Signals {
+            drain,
+            snapshot,
+            phases: std::sync::Mutex::new(Some(phases)),
+        }
+    }
+
+    /// Starts the thread that ends the process once shutdown has begun and requests are done.
+    fn watch_drain(&self) {
+        let phases = self.phases.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(phases) = phases else { return };
+        let (drain, snapshot) = (Arc::clone(&self.drain), Arc::clone(&self.snapshot));
+        std::thread::spawn(move || exit_when_drained(phases, &drain, &snapshot));
     }
 }
 
@@ -43,10 +65,9 @@ impl ShutdownSignalWatch for Signals {
         };
         tokio::select! {
             _ = term.recv() => {
-                tracing::info!(grace = ?self.grace, in_flight = self.drain.in_flight(), "SIGTERM: draining");
-                let drain = Arc::clone(&self.drain);
-                let deadline = Instant::now() + self.grace;
-                std::thread::spawn(move || exit_when_drained(&drain, deadline));
+                let grace = self.snapshot.load().grace_period;
+                tracing::info!(?grace, in_flight = self.drain.in_flight(), "SIGTERM: draining");
+                self.watch_drain();
                 ShutdownSignal::GracefulTerminate
             }
             _ = int.recv() => {
@@ -54,14 +75,29 @@ impl ShutdownSignalWatch for Signals {
                 ShutdownSignal::FastShutdown
             }
             _ = quit.recv() => {
-                tracing::info!("SIGQUIT: handing listeners to the new process");
+                tracing::info!("SIGQUIT: handing the listeners to the new process, then draining");
+                self.watch_drain();
                 ShutdownSignal::GracefulUpgrade
             }
         }
     }
 }
 
-fn exit_when_drained(drain: &Drain, deadline: Instant) -> ! {
+/// Waits until pingora starts shutting down (after a SIGQUIT, that is after the listeners were
+/// handed over and both processes accepted for a while), then exits once nothing is in flight or
+/// the grace period is over.
+fn exit_when_drained(
+    mut phases: broadcast::Receiver<ExecutionPhase>,
+    drain: &Drain,
+    snapshot: &SharedSnapshot,
+) -> ! {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownStarted) | Err(broadcast::error::RecvError::Closed) => break,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+        }
+    }
+    let deadline = Instant::now() + snapshot.load().grace_period;
     // Let the listeners close before trusting a zero count.
     std::thread::sleep(DRAIN_POLL);
     loop {

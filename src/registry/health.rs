@@ -1,5 +1,9 @@
 //! One backend's health, kept in the registry so that it outlives a config. The request path
 //! reads one atomic flags word; probes and passive outcomes move it through its states.
+//!
+//! Whether a backend is actively checked is a property of the config, not of this state: a
+//! snapshot asks [`HealthState::in_service`] with its own answer, so a reload that adds or
+//! removes a check changes nothing here.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -7,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Active check has not answered yet.
+/// No active check has answered yet (every backend starts so).
 const UNKNOWN: u8 = 1;
 /// Active check says unhealthy.
 const DOWN: u8 = 2;
@@ -32,8 +36,8 @@ struct Ejections {
     until: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
-pub struct BackendHealth {
+#[derive(Debug)]
+pub struct HealthState {
     flags: AtomicU8,
     successes: AtomicU32,
     failures: AtomicU32,
@@ -41,17 +45,37 @@ pub struct BackendHealth {
     ejections: Mutex<Ejections>,
 }
 
-impl BackendHealth {
-    /// Whether the backend may take traffic: checked healthy (or unchecked) and not ejected.
-    pub fn available(&self) -> bool {
-        self.flags.load(Ordering::Relaxed) == 0
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState {
+            flags: AtomicU8::new(UNKNOWN),
+            successes: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            passive_failures: AtomicU32::new(0),
+            ejections: Mutex::default(),
+        }
+    }
+}
+
+impl HealthState {
+    /// Whether the backend may take traffic under a config that does (`checked`) or does not
+    /// actively check it: not ejected and, when checked, probed healthy. One atomic load.
+    pub fn in_service(&self, checked: bool) -> bool {
+        let f = self.flags.load(Ordering::Relaxed);
+        if checked {
+            f == 0
+        } else {
+            f & EJECTED == 0
+        }
     }
 
-    /// "healthy", "unhealthy", "unknown" or "ejected", for logs.
-    pub fn describe(&self) -> &'static str {
+    /// "healthy", "unhealthy", "unknown" or "ejected", for logs and status.
+    pub fn describe(&self, checked: bool) -> &'static str {
         let f = self.flags.load(Ordering::Relaxed);
         if f & EJECTED != 0 {
             "ejected"
+        } else if !checked {
+            "healthy"
         } else if f & DOWN != 0 {
             "unhealthy"
         } else if f & UNKNOWN != 0 {
@@ -61,23 +85,19 @@ impl BackendHealth {
         }
     }
 
+    /// Whether no active check has answered since the backend appeared or its check was removed.
     pub fn is_unknown(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & UNKNOWN != 0
     }
 
-    /// Whether this upstream actively checks the backend. A backend that gains a check and was
-    /// never probed is unknown (not eligible) until its first probe; one that loses its check is
-    /// healthy as far as active checks go.
-    pub fn set_checked(&self, checked: bool) {
-        if checked {
-            let never_probed = self.successes.load(Ordering::Relaxed) == 0
-                && self.failures.load(Ordering::Relaxed) == 0;
-            if never_probed && self.flags.load(Ordering::Relaxed) & DOWN == 0 {
-                self.flags.fetch_or(UNKNOWN, Ordering::Relaxed);
-            }
-        } else {
-            self.flags.fetch_and(!(UNKNOWN | DOWN), Ordering::Relaxed);
-        }
+    /// Drops what active checks learnt: the backend is unknown again and must pass a probe
+    /// before a checked config sends it traffic. Called when its check is removed, so that a
+    /// check added back later does not trust an old result.
+    pub fn forget_probes(&self) {
+        self.successes.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.flags.fetch_or(UNKNOWN, Ordering::Relaxed);
+        self.flags.fetch_and(!DOWN, Ordering::Relaxed);
     }
 
     /// Applies one probe result. The first result of an unknown backend decides at once; later
@@ -160,21 +180,21 @@ impl BackendHealth {
 mod tests {
     use super::*;
 
-    fn checked() -> BackendHealth {
-        let h = BackendHealth::default();
-        h.set_checked(true);
-        h
+    fn checked() -> HealthState {
+        HealthState::default()
     }
 
     #[test]
     fn unknown_until_the_first_probe_which_decides_at_once() {
         let h = checked();
-        assert!(!h.available());
+        assert!(!h.in_service(true));
+        assert!(h.in_service(false), "unknown is fine where nothing checks");
         assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
-        assert!(h.available());
+        assert!(h.in_service(true));
         let h = checked();
         assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
-        assert_eq!(h.describe(), "unhealthy");
+        assert_eq!(h.describe(true), "unhealthy");
+        assert_eq!(h.describe(false), "healthy");
     }
 
     #[test]
@@ -183,9 +203,9 @@ mod tests {
         h.on_probe(true, 2, 3);
         assert_eq!(h.on_probe(false, 2, 3), Transition::None);
         assert_eq!(h.on_probe(false, 2, 3), Transition::None);
-        assert!(h.available());
+        assert!(h.in_service(true));
         assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
-        assert!(!h.available());
+        assert!(!h.in_service(true));
         assert_eq!(h.on_probe(false, 2, 3), Transition::None, "logged once");
         assert_eq!(h.on_probe(true, 2, 3), Transition::None);
         assert_eq!(
@@ -195,22 +215,33 @@ mod tests {
         );
         assert_eq!(h.on_probe(true, 2, 3), Transition::None);
         assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
-        assert!(h.available());
+        assert!(h.in_service(true));
     }
 
     #[test]
-    fn losing_the_check_makes_a_backend_available() {
+    fn forgetting_probes_makes_a_backend_unknown_again() {
         let h = checked();
         h.on_probe(false, 1, 1);
-        h.set_checked(false);
-        assert!(h.available());
-        h.set_checked(true);
-        assert!(h.available(), "probed before: not unknown again");
+        assert!(!h.in_service(true) && h.in_service(false));
+        h.forget_probes();
+        assert!(h.is_unknown() && !h.in_service(true));
+        assert_eq!(
+            h.on_probe(true, 2, 3),
+            Transition::Up,
+            "first probe decides"
+        );
+        h.eject(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Instant::now(),
+        );
+        h.forget_probes();
+        assert!(!h.in_service(false), "forgetting probes keeps an ejection");
     }
 
     #[test]
     fn passive_failures_count_in_a_row() {
-        let h = BackendHealth::default();
+        let h = HealthState::default();
         assert!(!h.on_response(false, 3));
         assert!(!h.on_response(false, 3));
         assert!(!h.on_response(true, 3));
@@ -222,12 +253,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ejection_time_grows_with_ejections_and_resets_after_max() {
         let (base, max) = (Duration::from_secs(30), Duration::from_secs(100));
-        let h = BackendHealth::default();
+        let h = HealthState::default();
         let t0 = Instant::now();
         assert_eq!(h.eject(base, max, t0), Duration::from_secs(30));
-        assert!(!h.available() && h.is_ejected());
+        assert!(!h.in_service(false) && h.is_ejected());
         h.readmit(t0 + Duration::from_secs(30));
-        assert!(h.available());
+        assert!(h.in_service(false));
         assert_eq!(
             h.eject(base, max, t0 + Duration::from_secs(40)),
             Duration::from_secs(60)

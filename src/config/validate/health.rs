@@ -1,0 +1,165 @@
+//! `[upstream.NAME.health_check]` (active probes) and `[upstream.NAME.outlier]` (passive
+//! ejection).
+
+use toml::Spanned;
+
+use super::{at_least_one, percent, positive, Checker};
+use crate::config::runtime::*;
+use crate::config::schema::*;
+
+pub(super) fn health_check(
+    c: &mut Checker,
+    upstream: &str,
+    h: &HealthCheckSection,
+) -> HealthCheckConfig {
+    let field = format!("{upstream}.health_check");
+    let kind = h.kind.unwrap_or_default();
+    if kind == ProbeKind::Tcp {
+        let http_only = [
+            ("path", h.path.as_ref().map(|p| p.span())),
+            ("host", h.host.as_ref().map(|p| p.span())),
+            ("expect_status", h.expect_status.as_ref().map(|p| p.span())),
+        ];
+        for (key, span) in http_only {
+            if let Some(span) = span {
+                c.error(span, format!("{field}.{key}"), format!("{key} applies only to kind = \"http\" (a tcp check only opens a connection)"));
+            }
+        }
+    }
+    let path = match &h.path {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            let msg = format!(
+                "path \"{}\" must start with \"/\", e.g. \"/healthz\"",
+                p.get_ref()
+            );
+            c.error(p.span(), format!("{field}.path"), msg);
+            DEFAULT_HEALTH_PATH.to_owned()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => DEFAULT_HEALTH_PATH.to_owned(),
+    };
+    let expect_status = match &h.expect_status {
+        None => vec![StatusMatch::Class(2)],
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                c.error(
+                    list.span(),
+                    format!("{field}.expect_status"),
+                    "needs at least one status, e.g. [200] or [\"2xx\"]",
+                );
+            }
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| status_match(c, v, &format!("{field}.expect_status[{i}]")))
+                .collect()
+        }
+    };
+    let jitter = match &h.jitter {
+        None => DEFAULT_HEALTH_JITTER,
+        Some(j) => {
+            let parsed = j
+                .get_ref()
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u32>().ok());
+            match parsed {
+                Some(p) if p <= MAX_HEALTH_JITTER => p,
+                _ => {
+                    let msg = format!("invalid jitter \"{}\"; expected a percentage of the interval from \"0%\" to \"{MAX_HEALTH_JITTER}%\"", j.get_ref());
+                    c.error(j.span(), format!("{field}.jitter"), msg);
+                    0
+                }
+            }
+        }
+    };
+    let interval = positive(
+        c,
+        &h.interval,
+        format!("{field}.interval"),
+        DEFAULT_HEALTH_INTERVAL,
+    );
+    let timeout = positive(
+        c,
+        &h.timeout,
+        format!("{field}.timeout"),
+        DEFAULT_HEALTH_TIMEOUT,
+    );
+    HealthCheckConfig {
+        kind,
+        path,
+        host: h.host.as_ref().map(|h| h.get_ref().clone()),
+        expect_status,
+        interval,
+        timeout,
+        jitter: f64::from(jitter) / 100.0,
+        healthy_threshold: at_least_one(
+            c,
+            h.healthy_threshold.as_ref(),
+            format!("{field}.healthy_threshold"),
+            DEFAULT_HEALTHY_THRESHOLD,
+        ),
+        unhealthy_threshold: at_least_one(
+            c,
+            h.unhealthy_threshold.as_ref(),
+            format!("{field}.unhealthy_threshold"),
+            DEFAULT_UNHEALTHY_THRESHOLD,
+        ),
+    }
+}
+
+fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Option<StatusMatch> {
+    let parsed = match v.get_ref() {
+        toml::Value::Integer(n) if (100..=599).contains(n) => Some(StatusMatch::Code(*n as u16)),
+        toml::Value::String(s) => {
+            let b = s.as_bytes();
+            (b.len() == 3 && (b'1'..=b'5').contains(&b[0]) && b[1..].eq_ignore_ascii_case(b"xx"))
+                .then(|| StatusMatch::Class(u16::from(b[0] - b'0')))
+        }
+        _ => None,
+    };
+    if parsed.is_none() {
+        let msg = format!(
+            "invalid status {}; expected a code from 100 to 599 (200) or a class (\"2xx\")",
+            v.get_ref()
+        );
+        c.error(v.span(), field, msg);
+    }
+    parsed
+}
+
+pub(super) fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> OutlierConfig {
+    let field = format!("{upstream}.outlier");
+    let base = positive(
+        c,
+        &o.base_ejection,
+        format!("{field}.base_ejection"),
+        DEFAULT_BASE_EJECTION,
+    );
+    let max = positive(
+        c,
+        &o.max_ejection,
+        format!("{field}.max_ejection"),
+        DEFAULT_MAX_EJECTION.max(base),
+    );
+    if let Some(m) = o.max_ejection.as_ref().filter(|_| max < base) {
+        let msg = format!("max_ejection ({max:?}) is shorter than base_ejection ({base:?}); it caps every ejection, so it must be at least as long");
+        c.error(m.span(), format!("{field}.max_ejection"), msg);
+    }
+    OutlierConfig {
+        consecutive_failures: at_least_one(
+            c,
+            o.consecutive_failures.as_ref(),
+            format!("{field}.consecutive_failures"),
+            DEFAULT_CONSECUTIVE_FAILURES,
+        ),
+        base_ejection: base,
+        max_ejection: max,
+        max_ejected_percent: o
+            .max_ejected_percent
+            .as_ref()
+            .map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| {
+                percent(c, p, &format!("{field}.max_ejected_percent"), 100)
+            }),
+    }
+}

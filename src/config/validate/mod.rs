@@ -1,0 +1,146 @@
+//! Schema → runtime: every semantic check, collecting all problems instead of stopping at the
+//! first one (like `nginx -t`, but listing every problem). One file per section of the file;
+//! this one holds the entry point and the checks several sections share. Validation is pure:
+//! backend host names are resolved afterwards, by `resolve`.
+//!
+//! - `server`: `[server]`.
+//! - `route`: `[[route]]`.
+//! - `upstream`: `[upstream.NAME]` and its backends.
+//! - `health`: `[upstream.NAME.health_check]` and `[upstream.NAME.outlier]`.
+
+mod health;
+mod route;
+mod server;
+mod upstream;
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::ConfigError;
+use super::resolve::Unresolved;
+use super::runtime::*;
+use super::schema::*;
+use super::units::HumanDuration;
+
+/// What a backend `addr` may be, for error messages.
+pub(super) const BACKEND_ADDR_ACCEPTED: &str =
+    "expected HOST:PORT like \"127.0.0.1:9001\" or \"backend.internal:80\"";
+
+/// Collects errors with their place in the file.
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
+        self.warnings.push(e);
+    }
+
+    /// Line and column of a span, for [`Config::places`].
+    fn place(&self, span: Range<usize>) -> Place {
+        let e = ConfigError::at(self.file, self.source, Some(span), "", "");
+        Place {
+            line: e.line,
+            column: e.column,
+        }
+    }
+}
+
+/// Validates a deserialized file into the config the proxy runs on, but for backend addresses,
+/// which are left for `resolve`. Returns every problem found beside what could be validated.
+pub(super) fn validate(
+    file: FileConfig,
+    path: &Path,
+    source: &str,
+) -> (Unresolved, Vec<ConfigError>) {
+    let mut c = Checker {
+        file: path,
+        source,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut places = Places::default();
+    let server = server::server(&mut c, file.server, &mut places);
+    let mut backends = Vec::new();
+    let upstreams: Vec<UpstreamConfig> = file
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, (name, u))| upstream::upstream(&mut c, i, name, u.get_ref(), &mut backends))
+        .collect();
+    let names: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();
+    let routes = route::routes(&mut c, &file.routes, &names);
+
+    for (i, (name, u)) in file.upstreams.iter().enumerate() {
+        if !routes.iter().any(|r| r.upstream == i) {
+            let msg = format!("upstream \"{name}\" is not used by any route");
+            c.warn(u.span(), format!("upstream.{name}"), msg);
+        }
+    }
+    let unresolved = Unresolved {
+        config: Config {
+            server,
+            routes,
+            upstreams,
+            warnings: c.warnings,
+            places,
+        },
+        backends,
+    };
+    (unresolved, c.errors)
+}
+
+/// A duration that must be longer than zero (timeouts, intervals, ejection times).
+fn positive(
+    c: &mut Checker,
+    d: &Option<Spanned<HumanDuration>>,
+    field: String,
+    default: Duration,
+) -> Duration {
+    match d {
+        Some(d) if d.get_ref().0.is_zero() => {
+            c.error(d.span(), field, "must be longer than 0s, e.g. \"2s\"");
+            default
+        }
+        Some(d) => d.get_ref().0,
+        None => default,
+    }
+}
+
+/// A percentage 0..=max; out of range is reported and read as `max`.
+fn percent(c: &mut Checker, p: &Spanned<u32>, field: &str, max: u32) -> u32 {
+    let v = *p.get_ref();
+    if v > max {
+        c.error(
+            p.span(),
+            field,
+            format!("must be a percentage between 0 and {max} (got {v})"),
+        );
+        return max;
+    }
+    v
+}
+
+/// A count that must be at least 1.
+fn at_least_one(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
+    match v {
+        None => default,
+        Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+        Some(n) => {
+            c.error(n.span(), field, "must be at least 1");
+            1
+        }
+    }
+}

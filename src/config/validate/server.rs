@@ -1,0 +1,167 @@
+//! `[server]`: listeners and process-wide settings.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::Checker;
+use crate::config::runtime::*;
+use crate::config::schema::*;
+
+/// Validates `[server]`; records in `places` where the keys a reload cannot change were written.
+pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> ServerConfig {
+    let spans = [
+        ("server.listen", s.listen.as_ref().map(|l| l.span())),
+        (
+            "server.admin_listen",
+            s.admin_listen.as_ref().map(|a| a.span()),
+        ),
+        ("server.threads", s.threads.as_ref().map(|t| t.span())),
+        (
+            "server.upgrade_sock",
+            s.upgrade_sock.as_ref().map(|u| u.span()),
+        ),
+    ];
+    for (key, span) in spans {
+        if let Some(span) = span {
+            places.0.insert(key, c.place(span));
+        }
+    }
+    let listen = match &s.listen {
+        None => vec![DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address parses")],
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                c.error(
+                    list.span(),
+                    "server.listen",
+                    "needs at least one address, e.g. [\"0.0.0.0:8080\"]",
+                );
+            }
+            let mut out: Vec<SocketAddr> = Vec::new();
+            for (i, a) in list.get_ref().iter().enumerate() {
+                let field = format!("server.listen[{i}]");
+                if let Some(addr) = listen_addr(c, a, &field) {
+                    if out.contains(&addr) {
+                        c.error(a.span(), field, format!("{addr} is listed twice"));
+                    } else {
+                        out.push(addr);
+                    }
+                }
+            }
+            out
+        }
+    };
+    let threads = match &s.threads {
+        Some(t) if *t.get_ref() == 0 => {
+            c.error(
+                t.span(),
+                "server.threads",
+                "must be at least 1 (or absent for one per CPU)",
+            );
+            1
+        }
+        Some(t) => *t.get_ref(),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let admin_listen = s.admin_listen.as_ref().and_then(|a| {
+        let addr = listen_addr(c, a, "server.admin_listen")?;
+        if listen.contains(&addr) {
+            let msg = format!(
+                "{addr} is also a proxy listener; the admin listener needs its own address"
+            );
+            c.error(a.span(), "server.admin_listen", msg);
+        }
+        Some(addr)
+    });
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, t)| cidr(c, t, &format!("server.trusted_proxies[{i}]")))
+        .collect();
+    let log_level = match &s.log_level {
+        Some(l) => {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(l.get_ref()) {
+                let msg = format!(
+                    "invalid log filter \"{}\" ({e}); expected a level (error, warn, info, debug, trace) or directives like \"info,fulcrum=debug\"",
+                    l.get_ref()
+                );
+                c.error(l.span(), "server.log_level", msg);
+            }
+            l.get_ref().clone()
+        }
+        None => DEFAULT_LOG_LEVEL.to_owned(),
+    };
+    ServerConfig {
+        listen,
+        threads,
+        admin_listen,
+        trusted_proxies,
+        grace_period: s.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+        max_request_body: s.max_request_body.map_or(DEFAULT_MAX_REQUEST_BODY, |b| b.0),
+        log_level,
+        upgrade_sock: upgrade_sock(c, s.upgrade_sock.as_ref()),
+    }
+}
+
+fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
+    let Some(u) = u else {
+        return PathBuf::from(DEFAULT_UPGRADE_SOCK);
+    };
+    let path = PathBuf::from(u.get_ref());
+    if !path.is_absolute() {
+        let msg = format!(
+            "upgrade_sock \"{}\" must be an absolute path, e.g. \"/run/fulcrum/upgrade.sock\"",
+            u.get_ref()
+        );
+        c.error(u.span(), "server.upgrade_sock", msg);
+    }
+    path
+}
+
+fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+    match a.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            let msg = format!(
+                "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\"",
+                a.get_ref()
+            );
+            c.error(a.span(), field, msg);
+            None
+        }
+    }
+}
+
+fn cidr(c: &mut Checker, t: &Spanned<String>, field: &str) -> Option<IpNet> {
+    let s = t.get_ref().trim();
+    let parsed = s
+        .parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+    match parsed {
+        // An IPv4-mapped network (::ffff:10.0.0.0/104) means its IPv4 network: peers are
+        // compared in their IPv4 form.
+        Ok(IpNet::V6(v6)) if v6.prefix_len() >= 96 && v6.addr().to_ipv4_mapped().is_some() => {
+            let v4 = v6
+                .addr()
+                .to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(|n| IpNet::V4(n.trunc()))
+        }
+        Ok(net) => Some(net.trunc()),
+        Err(_) => {
+            let msg = format!(
+                "invalid CIDR \"{s}\"; expected a network like \"10.0.0.0/8\", \"fd00::/8\" or a single IP"
+            );
+            c.error(t.span(), field, msg);
+            None
+        }
+    }
+}

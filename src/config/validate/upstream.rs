@@ -1,0 +1,164 @@
+//! `[upstream.NAME]`: a pool of backends, its strategy and its connection settings.
+
+use std::net::SocketAddr;
+
+use toml::Spanned;
+
+use super::{health, percent, positive, Checker, BACKEND_ADDR_ACCEPTED};
+use crate::config::resolve::{BackendSource, Target};
+use crate::config::runtime::*;
+use crate::config::schema::*;
+
+/// Validates upstream number `index`, named `name`. Its backends go to `sources`, for `resolve`;
+/// the returned config has none yet.
+pub(super) fn upstream(
+    c: &mut Checker,
+    index: usize,
+    name: &str,
+    u: &UpstreamSection,
+    sources: &mut Vec<BackendSource>,
+) -> UpstreamConfig {
+    let field = format!("upstream.{name}");
+    if u.backends.get_ref().is_empty() {
+        let msg = "an upstream needs at least one backend, e.g. backends = [{ addr = \"127.0.0.1:9001\" }]";
+        c.error(u.backends.span(), format!("{field}.backends"), msg);
+    }
+    for (i, b) in u.backends.get_ref().iter().enumerate() {
+        let bfield = format!("{field}.backends[{i}]");
+        let weight = match &b.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref(),
+            Some(w) => {
+                let msg = format!("weight must be between 1 and {MAX_WEIGHT} (got {}); remove the backend to stop sending it traffic", w.get_ref());
+                c.error(w.span(), format!("{bfield}.weight"), msg);
+                continue;
+            }
+        };
+        let field = format!("{bfield}.addr");
+        let Some(target) = backend_target(c, &b.addr, &field) else {
+            continue;
+        };
+        sources.push(BackendSource {
+            upstream: index,
+            index: i,
+            name: b.addr.get_ref().clone(),
+            weight,
+            target,
+            span: b.addr.span(),
+            field,
+        });
+    }
+    let balance = u
+        .balance
+        .as_ref()
+        .map_or_else(BalanceKind::default, |b| *b.get_ref());
+    let (hash_key, hash_balance_factor) = hashing(c, &field, balance, u);
+    UpstreamConfig {
+        name: name.to_owned(),
+        balance,
+        hash_key,
+        hash_balance_factor,
+        backends: Vec::new(),
+        connect_timeout: positive(
+            c,
+            &u.connect_timeout,
+            format!("{field}.connect_timeout"),
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        read_timeout: positive(
+            c,
+            &u.read_timeout,
+            format!("{field}.read_timeout"),
+            DEFAULT_READ_TIMEOUT,
+        ),
+        write_timeout: positive(
+            c,
+            &u.write_timeout,
+            format!("{field}.write_timeout"),
+            DEFAULT_WRITE_TIMEOUT,
+        ),
+        // "0s" is allowed: no pooling, a new backend connection per request.
+        idle_timeout: u
+            .idle_timeout
+            .as_ref()
+            .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.get_ref().0),
+        panic_threshold: u.panic_threshold.as_ref().map_or(0, |p| {
+            percent(c, p, &format!("{field}.panic_threshold"), 100)
+        }),
+        health_check: u
+            .health_check
+            .as_ref()
+            .map(|h| health::health_check(c, &field, h)),
+        outlier: u.outlier.as_ref().map(|o| health::outlier(c, &field, o)),
+    }
+}
+
+/// `hash_key` and `hash_balance_factor`, which only the hash strategies take.
+fn hashing(
+    c: &mut Checker,
+    field: &str,
+    balance: BalanceKind,
+    u: &UpstreamSection,
+) -> (Option<HashKey>, Option<f64>) {
+    let hashed = matches!(balance, BalanceKind::ConsistentHash | BalanceKind::IpHash);
+    let key = match (&u.hash_key, balance) {
+        (None, BalanceKind::ConsistentHash) => {
+            let place = u
+                .balance
+                .as_ref()
+                .map_or_else(|| u.backends.span(), |b| b.span());
+            let msg = format!(
+                "balance = \"consistent_hash\" needs hash_key = {}",
+                HashKey::ACCEPTED
+            );
+            c.error(place, format!("{field}.hash_key"), msg);
+            None
+        }
+        (Some(k), BalanceKind::ConsistentHash) => match HashKey::parse(k.get_ref()) {
+            Ok(key) => Some(key),
+            Err(msg) => {
+                c.error(k.span(), format!("{field}.hash_key"), msg);
+                None
+            }
+        },
+        (Some(k), _) => {
+            let msg = "hash_key applies only to balance = \"consistent_hash\" (ip_hash always hashes the client IP)";
+            c.error(k.span(), format!("{field}.hash_key"), msg);
+            None
+        }
+        (None, BalanceKind::IpHash) => Some(HashKey::ClientIp),
+        (None, _) => None,
+    };
+    let factor = u.hash_balance_factor.as_ref().and_then(|f| {
+        let v = *f.get_ref();
+        let field = format!("{field}.hash_balance_factor");
+        if !hashed {
+            c.error(f.span(), field, "hash_balance_factor applies only to balance = \"consistent_hash\" or \"ip_hash\"");
+            None
+        } else if !(MIN_BALANCE_FACTOR..=MAX_BALANCE_FACTOR).contains(&v) {
+            let msg = format!("hash_balance_factor must be between {MIN_BALANCE_FACTOR} and {MAX_BALANCE_FACTOR} (got {v}); 1.25 is a common choice");
+            c.error(f.span(), field, msg);
+            None
+        } else {
+            Some(v)
+        }
+    });
+    (key, factor)
+}
+
+/// `host:port` → an address, or a name for `resolve`.
+fn backend_target(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<Target> {
+    let s = a.get_ref().trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some(Target::Addr(addr));
+    }
+    let has_port = s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        let msg = format!("invalid backend address \"{s}\"; {BACKEND_ADDR_ACCEPTED}");
+        c.error(a.span(), field, msg);
+        return None;
+    }
+    Some(Target::Name(s.to_owned()))
+}

@@ -1,0 +1,67 @@
+//! Reload metrics, registered by the reload owner into the admin listener's registry.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
+
+pub struct ReloadMetrics {
+    reloads: IntCounterVec,
+    last_success: IntGauge,
+    last_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    /// Registers the reload metrics in `registry`; the config the process started with counts
+    /// as a successful load at start time (not as a reload).
+    pub fn register(registry: &prometheus::Registry) -> ReloadMetrics {
+        let m = ReloadMetrics {
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "fulcrum_config_reloads_total",
+                    "Config reloads by result: success (the whole file is in effect) or failure (rejected, or keys only a restart changes)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            last_success: IntGauge::new(
+                "fulcrum_config_last_reload_success",
+                "1 if the last config load applied the whole file, 0 if not",
+            )
+            .expect("valid metric"),
+            last_timestamp: Gauge::new(
+                "fulcrum_config_last_reload_timestamp_seconds",
+                "Unix time of the last config load (start or reload), successful or not",
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.last_success.clone()),
+            Box::new(m.last_timestamp.clone()),
+        ] {
+            if let Err(e) = registry.register(c) {
+                tracing::error!(error = %e, "cannot register reload metrics");
+            }
+        }
+        // Both label values exist from the start, so that rate() sees the first failure.
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        m.last_success.set(1);
+        m.last_timestamp.set(now());
+        m
+    }
+
+    pub fn record(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+        self.last_success.set(i64::from(success));
+        self.last_timestamp.set(now());
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

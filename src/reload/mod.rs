@@ -1,0 +1,349 @@
+//! Hot reload: the one owner that applies a config, and the one task that decides when.
+//!
+//! - [`Runtime`] (this file): the running state (registry, published snapshot, health
+//!   supervisor) and [`Runtime::apply`]: build the new snapshot without side effects → probe the
+//!   backends no check has answered for yet → publish with one `store` → tell the registry and the
+//!   supervisor → prune state nothing refers to.
+//! - `reloader`: the background task every trigger feeds (a change of the file, SIGHUP,
+//!   `POST /reload`); reloads never run concurrently and a burst coalesces into one.
+//! - `watch`: the config file's directory, watched with `notify`.
+//! - `metrics`: reload counters on the admin listener.
+//!
+//! Keys a reload cannot change in place (`server.listen`, `admin_listen`, `threads`,
+//! `upgrade_sock`) are reported with a clear message and the rest of the file is applied.
+
+mod metrics;
+mod reloader;
+mod watch;
+
+pub use reloader::{ReloadHandle, Reloader};
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Something changed in the config file's directory: reload only if the file's text did.
+    FileChanged,
+    Sighup,
+    /// `POST /reload` (this many requests, coalesced).
+    Request(usize),
+}
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, Config, ConfigError, ServerConfig};
+use crate::health::{self, SupervisorHandle};
+use crate::registry::Registry;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use metrics::ReloadMetrics;
+
+/// Applies a new `log_level` (a `tracing` filter directive); `Err` says why it could not.
+pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The whole file is in effect.
+    Applied { summary: String },
+    /// The file is in effect except for keys only a restart (or a graceful upgrade) changes.
+    Partial {
+        summary: String,
+        restart: Vec<ConfigError>,
+    },
+    /// Nothing was applied; the previous config keeps serving.
+    Rejected { errors: Vec<ConfigError> },
+}
+
+impl Outcome {
+    /// Whether the file on disk is now what runs.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Applied { .. })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Applied { summary } => write!(f, "{summary}"),
+            Outcome::Partial { summary, restart } => {
+                write!(f, "{summary}; not applied:")?;
+                restart.iter().try_for_each(|e| write!(f, "\n{e}"))
+            }
+            Outcome::Rejected { errors } => {
+                write!(f, "config rejected, previous config still serving:")?;
+                errors.iter().try_for_each(|e| write!(f, "\n{e}"))
+            }
+        }
+    }
+}
+
+/// The running proxy's state and the one place a config is applied.
+pub struct Runtime {
+    registry: Registry,
+    snapshot: SharedSnapshot,
+    supervisor: SupervisorHandle,
+    /// The config file; `None` for the demo's built-in config.
+    path: Option<PathBuf>,
+    /// `[server]` as the process started: what a reload cannot change.
+    fixed: ServerConfig,
+    log: Option<LogControl>,
+    metrics: ReloadMetrics,
+    /// Held for a whole apply, so that applies never overlap.
+    applied: tokio::sync::Mutex<Applied>,
+}
+
+struct Applied {
+    generation: u64,
+    log_level: String,
+    /// The file as last read (applied or not), to skip events that did not change it.
+    text: Option<String>,
+}
+
+impl Runtime {
+    /// Builds, probes and publishes the first config.
+    pub async fn start(
+        config: Config,
+        path: Option<PathBuf>,
+        supervisor: SupervisorHandle,
+        log: Option<LogControl>,
+        metrics: &prometheus::Registry,
+    ) -> Arc<Runtime> {
+        let registry = Registry::default();
+        let snapshot = prepare(&config, &registry, 1, &supervisor).await;
+        let runtime = Runtime {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            registry,
+            supervisor,
+            path,
+            fixed: config.server.clone(),
+            log,
+            metrics: ReloadMetrics::register(metrics),
+            applied: tokio::sync::Mutex::new(Applied {
+                generation: 0,
+                log_level: config.server.log_level.clone(),
+                text: None,
+            }),
+        };
+        runtime.published(&mut *runtime.applied.lock().await, 1);
+        Arc::new(runtime)
+    }
+
+    /// The published snapshot, for the request path.
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// Reads the config file again and applies it. For [`Cause::FileChanged`], a file whose text
+    /// is what was read last time is left alone (`None`). File IO, parsing and DNS run on a
+    /// blocking thread, off the async workers.
+    pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
+        let only_if_changed = cause == Cause::FileChanged;
+        let Some(path) = self.path.clone() else {
+            let message = "fulcrum demo serves its built-in config; run `fulcrum demo --config config/demo.toml` to reload edits";
+            return Some(self.record(Outcome::Rejected {
+                errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
+            }));
+        };
+        let last = self.applied.lock().await.text.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::at(&path, "", None, "", format!("cannot read config file: {e}"))
+            })?;
+            if only_if_changed && last.as_deref() == Some(text.as_str()) {
+                return Ok(None);
+            }
+            let parsed = config::parse(&text, &path);
+            Ok(Some((text, parsed)))
+        })
+        .await;
+        match (&read, cause) {
+            (Ok(Ok(None)), _) => return None,
+            (_, Cause::FileChanged) => tracing::info!("config file changed; reloading"),
+            (_, Cause::Sighup) => tracing::info!("reload requested by SIGHUP"),
+            (_, Cause::Request(requests)) => {
+                tracing::info!(requests, "reload requested by POST /reload")
+            }
+        }
+        let outcome = match read {
+            Ok(Ok(None)) => return None,
+            Ok(Ok(Some((text, parsed)))) => {
+                self.applied.lock().await.text = Some(text);
+                match parsed {
+                    Ok(config) => self.apply(config).await,
+                    Err(errors) => Outcome::Rejected { errors: errors.0 },
+                }
+            }
+            Ok(Err(e)) => Outcome::Rejected { errors: vec![e] },
+            Err(e) => Outcome::Rejected {
+                errors: vec![ConfigError::at(
+                    Path::new("-"),
+                    "",
+                    None,
+                    "",
+                    format!("config load failed: {e}"),
+                )],
+            },
+        };
+        Some(self.record(outcome))
+    }
+
+    /// Applies a validated config: builds its snapshot (no side effects), probes the backends no
+    /// check has answered for yet (each probe bounded by its check's timeout), publishes it with
+    /// one store, then makes the registry and the health supervisor follow. Requests already
+    /// routed finish on the snapshot they started with.
+    pub async fn apply(&self, config: Config) -> Outcome {
+        let mut applied = self.applied.lock().await;
+        let restart = fixed_changes(&self.fixed, &config, self.path.as_deref());
+        let generation = applied.generation + 1;
+        let snapshot = prepare(&config, &self.registry, generation, &self.supervisor).await;
+        let (added, removed) = backend_changes(&self.snapshot.load(), &snapshot);
+        self.snapshot.store(Arc::new(snapshot));
+        self.published(&mut applied, generation);
+
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        if config.server.log_level != applied.log_level {
+            self.set_log_level(&config.server.log_level);
+            applied.log_level = config.server.log_level.clone();
+        }
+        let summary = format!(
+            "reloaded {}: {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",
+            self.path
+                .as_deref()
+                .map_or_else(|| "config".into(), |p| p.display().to_string()),
+            config.routes.len(),
+            config.upstreams.len(),
+            config
+                .upstreams
+                .iter()
+                .map(|u| u.backends.len())
+                .sum::<usize>(),
+        );
+        if restart.is_empty() {
+            Outcome::Applied { summary }
+        } else {
+            Outcome::Partial { summary, restart }
+        }
+    }
+
+    /// After snapshot `generation` was stored: tells each of its upstreams' registry state that
+    /// this generation serves it (requests picked under older ones announce their end), bumps
+    /// their epochs (views and balancers re-read the registry), hands the probe targets to the
+    /// supervisor and forgets state nothing refers to.
+    fn published(&self, applied: &mut Applied, generation: u64) {
+        let snapshot = self.snapshot.load();
+        for u in &snapshot.upstreams {
+            u.state().set_generation(generation);
+            u.state().bump_epoch();
+        }
+        self.supervisor.reconcile(snapshot.probe_targets());
+        applied.generation = generation;
+        self.registry.prune();
+    }
+
+    fn set_log_level(&self, level: &str) {
+        match &self.log {
+            Some(set) => match set(level) {
+                Ok(()) => tracing::info!(log_level = level, "log level changed"),
+                Err(e) => {
+                    tracing::error!(log_level = level, error = %e, "cannot change the log level")
+                }
+            },
+            None => {
+                tracing::info!(
+                    log_level = level,
+                    "log_level changed in the file; RUST_LOG is set and wins"
+                )
+            }
+        }
+    }
+
+    /// Logs and counts a reload's outcome.
+    fn record(&self, outcome: Outcome) -> Outcome {
+        match &outcome {
+            Outcome::Applied { summary } => tracing::info!("{summary}"),
+            Outcome::Partial { summary, restart } => {
+                tracing::info!("{summary}");
+                for e in restart {
+                    tracing::error!("{e}");
+                }
+            }
+            Outcome::Rejected { errors } => {
+                for e in errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    problems = errors.len(),
+                    "config reload rejected; the previous config keeps serving"
+                );
+            }
+        }
+        self.metrics.record(outcome.is_success());
+        outcome
+    }
+}
+
+/// Builds snapshot `generation` of `config` and probes its backends that no check has answered
+/// for yet, so that none gets traffic before its first probe.
+async fn prepare(
+    config: &Config,
+    registry: &Registry,
+    generation: u64,
+    supervisor: &SupervisorHandle,
+) -> Snapshot {
+    let snapshot = Snapshot::build(config, registry, generation, supervisor);
+    health::first_round(&snapshot.probe_targets()).await;
+    snapshot
+}
+
+/// The keys of `config` that differ from how the process started and that only a restart or a
+/// graceful upgrade can change, each as a located error.
+fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -> Vec<ConfigError> {
+    let new = &config.server;
+    let changed = [
+        ("server.listen", running.listen != new.listen),
+        (
+            "server.admin_listen",
+            running.admin_listen != new.admin_listen,
+        ),
+        ("server.threads", running.threads != new.threads),
+        (
+            "server.upgrade_sock",
+            running.upgrade_sock != new.upgrade_sock,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(field, _)| {
+            let place = config.places.0.get(field);
+            ConfigError {
+                file: file.unwrap_or(Path::new("-")).to_path_buf(),
+                line: place.map_or(0, |p| p.line),
+                column: place.map_or(0, |p| p.column),
+                field: field.to_owned(),
+                message: format!("{field} changed: restart, or run a graceful upgrade, to apply"),
+            }
+        })
+        .collect()
+}
+
+/// Backends (upstream, address) in `new` but not in `old`, and the other way round.
+fn backend_changes(old: &Snapshot, new: &Snapshot) -> (usize, usize) {
+    let keys = |s: &Snapshot| -> HashSet<(String, SocketAddr)> {
+        s.upstreams
+            .iter()
+            .flat_map(|u| u.backends.iter().map(|b| (u.name.clone(), b.addr)))
+            .collect()
+    };
+    let (old, new) = (keys(old), keys(new));
+    (new.difference(&old).count(), old.difference(&new).count())
+}
+
+#[cfg(test)]
+mod tests;

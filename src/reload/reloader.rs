@@ -1,0 +1,163 @@
+//! The one task that decides when to reload. Three triggers feed it: a change in the config
+//! file's directory (debounced: it waits for [`QUIET`] without events, at most [`MAX_WAIT`]),
+//! SIGHUP, and `POST /reload` on the admin listener (through a [`ReloadHandle`]). It runs one
+//! reload at a time; triggers that arrive meanwhile coalesce into the next one, and every
+//! `POST /reload` waiting gets that reload's outcome.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{watch, Cause, Outcome, Runtime};
+
+/// A file change reloads once the directory has been quiet this long.
+pub const QUIET: Duration = Duration::from_millis(200);
+/// ... or at the latest this long after the first event of a burst.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Asks the [`Reloader`] for a reload; cheap to clone.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    requests: mpsc::UnboundedSender<oneshot::Sender<Outcome>>,
+}
+
+impl ReloadHandle {
+    /// Reloads the config file and returns the outcome; `None` when the reloader is gone
+    /// (shutting down).
+    pub async fn reload(&self) -> Option<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(tx).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The background service; see the module doc.
+pub struct Reloader {
+    runtime: Arc<Runtime>,
+    requests: Mutex<Option<mpsc::UnboundedReceiver<oneshot::Sender<Outcome>>>>,
+}
+
+impl Reloader {
+    pub fn new(runtime: Arc<Runtime>) -> (Reloader, ReloadHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reloader = Reloader {
+            runtime,
+            requests: Mutex::new(Some(rx)),
+        };
+        (reloader, ReloadHandle { requests: tx })
+    }
+}
+
+/// What asked for the next reload.
+#[derive(Default)]
+struct Triggers {
+    signal: bool,
+    /// `POST /reload` callers waiting for the outcome.
+    waiting: Vec<oneshot::Sender<Outcome>>,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut requests) = taken else {
+            tracing::error!("reloader started twice");
+            return;
+        };
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload by editing the file or with POST /reload");
+                None
+            }
+        };
+        let (file_tx, mut file_events) = mpsc::unbounded_channel();
+        let _watcher = self.runtime.path.as_deref().and_then(|path| {
+            match watch::watch(path, file_tx) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+                    None
+                }
+            }
+        });
+        loop {
+            let mut t = Triggers::default();
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+                Some(()) = recv_signal(&mut hangup) => t.signal = true,
+                Some(waiter) = requests.recv() => t.waiting.push(waiter),
+                Some(()) = file_events.recv() => settle(&mut file_events).await,
+            }
+            // Coalesce whatever else is already pending.
+            while let Ok(waiter) = requests.try_recv() {
+                t.waiting.push(waiter);
+            }
+            while file_events.try_recv().is_ok() {}
+            if let Some(h) = hangup.as_mut() {
+                while matches!(
+                    tokio::time::timeout(Duration::ZERO, h.recv()).await,
+                    Ok(Some(()))
+                ) {
+                    t.signal = true;
+                }
+            }
+            self.run(t).await;
+        }
+    }
+}
+
+impl Reloader {
+    async fn run(&self, t: Triggers) {
+        let cause = if !t.waiting.is_empty() {
+            Cause::Request(t.waiting.len())
+        } else if t.signal {
+            Cause::Sighup
+        } else {
+            Cause::FileChanged
+        };
+        let Some(outcome) = self.runtime.reload(cause).await else {
+            tracing::debug!("config directory changed, the config file did not");
+            return;
+        };
+        for waiter in t.waiting {
+            if waiter.send(outcome.clone()).is_err() {
+                tracing::debug!("POST /reload caller went away before the outcome");
+            }
+        }
+    }
+}
+
+async fn recv_signal(s: &mut Option<Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the directory has been quiet for [`QUIET`], or [`MAX_WAIT`] has passed.
+async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
+    let deadline = Instant::now() + MAX_WAIT;
+    loop {
+        let quiet_until = (Instant::now() + QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet_until, events.recv()).await {
+            Ok(Some(())) if Instant::now() < deadline => continue,
+            _ => return,
+        }
+    }
+}

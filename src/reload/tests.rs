@@ -1,0 +1,175 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::balance::BackendSet;
+use crate::health::Supervisor;
+
+fn config(text: &str) -> Config {
+    config::parse(text, Path::new("f.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const SERVER: &str = "[server]\nlisten = [\"127.0.0.1:1\"]\nthreads = 1\n";
+
+fn file(body: &str) -> String {
+    format!("{SERVER}{body}")
+}
+
+async fn runtime(text: &str) -> Arc<Runtime> {
+    let (_, handle) = Supervisor::new();
+    Runtime::start(
+        config(text),
+        None,
+        handle,
+        None,
+        &prometheus::Registry::new(),
+    )
+    .await
+}
+
+/// A port nothing listens on.
+fn dead() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn apply_publishes_a_new_generation_and_keeps_backend_state() {
+    let (a, b) = (dead(), dead());
+    let one = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{a}\" }}]\n"
+    ));
+    let rt = runtime(&one).await;
+    let first = rt.snapshot().load_full();
+    assert_eq!(first.generation, 1);
+    let state_a = Arc::clone(&first.upstreams[0].backends[0].state);
+    let lease = first.upstreams[0].lease(0);
+    assert_eq!(state_a.upstream().generation(), 1);
+
+    let two = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{a}\", weight = 3 }}, {{ addr = \"{b}\" }}]\n"
+    ));
+    let epoch = state_a.upstream().epoch();
+    let outcome = rt.apply(config(&two)).await;
+    assert!(outcome.is_success(), "{outcome}");
+    assert!(
+        outcome
+            .to_string()
+            .ends_with("2 backends (1 added, 0 removed)"),
+        "{outcome}"
+    );
+    let now = rt.snapshot().load_full();
+    assert_eq!(now.generation, 2);
+    assert!(Arc::ptr_eq(&now.upstreams[0].backends[0].state, &state_a));
+    assert_eq!(
+        state_a.in_flight(),
+        1,
+        "the in-flight request is still counted"
+    );
+    assert_eq!(state_a.upstream().generation(), 2);
+    assert!(
+        state_a.upstream().epoch() > epoch,
+        "views re-read the registry"
+    );
+    // The request picked under generation 1 ends: the new balancer hears of it.
+    let epoch = state_a.upstream().epoch();
+    drop(lease);
+    assert_eq!(state_a.in_flight(), 0);
+    assert!(state_a.upstream().epoch() > epoch);
+}
+
+#[tokio::test]
+async fn a_new_checked_backend_is_probed_before_the_snapshot_is_published() {
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (alive, gone) = (up.local_addr().unwrap(), dead());
+    let check = "[upstream.u.health_check]\nkind = \"tcp\"\ninterval = \"1h\"\ntimeout = \"1s\"\n";
+    let one = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{alive}\" }}]\n{check}"
+    ));
+    let rt = runtime(&one).await;
+    let none = BackendSet::default();
+    assert!(
+        rt.snapshot().load().upstreams[0].eligible(0, &none),
+        "probed at start"
+    );
+
+    let two = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{alive}\" }}, {{ addr = \"{gone}\" }}]\n{check}"
+    ));
+    assert!(rt.apply(config(&two)).await.is_success());
+    let snap = rt.snapshot().load();
+    let u = &snap.upstreams[0];
+    assert!(u.eligible(0, &none), "kept its health");
+    assert!(
+        !u.backends[1].state.health.is_unknown(),
+        "probed before publishing"
+    );
+    assert!(!u.eligible(1, &none), "refused: not eligible");
+}
+
+#[tokio::test]
+async fn keys_only_a_restart_changes_are_reported_with_their_place_and_the_rest_applies() {
+    let a = dead();
+    let body =
+        format!("[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{a}\" }}]\n");
+    let rt = runtime(&file(&body)).await;
+    let changed = format!(
+        "[server]\nlisten = [\"127.0.0.1:2\"]\nthreads = 1\nadmin_listen = \"127.0.0.1:3\"\nmax_request_body = 5\n{body}"
+    );
+    let outcome = rt.apply(config(&changed)).await;
+    let Outcome::Partial { restart, .. } = &outcome else {
+        panic!("expected a partial reload: {outcome}");
+    };
+    let lines: Vec<String> = restart.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "-:2:10: server.listen: server.listen changed: restart, or run a graceful upgrade, to apply",
+            "-:4:16: server.admin_listen: server.admin_listen changed: restart, or run a graceful upgrade, to apply",
+        ]
+    );
+    assert!(!outcome.is_success());
+    assert_eq!(rt.snapshot().load().max_request_body, 5, "the rest applied");
+}
+
+#[tokio::test]
+async fn a_removed_backend_keeps_its_state_while_a_request_holds_it_then_it_is_gone() {
+    let (a, b) = (dead(), dead());
+    let both = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{a}\" }}, {{ addr = \"{b}\" }}]\n"
+    ));
+    let rt = runtime(&both).await;
+    let lease = rt.snapshot().load().upstreams[0].lease(1);
+    let weak = Arc::downgrade(&rt.snapshot().load().upstreams[0].backends[1].state);
+    let only_a = file(&format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{a}\" }}]\n"
+    ));
+    let outcome = rt.apply(config(&only_a)).await;
+    assert!(
+        outcome.to_string().ends_with("(0 added, 1 removed)"),
+        "{outcome}"
+    );
+    assert_eq!(rt.registry.len(), (1, 2), "b lives while its request does");
+    drop(lease);
+    assert!(weak.upgrade().is_none(), "nothing refers to b any more");
+    assert_eq!(rt.registry.len(), (1, 1));
+}
+
+#[test]
+fn outcomes_read_well() {
+    let e = ConfigError::at(
+        Path::new("f.toml"),
+        "x\ny",
+        Some(2..3),
+        "route[0].upstream",
+        "bad",
+    );
+    let rejected = Outcome::Rejected { errors: vec![e] };
+    assert_eq!(
+        rejected.to_string(),
+        "config rejected, previous config still serving:\nf.toml:2:1: route[0].upstream: bad"
+    );
+    assert!(!rejected.is_success());
+}
