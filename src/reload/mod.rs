@@ -212,7 +212,7 @@ impl Runtime {
             applied.log_level = config.server.log_level.clone();
         }
         let summary = format!(
-            "reloaded {}: {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",
+            "reloaded {} (generation {generation}): {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",
             self.path
                 .as_deref()
                 .map_or_else(|| "config".into(), |p| p.display().to_string()),

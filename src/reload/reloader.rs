@@ -132,7 +132,7 @@ impl Reloader {
             Cause::FileChanged
         };
         let Some(outcome) = self.runtime.reload(cause).await else {
-            tracing::debug!("config directory changed, the config file did not");
+            tracing::debug!("config file touched; its text did not change");
             return;
         };
         for waiter in t.waiting {
