@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,6 +47,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Until the
+    // reloader listens for it, a SIGHUP only sets this flag, which nothing reads: the config is
+    // being read anyway.
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::default()) {
+        eprintln!("fulcrum: cannot handle SIGHUP: {e}");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { path }) => match path.or(cli.config) {

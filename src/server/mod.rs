@@ -3,6 +3,7 @@
 //! runs it, and shuts it down on signals.
 
 pub mod drain;
+mod linger;
 mod signals;
 
 use std::net::{SocketAddr, TcpListener};
@@ -22,6 +23,7 @@ use crate::health::Supervisor;
 use crate::proxy::Proxy;
 use crate::reload::{LogControl, Reloader, Runtime};
 use drain::Drain;
+use linger::Linger;
 
 /// Requests served on one client connection before it is closed (nginx's `keepalive_requests`).
 pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
@@ -83,14 +85,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         .enable_all()
         .build()
         .map_err(ServerError::Startup)?;
-    let runtime = startup.block_on(async {
-        // SIGHUP's default action ends the process: take it over before anything else, so that
-        // a `systemctl reload` during start-up cannot kill fulcrum.
-        if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            tracing::error!(error = %e, "cannot handle SIGHUP");
-        }
-        Runtime::start(config, options.path, health, options.log, &metrics).await
-    });
+    let runtime = startup.block_on(Runtime::start(
+        config,
+        options.path,
+        health,
+        options.log,
+        &metrics,
+    ));
     drop(startup);
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
@@ -101,13 +102,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     server.add_service(background_service("config reload", reloader));
 
     let proxy = Proxy::new(Arc::clone(runtime.snapshot()), Arc::clone(&drain));
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "fulcrum proxy");
-    if let Some(app) = service.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
-        app.server_options = Some(options);
-    }
+    let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut server_options = HttpServerOptions::default();
+    server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
+    app.server_options = Some(server_options);
+    let mut service = Service::new("fulcrum proxy".to_owned(), Linger::new(app));
     for addr in &s.listen {
         service.add_tcp(&addr.to_string());
     }

@@ -15,6 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
 use super::drain::Drain;
+use super::linger::LINGER;
 use crate::snapshot::SharedSnapshot;
 
 /// How often the drain watcher looks at the in-flight count.
@@ -85,7 +86,8 @@ impl ShutdownSignalWatch for Signals {
 
 /// Waits until pingora starts shutting down (after a SIGQUIT, that is after the listeners were
 /// handed over and both processes accepted for a while), then exits once nothing is in flight or
-/// the grace period is over.
+/// the grace period is over. Connections accepted just before the listeners closed get [`LINGER`]
+/// to deliver their request first.
 fn exit_when_drained(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     drain: &Drain,
@@ -98,8 +100,9 @@ fn exit_when_drained(
         }
     }
     let deadline = Instant::now() + snapshot.load().grace_period;
-    // Let the listeners close before trusting a zero count.
-    std::thread::sleep(DRAIN_POLL);
+    // Let the listeners close, and requests accepted just before be read, before trusting a
+    // zero count.
+    std::thread::sleep(LINGER + DRAIN_POLL);
     loop {
         let n = drain.in_flight();
         if n == 0 {
