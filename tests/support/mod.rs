@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +26,9 @@ pub struct Behaviour {
     /// Status of `GET /healthz`.
     pub health_status: u16,
     pub delay: Duration,
+    /// `Some((n, every))`: the body is the echo text followed by `n` chunks of
+    /// [`STREAM_CHUNK`] bytes, one every `every` (a slowly streaming response).
+    pub stream: Option<(usize, Duration)>,
 }
 
 impl Default for Behaviour {
@@ -35,9 +37,41 @@ impl Default for Behaviour {
             status: 200,
             health_status: 200,
             delay: Duration::ZERO,
+            stream: None,
         }
     }
 }
+
+/// One chunk of a streamed body: 1 KiB of a byte pattern that shows reordering or loss.
+pub const STREAM_CHUNK: usize = 1024;
+
+/// Chunk `i` of a streamed body.
+pub fn stream_chunk(i: usize) -> Bytes {
+    Bytes::from(
+        (0..STREAM_CHUNK)
+            .map(|j| b'a' + ((i + j) % 26) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A body fed from a channel, frame by frame.
+struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+type Body = http_body_util::Either<Full<Bytes>, Chunks>;
 
 /// A real HTTP backend. Its body names it and echoes what it received:
 /// `backend NAME`, `method M`, `uri U`, `body-len N`, then one `header: value` line per header.
@@ -114,7 +148,25 @@ impl Backend {
                                 tokio::time::sleep(b.delay).await;
                                 b.status
                             };
-                            let mut resp = Response::new(Full::new(Bytes::from(text)));
+                            let body: Body = match b.stream.filter(|_| !health) {
+                                None => http_body_util::Either::Left(Full::new(Bytes::from(text))),
+                                Some((n, every)) => {
+                                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                                    tokio::spawn(async move {
+                                        if tx.send(Bytes::from(text)).await.is_err() {
+                                            return;
+                                        }
+                                        for i in 0..n {
+                                            tokio::time::sleep(every).await;
+                                            if tx.send(stream_chunk(i)).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                    });
+                                    http_body_util::Either::Right(Chunks(rx))
+                                }
+                            };
+                            let mut resp = Response::new(body);
                             *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             resp.headers_mut()
                                 .insert("x-backend", name.parse().unwrap());
@@ -136,22 +188,25 @@ impl Backend {
         }
     }
 
-    /// A backend that accepts connections and never answers.
+    /// A backend that accepts connections and never answers; `hits` counts connections.
     pub async fn hung(name: &str) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
         let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
                 held.push(stream);
             }
         });
         Backend {
             name: name.to_owned(),
             addr,
-            hits: Arc::default(),
+            hits,
             paths: Arc::default(),
             task,
         }
@@ -207,12 +262,39 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fulcrum"))
 }
 
+/// `fulcrum run --config path ARGS` with `RUST_LOG=log`, stderr to `log_file`.
+fn spawn(path: &std::path::Path, log: &str, log_file: &std::path::Path, args: &[&str]) -> Child {
+    // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
+    let log_file = std::fs::File::create(log_file).unwrap();
+    Command::new(bin())
+        .args(["run", "--config"])
+        .arg(path)
+        .args(args)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start fulcrum")
+}
+
+/// Polls `done` every 10 ms until it holds; panics with `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The real `fulcrum` binary serving a generated config.
 pub struct Fulcrum {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub child: Child,
     pub dir: tempfile::TempDir,
+    /// The `[server]` section it started with (listen, admin_listen, threads, upgrade_sock and
+    /// the test's own lines).
+    pub server: String,
 }
 
 impl Fulcrum {
@@ -235,38 +317,21 @@ impl Fulcrum {
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
             let (port, admin_port) = (free_port(), free_port());
-            let text = format!(
-                "[server]\nlisten = [\"{listen_ip}:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\n{server}\n{body}"
+            let server = format!(
+                "[server]\nlisten = [\"{listen_ip}:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\nupgrade_sock = \"{}\"\n{server}\n",
+                dir.path().join("upgrade.sock").display()
             );
             let path = dir.path().join("fulcrum.toml");
-            std::fs::File::create(&path)
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
-            let log_file = std::fs::File::create(dir.path().join("fulcrum.log")).unwrap();
-            let mut child = Command::new(bin())
-                .args(["run", "--config"])
-                .arg(&path)
-                .env("RUST_LOG", log)
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .expect("start fulcrum");
+            std::fs::write(&path, format!("{server}{body}")).unwrap();
+            let mut child = spawn(&path, log, &dir.path().join("fulcrum.log"), &[]);
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Some(status) = child.try_wait().unwrap() {
-                    let mut err = String::new();
-                    use std::io::Read;
-                    child
-                        .stderr
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut err)
-                        .unwrap();
-                    last_err = format!("fulcrum exited with {status}: {err}");
+                    let log =
+                        std::fs::read_to_string(dir.path().join("fulcrum.log")).unwrap_or_default();
+                    last_err = format!("fulcrum exited with {status}: {log}");
                     break;
                 }
                 if std::net::TcpStream::connect(addr).is_ok()
@@ -277,6 +342,7 @@ impl Fulcrum {
                         admin,
                         child,
                         dir,
+                        server,
                     };
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -285,6 +351,65 @@ impl Fulcrum {
             let _ = child.wait();
         }
         panic!("fulcrum did not start: {last_err}");
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("fulcrum.toml")
+    }
+
+    /// Replaces the config with the same `[server]` section and a new `body`, as editors do:
+    /// write a temporary file, rename it over the config.
+    pub fn rewrite(&self, body: &str) {
+        self.replace(&format!("{}{body}", self.server));
+    }
+
+    /// Replaces the whole config file with `text` (write a temporary file, rename it over).
+    pub fn replace(&self, text: &str) {
+        let tmp = self.dir.path().join(".fulcrum.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Overwrites the config file in place with the same `[server]` section and `body`.
+    pub fn write_in_place(&self, body: &str) {
+        std::fs::write(self.config_path(), format!("{}{body}", self.server)).unwrap();
+    }
+
+    /// `POST path` on the admin listener.
+    pub async fn admin_post(&self, path: &str) -> Resp {
+        let req = Request::post(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(self.admin, req).await
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        get(self.admin, "admin", "/metrics").await.body
+    }
+
+    /// The value of the metric line that starts with `series` (name and labels), if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// Starts a second fulcrum on the same config with `run --upgrade`, logging to
+    /// `upgrade.log`; it takes the listeners over when this one gets SIGQUIT.
+    pub fn start_upgrade(&self, log: &str) -> Child {
+        spawn(
+            &self.config_path(),
+            log,
+            &self.dir.path().join("upgrade.log"),
+            &["--upgrade"],
+        )
+    }
+
+    /// Where [`Fulcrum::start_upgrade`] waits for the listening sockets.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        self.dir.path().join("upgrade.sock")
     }
 
     /// Everything fulcrum logged so far.
@@ -303,6 +428,26 @@ impl Fulcrum {
             assert!(
                 Instant::now() < deadline,
                 "no log line with {parts:?} within {limit:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the log has `n` lines containing every one of `parts`; returns the log.
+    pub async fn wait_for_log_count(&self, parts: &[&str], n: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            let count = log
+                .lines()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .count();
+            if count >= n {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count} of {n} log lines with {parts:?} within {limit:?}:\n{log}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -380,6 +525,95 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Resp {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A client connection kept alive across requests, reconnecting when the server closes it. Like
+/// real HTTP clients (RFC 9112 §9.3.1), a request that fails on a *reused* connection before any
+/// response arrives (the server closed it as the request went out) is retried once on a new
+/// connection; `retries` counts those.
+pub struct Conn {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    pub retries: usize,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr) -> Conn {
+        Conn {
+            addr,
+            sender: None,
+            retries: 0,
+        }
+    }
+
+    /// `GET path` with `Host: host` on the kept connection; `Err` says what failed.
+    pub async fn get(&mut self, host: &str, path: &str) -> Result<Resp, String> {
+        let reused = match self.sender.as_mut() {
+            Some(s) => s.ready().await.is_ok(),
+            None => false,
+        };
+        match self.send(reused, host, path).await {
+            Err(Sent::Nothing(_)) if reused => {
+                self.retries += 1;
+                self.send(false, host, path).await.map_err(Sent::into_error)
+            }
+            r => r.map_err(Sent::into_error),
+        }
+    }
+
+    async fn send(&mut self, reuse: bool, host: &str, path: &str) -> Result<Resp, Sent> {
+        if !reuse {
+            let stream = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| Sent::Failed(format!("connect: {e}")))?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| Sent::Failed(format!("handshake: {e}")))?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected");
+        let req = Request::get(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.map_err(|e| {
+            let msg = format!("request: {e}");
+            if e.is_canceled() || e.is_incomplete_message() {
+                Sent::Nothing(msg)
+            } else {
+                Sent::Failed(msg)
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Sent::Failed(format!("body: {e}")))?
+            .to_bytes();
+        Ok(Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// How a request failed.
+enum Sent {
+    /// The connection closed before any response: safe to retry an idempotent request.
+    Nothing(String),
+    Failed(String),
+}
+
+impl Sent {
+    fn into_error(self) -> String {
+        match self {
+            Sent::Nothing(e) | Sent::Failed(e) => e,
+        }
     }
 }
 

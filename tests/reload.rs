@@ -1,0 +1,491 @@
+//! Hot reload through the real binary against real backends: edits under load, triggers, bad
+//! edits, state that survives a reload, and the graceful upgrade hand-off.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Route `/` to `pool` ("ua" or "ub"); `ua` is `a`, `ub` is `b`.
+fn pools(pool: &str, a: &Backend, b: &Backend) -> String {
+    format!(
+        "[[route]]\nupstream = \"{pool}\"\n{}{}",
+        upstream("ua", &[a.addr], ""),
+        upstream("ub", &[b.addr], "")
+    )
+}
+
+/// One client's statuses (or errors), and how many requests it retried after a keep-alive close.
+type ClientResults = (Vec<Result<u16, String>>, usize);
+
+/// Clients sending requests until stopped: half on fresh connections, half on kept-alive ones.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<ClientResults>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|i| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut conn = Conn::new(addr);
+                    let mut results = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = if i % 2 == 0 {
+                            Conn::new(addr).get("h.test", "/").await
+                        } else {
+                            conn.get("h.test", "/").await
+                        };
+                        results.push(r.map(|r| r.status));
+                    }
+                    (results, conn.retries)
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the clients; every result, in no particular order.
+    async fn stop(self) -> Vec<Result<u16, String>> {
+        self.stop_counting_retries().await.0
+    }
+
+    /// Stops the clients; every result, and how many requests a kept-alive client retried on
+    /// a new connection because the server closed the old one as the request went out.
+    async fn stop_counting_retries(self) -> ClientResults {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut all, mut retries) = (Vec::new(), 0);
+        for t in self.tasks {
+            let (results, r) = t.await.unwrap();
+            all.extend(results);
+            retries += r;
+        }
+        (all, retries)
+    }
+}
+
+/// Requests until `backend` answers `/`; panics after `limit`.
+async fn until_backend(addr: std::net::SocketAddr, backend: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let r = get(addr, "h.test", "/").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.backend() == backend {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{backend} did not answer within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_edits_under_load_each_visible_within_a_second_and_no_request_fails() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start("", &pools("ua", &a, &b));
+    let load = Load::start(f.addr, 4);
+    let mut slowest = Duration::ZERO;
+    for k in 1..=20 {
+        let (pool, want) = if k % 2 == 1 { ("ub", "b") } else { ("ua", "a") };
+        // Both ways editors save: rename a new file over the config, or write in place.
+        if k % 4 < 2 {
+            f.rewrite(&pools(pool, &a, &b));
+        } else {
+            f.write_in_place(&pools(pool, &a, &b));
+        }
+        let took = until_backend(f.addr, want, Duration::from_secs(1)).await;
+        slowest = slowest.max(took);
+    }
+    let results = load.stop().await;
+    let failed: Vec<_> = results.iter().filter(|r| *r != &Ok(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(results.len() > 100, "load ran: {} requests", results.len());
+    eprintln!(
+        "20 edits, {} requests, slowest edit visible after {slowest:?}",
+        results.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_backend() {
+    let streaming = Behaviour {
+        stream: Some((10, Duration::from_millis(100))),
+        ..Default::default()
+    };
+    let (s, b) = (
+        Backend::with("s", streaming).await,
+        Backend::start("b").await,
+    );
+    let f = Fulcrum::start_logging("info", "", &pools("ua", &s, &b));
+    let addr = f.addr;
+    let stream = tokio::spawn(async move { get(addr, "h.test", "/").await });
+    wait_until("the stream started", Duration::from_secs(2), || {
+        s.hits() == 1
+    })
+    .await;
+
+    // The new config drops the streaming backend's upstream altogether.
+    f.rewrite(&format!(
+        "[[route]]\nupstream = \"ub\"\n{}",
+        upstream("ub", &[b.addr], "")
+    ));
+    // (Not by requests: one sent before the reload would stream for a second too.)
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(1))
+        .await;
+    assert!(
+        !stream.is_finished(),
+        "the reload landed while the response was still streaming"
+    );
+    let r = stream.await.unwrap();
+    assert_eq!((r.status, r.backend()), (200, "s"));
+    let chunks: String = (0..10)
+        .map(|i| String::from_utf8(stream_chunk(i).to_vec()).unwrap())
+        .collect();
+    assert!(
+        r.body.ends_with(&chunks),
+        "body cut or garbled: {} bytes",
+        r.body.len()
+    );
+    for _ in 0..5 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "b");
+    }
+    assert_eq!(s.hits(), 1, "a removed backend gets no new request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_edits_leave_the_old_routing_serving_and_post_reload_names_each_problem() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start("", &pools("ua", &a, &b));
+    let path = f.config_path().display().to_string();
+
+    // A syntax error, a route to a missing upstream, a listener change.
+    let missing = pools("nope", &a, &b);
+    let moved = f.server.replacen(
+        &format!("127.0.0.1:{}", f.addr.port()),
+        &format!("127.0.0.1:{}", free_port()),
+        1,
+    ) + &pools("ua", &a, &b);
+    let cases: [(String, String); 3] = [
+        (
+            format!("{}[[route]\nupstream = \"ub\"\n", f.server),
+            format!("{path}:7:9: invalid TOML: unclosed array table, expected `]`"),
+        ),
+        (
+            format!("{}{missing}", f.server),
+            format!("{path}:8:12: route[0].upstream: upstream \"nope\" is not defined; defined upstreams: ua, ub"),
+        ),
+        (
+            moved,
+            format!("{path}:2:10: server.listen: server.listen changed: restart, or run a graceful upgrade, to apply"),
+        ),
+    ];
+    for (text, problem) in cases {
+        f.replace(&text);
+        let r = f.admin_post("/reload").await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body.contains(&problem),
+            "want {problem:?} in:\n{}",
+            r.body
+        );
+        for _ in 0..3 {
+            let r = get(f.addr, "h.test", "/").await;
+            assert_eq!((r.status, r.backend()), (200, "a"));
+        }
+        assert_eq!(
+            f.metric("fulcrum_config_last_reload_success").await,
+            Some(0.0)
+        );
+    }
+    // The listener change is not applied (the old port still serves), the next valid edit is.
+    f.rewrite(&pools("ub", &a, &b));
+    let r = f.admin_post("/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with(&format!("reloaded {path} (generation ")));
+    assert_eq!(get(f.addr, "h.test", "/").await.backend(), "b");
+    assert_eq!(
+        f.metric("fulcrum_config_last_reload_success").await,
+        Some(1.0)
+    );
+    let failures = f
+        .metric("fulcrum_config_reloads_total{result=\"failure\"}")
+        .await
+        .unwrap();
+    assert!(failures >= 3.0, "{failures} failures counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_post_reload_and_a_rename_each_reload_and_a_broken_file_never_kills() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+
+    f.signal("-HUP");
+    f.wait_for_log(&["reload requested by SIGHUP"], Duration::from_secs(2))
+        .await;
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+        .await;
+
+    let r = f.admin_post("/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("(generation 3)"), "{}", r.body);
+    f.wait_for_log(
+        &["reload requested by POST /reload"],
+        Duration::from_secs(1),
+    )
+    .await;
+
+    f.rewrite(&pools("ub", &a, &b));
+    until_backend(f.addr, "b", Duration::from_secs(1)).await;
+    f.wait_for_log(&["config file changed; reloading"], Duration::from_secs(1))
+        .await;
+
+    // A broken file, then SIGHUP: logged, rejected, still serving the last good config.
+    f.write_in_place("[[route]\n");
+    f.wait_for_log(&["config reload rejected"], Duration::from_secs(2))
+        .await;
+    f.signal("-HUP");
+    f.wait_for_log_count(&["reload requested by SIGHUP"], 2, Duration::from_secs(2))
+        .await;
+    f.wait_for_log_count(&["config reload rejected"], 2, Duration::from_secs(2))
+        .await;
+    let mut f = f;
+    assert!(f.child.try_wait().unwrap().is_none(), "fulcrum exited");
+    for _ in 0..5 {
+        let r = get(f.addr, "h.test", "/").await;
+        assert_eq!((r.status, r.backend()), (200, "b"));
+    }
+}
+
+const CHECK: &str = "[upstream.u.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"200ms\"\njitter = \"0%\"\nhealthy_threshold = 2\nunhealthy_threshold = 3\n";
+
+/// Route `/` to upstream `u` over `(backend, weight)`, with `tables` appended.
+fn pool(backends: &[(&Backend, u32)], upstream_extra: &str, tables: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(b, w)| format!("{{ addr = \"{}\", weight = {w} }}", b.addr))
+        .collect();
+    format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{}]\n{upstream_extra}\n{tables}",
+        list.join(", ")
+    )
+}
+
+fn count(log: &str, parts: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_survives_a_weight_only_reload_without_flapping() {
+    let sick = Behaviour {
+        health_status: 500,
+        ..Default::default()
+    };
+    let (a, d) = (Backend::start("a").await, Backend::with("d", sick).await);
+    let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1), (&d, 1)], "", CHECK));
+    let daddr = d.addr.to_string();
+    f.wait_for_log(&["backend unhealthy", &daddr], Duration::from_secs(1))
+        .await;
+
+    f.rewrite(&pool(&[(&a, 2), (&d, 3)], "", CHECK));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+        .await;
+    // Probing goes on after the reload: five more checks of d.
+    let checks = d.health_checks();
+    wait_until("d probed again", Duration::from_secs(3), || {
+        d.health_checks() >= checks + 5
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "a");
+    }
+    assert_eq!(d.hits(), 0);
+    let log = f.log();
+    let aaddr = a.addr.to_string();
+    assert_eq!(count(&log, &["backend unhealthy", &daddr]), 1, "{log}");
+    assert_eq!(count(&log, &["backend healthy", &daddr]), 0, "{log}");
+    assert_eq!(count(&log, &["backend healthy", &aaddr]), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_a_reload_gets_traffic_only_after_a_passing_probe() {
+    let sick = Behaviour {
+        health_status: 500,
+        ..Default::default()
+    };
+    let (a, n, s) = (
+        Backend::start("a").await,
+        Backend::start("n").await,
+        Backend::with("s", sick).await,
+    );
+    let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1)], "", CHECK));
+    let load = Load::start(f.addr, 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    f.rewrite(&pool(&[(&a, 1), (&n, 1), (&s, 1)], "", CHECK));
+    wait_until("n got traffic", Duration::from_secs(3), || n.hits() > 0).await;
+    f.wait_for_log(
+        &["backend unhealthy", &s.addr.to_string()],
+        Duration::from_secs(1),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let results = load.stop().await;
+
+    let paths = n.paths.lock().unwrap().clone();
+    assert_eq!(paths[0], "/healthz", "traffic before a probe: {paths:?}");
+    assert_eq!(
+        s.hits(),
+        0,
+        "a backend that failed its first probe got traffic"
+    );
+    assert!(s.health_checks() >= 1);
+    assert!(results.iter().all(|r| r == &Ok(200)), "a request failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejection_survives_a_reload_and_ends_on_schedule() {
+    let bad = Backend::with(
+        "bad",
+        Behaviour {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (b, c) = (Backend::start("b").await, Backend::start("c").await);
+    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 3\nbase_ejection = \"1s\"\n";
+    let backends = [(&bad, 1), (&b, 1), (&c, 1)];
+    let f = Fulcrum::start_logging("info", "", &pool(&backends, "", outlier));
+    let badaddr = bad.addr.to_string();
+    for _ in 0..9 {
+        get(f.addr, "h.test", "/").await;
+    }
+    assert_eq!(bad.hits(), 3);
+    f.wait_for_log(&["backend ejected", &badaddr], Duration::from_secs(1))
+        .await;
+
+    // A reload that changes the upstream (but not the backend) keeps the ejection...
+    f.rewrite(&pool(&backends, "connect_timeout = \"2s\"", outlier));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+        .await;
+    for _ in 0..12 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!(bad.hits(), 3, "no traffic while ejected");
+    // ... and the readmission scheduled under the old config still happens.
+    f.wait_for_log(&["backend readmitted", &badaddr], Duration::from_secs(3))
+        .await;
+    for _ in 0..6 {
+        get(f.addr, "h.test", "/").await;
+    }
+    assert!(bad.hits() > 3, "readmitted backend got no traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_keeps_in_flight_counts_across_a_reload() {
+    let slow = Behaviour {
+        delay: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let (s, fast) = (Backend::with("s", slow).await, Backend::start("f").await);
+    let lc = "balance = \"least_connections\"";
+    let f = Fulcrum::start_logging("info", "", &pool(&[(&s, 1), (&fast, 1)], lc, ""));
+    // Concurrent requests: some stay in flight on the slow backend.
+    let addr = f.addr;
+    let held: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(addr, "h.test", "/").await }))
+        .collect();
+    wait_until("all dispatched", Duration::from_secs(2), || {
+        s.hits() + fast.hits() == 8
+    })
+    .await;
+    let on_slow = s.hits();
+    assert!(on_slow >= 1);
+
+    let changed = format!("{lc}\nconnect_timeout = \"2s\"");
+    f.rewrite(&pool(&[(&s, 1), (&fast, 1)], &changed, ""));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+        .await;
+    // The new balancer knows the slow backend is busy: one request at a time goes to the other.
+    for _ in 0..10 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "f");
+    }
+    assert_eq!(s.hits(), on_slow, "the slow backend's load was forgotten");
+
+    // Once those requests end, the slow backend is free again in the new balancer.
+    for h in held {
+        assert_eq!(h.await.unwrap().status, 200);
+    }
+    let mut backends = Vec::new();
+    for _ in 0..4 {
+        backends.push(get(f.addr, "h.test", "/").await.backend().to_owned());
+    }
+    assert!(
+        backends.iter().any(|b| b == "s"),
+        "the slow backend stayed busy after its requests ended: {backends:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut old = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+    let load = Load::start(old.addr, 4);
+    let mut new = old.start_upgrade("info");
+    let sock = old.upgrade_sock();
+    wait_until(
+        "the new process waits for the sockets",
+        Duration::from_secs(10),
+        || sock.exists(),
+    )
+    .await;
+    old.signal("-QUIT");
+    let status = old
+        .wait_exit(Duration::from_secs(15))
+        .expect("old process exited");
+    assert!(status.success(), "old process: {status}");
+    // The new process alone serves now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (results, retries) = load.stop_counting_retries().await;
+    let r = get(old.addr, "h.test", "/").await;
+    assert_eq!(r.status, 200);
+    let failed: Vec<_> = results.iter().filter(|r| *r != &Ok(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(results.len() > 100, "load ran: {} requests", results.len());
+    // The old process closes its idle kept-alive connections when it stops; a request that
+    // crossed that close went again on a new connection, as HTTP clients do.
+    eprintln!(
+        "{} requests through the hand-off, {retries} retried after a keep-alive close",
+        results.len()
+    );
+    let log = std::fs::read_to_string(old.dir.path().join("upgrade.log")).unwrap();
+    assert!(log.contains("fulcrum serving"), "{log}");
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "new process exited:\n{log}"
+    );
+    new.kill().unwrap();
+    new.wait().unwrap();
+}
