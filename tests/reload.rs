@@ -335,7 +335,7 @@ async fn a_backend_added_by_a_reload_gets_traffic_only_after_a_passing_probe() {
     );
     let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1)], "", CHECK));
     let load = Load::start(f.addr, 2);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("load running", Duration::from_secs(2), || a.hits() > 10).await;
 
     f.rewrite(&pool(&[(&a, 1), (&n, 1), (&s, 1)], "", CHECK));
     wait_until("n got traffic", Duration::from_secs(3), || n.hits() > 0).await;
@@ -460,8 +460,12 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
         .wait_exit(Duration::from_secs(15))
         .expect("old process exited");
     assert!(status.success(), "old process: {status}");
-    // The new process alone serves now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The new process alone serves the load for a while.
+    let served = a.hits();
+    wait_until("the new process serves", Duration::from_secs(5), || {
+        a.hits() >= served + 200
+    })
+    .await;
     let (results, retries) = load.stop_counting_retries().await;
     let r = get(old.addr, "h.test", "/").await;
     assert_eq!(r.status, 200);
