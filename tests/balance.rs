@@ -7,17 +7,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn weighted(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|(b, w)| format!("{{ addr = \"{}\", weight = {w} }}", b.addr))
-        .collect();
-    format!(
-        "[[route]]\nupstream = \"{name}\"\n[upstream.{name}]\nbackends = [{}]\n{extra}\n",
-        list.join(", ")
-    )
-}
-
 async fn three(prefix: &str) -> [Backend; 3] {
     [
         Backend::start(&format!("{prefix}0")).await,

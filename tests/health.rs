@@ -257,12 +257,7 @@ async fn passive_ejection_after_consecutive_5xx_then_readmission() {
     assert_eq!(bad.hits(), 3, "no traffic while ejected");
 
     // After base_ejection it is readmitted and gets traffic again (and fails again).
-    f.wait_for_log(&["backend readmitted", &badaddr], Duration::from_secs(3))
-        .await;
-    for _ in 0..6 {
-        get(f.addr, "h.test", "/").await;
-    }
-    assert!(bad.hits() > 3, "readmitted backend got no traffic");
+    expect_readmission(&f, &bad, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,19 @@ impl Load {
     }
 }
 
+/// Asserts that every request succeeded, and that there were enough to prove something.
+fn assert_all_ok(results: &[Result<u16, String>]) {
+    let failed: Vec<_> = results.iter().filter(|r| *r != &Ok(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(results.len() > 100, "load ran: {} requests", results.len());
+}
+
 /// Requests until `backend` answers `/`; panics after `limit`.
 async fn until_backend(addr: std::net::SocketAddr, backend: &str, limit: Duration) -> Duration {
     let started = Instant::now();
@@ -105,15 +118,7 @@ async fn twenty_edits_under_load_each_visible_within_a_second_and_no_request_fai
         slowest = slowest.max(took);
     }
     let results = load.stop().await;
-    let failed: Vec<_> = results.iter().filter(|r| *r != &Ok(200)).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        results.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(results.len() > 100, "load ran: {} requests", results.len());
+    assert_all_ok(&results);
     eprintln!(
         "20 edits, {} requests, slowest edit visible after {slowest:?}",
         results.len()
@@ -274,14 +279,7 @@ const CHECK: &str = "[upstream.u.health_check]\npath = \"/healthz\"\ninterval = 
 
 /// Route `/` to upstream `u` over `(backend, weight)`, with `tables` appended.
 fn pool(backends: &[(&Backend, u32)], upstream_extra: &str, tables: &str) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|(b, w)| format!("{{ addr = \"{}\", weight = {w} }}", b.addr))
-        .collect();
-    format!(
-        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{}]\n{upstream_extra}\n{tables}",
-        list.join(", ")
-    )
+    weighted("u", backends, upstream_extra) + tables
 }
 
 fn count(log: &str, parts: &[&str]) -> usize {
@@ -389,12 +387,7 @@ async fn an_ejection_survives_a_reload_and_ends_on_schedule() {
     }
     assert_eq!(bad.hits(), 3, "no traffic while ejected");
     // ... and the readmission scheduled under the old config still happens.
-    f.wait_for_log(&["backend readmitted", &badaddr], Duration::from_secs(3))
-        .await;
-    for _ in 0..6 {
-        get(f.addr, "h.test", "/").await;
-    }
-    assert!(bad.hits() > 3, "readmitted backend got no traffic");
+    expect_readmission(&f, &bad, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,15 +462,7 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
     let (results, retries) = load.stop_counting_retries().await;
     let r = get(old.addr, "h.test", "/").await;
     assert_eq!(r.status, 200);
-    let failed: Vec<_> = results.iter().filter(|r| *r != &Ok(200)).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        results.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(results.len() > 100, "load ran: {} requests", results.len());
+    assert_all_ok(&results);
     // The old process closes its idle kept-alive connections when it stops; a request that
     // crossed that close went again on a new connection, as HTTP clients do.
     eprintln!(

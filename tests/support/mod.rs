@@ -513,19 +513,21 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Resp {
         .unwrap();
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.expect("response");
+    read(resp)
+        .await
+        .unwrap_or_else(|e| panic!("response body: {e}"))
+}
+
+/// Status, headers and the whole body of a response.
+async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Resp, hyper::Error> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    Resp {
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Resp {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    })
 }
 
 /// A client connection kept alive across requests, reconnecting when the server closes it. Like
@@ -586,19 +588,9 @@ impl Conn {
                 Sent::Failed(msg)
             }
         })?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
+        read(resp)
             .await
-            .map_err(|e| Sent::Failed(format!("body: {e}")))?
-            .to_bytes();
-        Ok(Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+            .map_err(|e| Sent::Failed(format!("body: {e}")))
     }
 }
 
@@ -642,6 +634,33 @@ pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// A route `/` to upstream `name` over `(backend, weight)`, with `extra` lines in the upstream
+/// table.
+pub fn weighted(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|(b, w)| format!("{{ addr = \"{}\", weight = {w} }}", b.addr))
+        .collect();
+    format!(
+        "[[route]]\nupstream = \"{name}\"\n[upstream.{name}]\nbackends = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+/// Waits until `bad`'s ejection ends, then sends requests until it gets one again (its hit count
+/// passes `hits`).
+pub async fn expect_readmission(f: &Fulcrum, bad: &Backend, hits: usize) {
+    f.wait_for_log(
+        &["backend readmitted", &bad.addr.to_string()],
+        Duration::from_secs(3),
+    )
+    .await;
+    for _ in 0..6 {
+        get(f.addr, "h.test", "/").await;
+    }
+    assert!(bad.hits() > hits, "readmitted backend got no traffic");
 }
 
 /// One `[upstream.NAME]` table over these backends.
