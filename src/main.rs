@@ -3,12 +3,13 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fulcrum::config::{self, Config};
-use fulcrum::reload::LogControl;
+use fulcrum::reload::{LogControl, Source};
 use fulcrum::server::RunOptions;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -48,9 +49,9 @@ enum Command {
 
 fn main() -> ExitCode {
     // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Until the
-    // reloader listens for it, a SIGHUP only sets this flag, which nothing reads: the config is
-    // being read anyway.
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::default()) {
+    // reloader listens for it, a SIGHUP only sets this flag, which the reloader reads first.
+    let early_sighup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, early_sighup.clone()) {
         eprintln!("fulcrum: cannot handle SIGHUP: {e}");
     }
     let cli = Cli::parse();
@@ -59,15 +60,15 @@ fn main() -> ExitCode {
             Some(path) => return check(&path),
             None => Err(anyhow::anyhow!("usage: fulcrum check PATH")),
         },
-        Some(Command::Demo) => demo(cli.config.as_deref()),
+        Some(Command::Demo) => demo(cli.config.as_deref(), early_sighup),
         Some(Command::Run { upgrade }) => match cli.config {
-            Some(path) => run(&path, upgrade),
+            Some(path) => run(&path, upgrade, early_sighup),
             None => Err(anyhow::anyhow!(
                 "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
             )),
         },
         None => match cli.config {
-            Some(path) => run(&path, false),
+            Some(path) => run(&path, false, early_sighup),
             None => Err(anyhow::anyhow!(
                 "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
             )),
@@ -106,8 +107,16 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
-    config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
+/// The config at `path`, and the text it was parsed from.
+fn load(path: &Path) -> anyhow::Result<(Config, Source)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let config = config::parse(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let source = Source {
+        path: path.to_path_buf(),
+        text,
+    };
+    Ok((config, source))
 }
 
 /// Logs to stderr with `RUST_LOG`, or else the config's `log_level`; in the latter case the
@@ -151,11 +160,12 @@ where
         .with_ansi(std::io::stderr().is_terminal())
 }
 
-fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
-    let config = load(path)?;
+fn run(path: &Path, upgrade: bool, early_sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (config, source) = load(path)?;
     let log = init_logging(&config);
     let options = RunOptions {
-        path: Some(path.to_path_buf()),
+        source: Some(source),
+        early_sighup,
         upgrade,
         log,
     };
@@ -163,11 +173,18 @@ fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(path: Option<&Path>) -> anyhow::Result<()> {
-    let config = match path {
-        Some(p) => load(p)?,
-        None => config::parse(fulcrum::demo::CONFIG, Path::new(fulcrum::demo::CONFIG_PATH))
-            .map_err(|e| anyhow::anyhow!("invalid demo config:\n{e}"))?,
+fn demo(path: Option<&Path>, early_sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (config, source) = match path {
+        Some(p) => {
+            let (config, source) = load(p)?;
+            (config, Some(source))
+        }
+        None => {
+            let config =
+                config::parse(fulcrum::demo::CONFIG, Path::new(fulcrum::demo::CONFIG_PATH))
+                    .map_err(|e| anyhow::anyhow!("invalid demo config:\n{e}"))?;
+            (config, None)
+        }
     };
     let log = init_logging(&config);
     let backends = fulcrum::demo::start_backends(&config).context("demo backends")?;
@@ -184,7 +201,8 @@ fn demo(path: Option<&Path>) -> anyhow::Result<()> {
     println!("fulcrum demo: proxy on {url}");
     println!("fulcrum demo: try `curl {url}` a few times (the backends take turns); Ctrl-C stops");
     let options = RunOptions {
-        path: path.map(Path::to_path_buf),
+        source,
+        early_sighup,
         upgrade: false,
         log,
     };

@@ -150,13 +150,9 @@ impl Work {
             };
             next.insert(key, running);
         }
-        // What is left lost its check (or its backend): forget what its probes said, so that a
-        // check added back later probes it before trusting it.
+        // What is left lost its check (or its backend): dropping its task stops it. (The reload
+        // owner already made it unknown again, before any later reload could probe it.)
         let stopped = self.running.len();
-        for (_, r) in self.running.drain() {
-            r.target.state.health.forget_probes();
-            r.target.state.upstream().bump_epoch();
-        }
         self.running = next;
         tracing::debug!(started, kept, stopped, "health checks reconciled");
     }
@@ -263,15 +259,10 @@ mod tests {
         ]);
         assert_eq!(work.running[&key_a]._task.0.id(), task_a);
 
-        // A changed interval restarts the task; a backend left out stops and is forgotten.
-        b.health.on_probe(true, 1, 1);
+        // A changed interval restarts the task; a backend left out stops.
         work.reconcile(vec![target(&a, &check(30_000))]);
         assert_ne!(work.running[&key_a]._task.0.id(), task_a);
         assert_eq!(work.running.len(), 1);
-        assert!(
-            b.health.is_unknown(),
-            "a backend whose check stopped is unknown again"
-        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,6 +41,13 @@ use crate::registry::Registry;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use metrics::ReloadMetrics;
 
+/// The config file the process started with, and its text as read then.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
 /// Applies a new `log_level` (a `tracing` filter directive); `Err` says why it could not.
 pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -104,10 +111,11 @@ struct Applied {
 }
 
 impl Runtime {
-    /// Builds, probes and publishes the first config.
+    /// Builds, probes and publishes the first config, read from `source` (`None`: a built-in
+    /// config, which never reloads).
     pub async fn start(
         config: Config,
-        path: Option<PathBuf>,
+        source: Option<Source>,
         supervisor: SupervisorHandle,
         log: Option<LogControl>,
         metrics: &prometheus::Registry,
@@ -118,18 +126,23 @@ impl Runtime {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             registry,
             supervisor,
-            path,
+            path: source.as_ref().map(|s| s.path.clone()),
             fixed: config.server.clone(),
             log,
             metrics: ReloadMetrics::register(metrics),
             applied: tokio::sync::Mutex::new(Applied {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
-                text: None,
+                text: source.map(|s| s.text),
             }),
         };
         runtime.published(&mut *runtime.applied.lock().await, 1);
         Arc::new(runtime)
+    }
+
+    /// Whether the config comes from a file (and so can be reloaded).
+    pub fn has_file(&self) -> bool {
+        self.path.is_some()
     }
 
     /// The published snapshot, for the request path.
@@ -200,9 +213,11 @@ impl Runtime {
         let restart = fixed_changes(&self.fixed, &config, self.path.as_deref());
         let generation = applied.generation + 1;
         let snapshot = prepare(&config, &self.registry, generation, &self.supervisor).await;
-        let (added, removed) = backend_changes(&self.snapshot.load(), &snapshot);
+        let old = self.snapshot.load_full();
+        let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.published(&mut applied, generation);
+        forget_dropped_checks(&old, &self.snapshot.load());
 
         for w in &config.warnings {
             tracing::warn!("{w}");
@@ -285,6 +300,23 @@ impl Runtime {
         }
         self.metrics.record(outcome.is_success());
         outcome
+    }
+}
+
+/// Makes the backends `old` checked and `new` does not check any more unknown again, so that a
+/// check added back by a later reload probes them before trusting an old result. Done here, by
+/// the one owner of reloads and before the next apply, not later by the supervisor.
+fn forget_dropped_checks(old: &Snapshot, new: &Snapshot) {
+    let checked: HashSet<*const crate::registry::BackendState> = new
+        .probe_targets()
+        .iter()
+        .map(|t| Arc::as_ptr(&t.state))
+        .collect();
+    for t in old.probe_targets() {
+        if !checked.contains(&Arc::as_ptr(&t.state)) {
+            t.state.health.forget_probes();
+            t.state.upstream().bump_epoch();
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 //! SIGHUP, and `POST /reload` on the admin listener (through a [`ReloadHandle`]). It runs one
 //! reload at a time; triggers that arrive meanwhile coalesce into the next one, and every
 //! `POST /reload` waiting gets that reload's outcome.
+//!
+//! Triggers that came while the process was starting (before this task listened) are not lost:
+//! a SIGHUP then only set a flag, which this task reads first, and an edit then made the file
+//! differ from the text the process started with, which this task checks first.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,14 +46,18 @@ impl ReloadHandle {
 pub struct Reloader {
     runtime: Arc<Runtime>,
     requests: Mutex<Option<mpsc::UnboundedReceiver<oneshot::Sender<Outcome>>>>,
+    /// Set by a SIGHUP that came before this task listened for SIGHUP itself.
+    early_sighup: Arc<AtomicBool>,
 }
 
 impl Reloader {
-    pub fn new(runtime: Arc<Runtime>) -> (Reloader, ReloadHandle) {
+    /// `early_sighup` is the flag a SIGHUP sets while the process starts.
+    pub fn new(runtime: Arc<Runtime>, early_sighup: Arc<AtomicBool>) -> (Reloader, ReloadHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let reloader = Reloader {
             runtime,
             requests: Mutex::new(Some(rx)),
+            early_sighup,
         };
         (reloader, ReloadHandle { requests: tx })
     }
@@ -91,6 +100,15 @@ impl BackgroundService for Reloader {
                 }
             }
         });
+        // Now that nothing is missed any more, catch up with what came during startup: a SIGHUP,
+        // or an edit (a reload that finds the file as it was at startup does nothing).
+        if self.runtime.has_file() {
+            self.run(Triggers {
+                signal: self.early_sighup.swap(false, Ordering::AcqRel),
+                waiting: Vec::new(),
+            })
+            .await;
+        }
         loop {
             let mut t = Triggers::default();
             tokio::select! {

@@ -110,6 +110,30 @@ async fn a_new_checked_backend_is_probed_before_the_snapshot_is_published() {
 }
 
 #[tokio::test]
+async fn a_check_removed_by_a_reload_leaves_its_backends_unknown_by_the_time_apply_returns() {
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let alive = up.local_addr().unwrap();
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{alive}\" }}]\n"
+    );
+    let check = "[upstream.u.health_check]\nkind = \"tcp\"\ninterval = \"1h\"\ntimeout = \"1s\"\n";
+    let rt = runtime(&file(&format!("{body}{check}"))).await;
+    let state = Arc::clone(&rt.snapshot().load().upstreams[0].backends[0].state);
+    assert!(!state.health.is_unknown(), "probed at start");
+    assert!(rt.apply(config(&file(&body))).await.is_success());
+    assert!(
+        state.health.is_unknown(),
+        "a check added back must probe before trusting the old result"
+    );
+    // Added back: probed again before the config is published.
+    assert!(rt
+        .apply(config(&file(&format!("{body}{check}"))))
+        .await
+        .is_success());
+    assert!(rt.snapshot().load().upstreams[0].eligible(0, &BackendSet::default()));
+}
+
+#[tokio::test]
 async fn keys_only_a_restart_changes_are_reported_with_their_place_and_the_rest_applies() {
     let a = dead();
     let body =

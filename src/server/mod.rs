@@ -7,7 +7,7 @@ mod linger;
 mod signals;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
@@ -21,7 +21,7 @@ use crate::config::units::MAX_DURATION;
 use crate::config::Config;
 use crate::health::Supervisor;
 use crate::proxy::Proxy;
-use crate::reload::{LogControl, Reloader, Runtime};
+use crate::reload::{LogControl, Reloader, Runtime, Source};
 use drain::Drain;
 use linger::Linger;
 
@@ -42,9 +42,11 @@ pub enum ServerError {
 /// How to run, beyond the config.
 #[derive(Default)]
 pub struct RunOptions {
-    /// The config file, reloaded on change, SIGHUP and `POST /reload`; `None` for a built-in
-    /// config (the demo).
-    pub path: Option<PathBuf>,
+    /// The config file and the text it was parsed from, reloaded on change, SIGHUP and
+    /// `POST /reload`; `None` for a built-in config (the demo).
+    pub source: Option<Source>,
+    /// The flag a SIGHUP sets before the reloader listens (registered first thing in `main`).
+    pub early_sighup: Arc<AtomicBool>,
     /// Take the listening sockets over from a running fulcrum (it hands them over when it gets
     /// SIGQUIT) instead of binding them.
     pub upgrade: bool,
@@ -87,7 +89,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         .map_err(ServerError::Startup)?;
     let runtime = startup.block_on(Runtime::start(
         config,
-        options.path,
+        options.source,
         health,
         options.log,
         &metrics,
@@ -98,7 +100,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
 
     let drain = Arc::new(Drain::default());
     server.add_service(background_service("health checks", supervisor));
-    let (reloader, reload) = Reloader::new(Arc::clone(&runtime));
+    let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.early_sighup);
     server.add_service(background_service("config reload", reloader));
 
     let proxy = Proxy::new(Arc::clone(runtime.snapshot()), Arc::clone(&drain));
