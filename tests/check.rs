@@ -38,6 +38,11 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`",
         ),
         (
+            // An emptied file (or a half-written one) must never load.
+            String::new(),
+            "error: bad.toml: route: no [[route]]: every request would get 404; add one, e.g. [[route]] with upstream = \"NAME\"",
+        ),
+        (
             format!("[[route]]\npath = \"/\"\n{UPSTREAM}"),
             "error: bad.toml:1:1: route[0]: missing field `upstream`",
         ),

@@ -82,6 +82,12 @@ pub(super) fn validate(
         .collect();
     let names: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();
     let routes = route::routes(&mut c, &file.routes, &names);
+    if file.routes.is_empty() {
+        // Also what an emptied or truncated file looks like: never apply it.
+        let msg = "no [[route]]: every request would get 404; add one, e.g. [[route]] with upstream = \"NAME\"";
+        c.errors
+            .push(ConfigError::at(path, source, None, "route", msg));
+    }
 
     for (i, (name, u)) in file.upstreams.iter().enumerate() {
         if !routes.iter().any(|r| r.upstream == i) {
