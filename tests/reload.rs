@@ -128,7 +128,8 @@ async fn twenty_edits_under_load_each_visible_within_a_second_and_no_request_fai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_backend() {
     let streaming = Behaviour {
-        stream: Some((10, Duration::from_millis(100))),
+        // 3 s of streaming: time enough for the reload to land before the body ends.
+        stream: Some((30, Duration::from_millis(100))),
         ..Default::default()
     };
     let (s, b) = (
@@ -149,7 +150,7 @@ async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_ba
         upstream("ub", &[b.addr], "")
     ));
     // (Not by requests: one sent before the reload would stream for a second too.)
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(1))
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
         .await;
     assert!(
         !stream.is_finished(),
@@ -157,7 +158,7 @@ async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_ba
     );
     let r = stream.await.unwrap();
     assert_eq!((r.status, r.backend()), (200, "s"));
-    let chunks: String = (0..10)
+    let chunks: String = (0..30)
         .map(|i| String::from_utf8(stream_chunk(i).to_vec()).unwrap())
         .collect();
     assert!(
@@ -177,14 +178,19 @@ async fn bad_edits_leave_the_old_routing_serving_and_post_reload_names_each_prob
     let f = Fulcrum::start("", &pools("ua", &a, &b));
     let path = f.config_path().display().to_string();
 
-    // A syntax error, a route to a missing upstream, a listener change.
+    // An empty file, a syntax error, a route to a missing upstream, a listener change.
     let missing = pools("nope", &a, &b);
     let moved = f.server.replacen(
         &format!("127.0.0.1:{}", f.addr.port()),
         &format!("127.0.0.1:{}", free_port()),
         1,
     ) + &pools("ua", &a, &b);
-    let cases: [(String, String); 3] = [
+    let cases: [(String, String); 4] = [
+        (
+            // An emptied file: what a truncating writer leaves for a moment.
+            String::new(),
+            format!("{path}: route: no [[route]]: every request would get 404"),
+        ),
         (
             format!("{}[[route]\nupstream = \"ub\"\n", f.server),
             format!("{path}:7:9: invalid TOML: unclosed array table, expected `]`"),
@@ -342,7 +348,12 @@ async fn a_backend_added_by_a_reload_gets_traffic_only_after_a_passing_probe() {
         Duration::from_secs(1),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // More traffic after s was found unhealthy: none of it may reach s.
+    let served = a.hits() + n.hits();
+    wait_until("traffic after the probe", Duration::from_secs(2), || {
+        a.hits() + n.hits() > served + 50
+    })
+    .await;
     let results = load.stop().await;
 
     let paths = n.paths.lock().unwrap().clone();
@@ -367,7 +378,8 @@ async fn an_ejection_survives_a_reload_and_ends_on_schedule() {
     )
     .await;
     let (b, c) = (Backend::start("b").await, Backend::start("c").await);
-    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 3\nbase_ejection = \"1s\"\n";
+    // Ejected for 3 s: longer than the reload and the requests below can take.
+    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 3\nbase_ejection = \"3s\"\n";
     let backends = [(&bad, 1), (&b, 1), (&c, 1)];
     let f = Fulcrum::start_logging("info", "", &pool(&backends, "", outlier));
     let badaddr = bad.addr.to_string();
@@ -392,8 +404,9 @@ async fn an_ejection_survives_a_reload_and_ends_on_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_keeps_in_flight_counts_across_a_reload() {
+    // Held for 4 s: longer than the reload and the requests below can take.
     let slow = Behaviour {
-        delay: Duration::from_secs(2),
+        delay: Duration::from_secs(4),
         ..Default::default()
     };
     let (s, fast) = (Backend::with("s", slow).await, Backend::start("f").await);
@@ -477,4 +490,94 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
     );
     new.kill().unwrap();
     new.wait().unwrap();
+}
+
+/// Route `/` to `pool` ("ua" or "ub", the other one unused: a warning at every load) and
+/// `/hung/` to a backend whose first health probe takes 2 s, so that fulcrum stays in its
+/// startup for 2 s after logging the warning.
+fn slow_start(pool: &str, a: &Backend, b: &Backend, hung: &Backend) -> String {
+    let check = "[upstream.uh.health_check]\npath = \"/healthz\"\ntimeout = \"2s\"\n";
+    format!(
+        "{}[[route]]\npath = \"/hung/\"\nupstream = \"uh\"\n{}",
+        pools(pool, a, b),
+        upstream("uh", &[hung.addr], check)
+    )
+}
+
+/// Starts fulcrum on [`slow_start`] routing to `ua`, waits until it has read its config, and
+/// rewrites it to route to `ub` while fulcrum is still starting.
+async fn edited_while_starting(a: &Backend, b: &Backend, hung: &Backend) -> Fulcrum {
+    let f = Fulcrum::launch("127.0.0.1", "info", "", &slow_start("ua", a, b, hung));
+    f.wait_for_log(&["\"ub\" is not used by any route"], Duration::from_secs(5))
+        .await;
+    f.rewrite(&slow_start("ub", a, b, hung));
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_starting_is_applied_once_serving() {
+    let (a, b, hung) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::hung("hung").await,
+    );
+    let mut f = edited_while_starting(&a, &b, &hung).await;
+    assert!(
+        std::net::TcpStream::connect(f.addr).is_err(),
+        "edited after startup"
+    );
+    f.wait_ready(Duration::from_secs(10)).unwrap();
+    until_backend(f.addr, "b", Duration::from_secs(2)).await;
+    f.wait_for_log(&["config file changed; reloading"], Duration::from_secs(1))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_sent_while_starting_reloads_once_serving() {
+    let (a, b, hung) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::hung("hung").await,
+    );
+    let mut f = edited_while_starting(&a, &b, &hung).await;
+    f.wait_sighup_handled(Duration::from_secs(1));
+    f.signal("-HUP");
+    assert!(
+        std::net::TcpStream::connect(f.addr).is_err(),
+        "signalled after startup"
+    );
+    f.wait_ready(Duration::from_secs(10)).unwrap();
+    until_backend(f.addr, "b", Duration::from_secs(2)).await;
+    f.wait_for_log(&["reload requested by SIGHUP"], Duration::from_secs(1))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_health_check_under_load_probes_before_publishing() {
+    // Probes take 300 ms to answer: a config published before its probes came back would find
+    // no backend in service for that long.
+    let slow_probes = Behaviour {
+        health_delay: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (a, b) = (
+        Backend::with("a", slow_probes.clone()).await,
+        Backend::with("b", slow_probes).await,
+    );
+    let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1), (&b, 1)], "", ""));
+    let load = Load::start(f.addr, 4);
+    wait_until("load running", Duration::from_secs(2), || a.hits() > 20).await;
+    // Every backend is unknown to the new check: without the probe round before the store, the
+    // new config would find none in service and answer 503 until the first probes came back.
+    let check =
+        "[upstream.u.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"1s\"\n";
+    f.rewrite(&pool(&[(&a, 1), (&b, 1)], "", check));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(3))
+        .await;
+    let served = a.hits() + b.hits();
+    wait_until("traffic after the reload", Duration::from_secs(2), || {
+        a.hits() + b.hits() > served + 100
+    })
+    .await;
+    assert_all_ok(&load.stop().await);
 }

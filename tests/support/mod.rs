@@ -26,6 +26,8 @@ pub struct Behaviour {
     /// Status of `GET /healthz`.
     pub health_status: u16,
     pub delay: Duration,
+    /// How long `GET /healthz` takes to answer.
+    pub health_delay: Duration,
     /// `Some((n, every))`: the body is the echo text followed by `n` chunks of
     /// [`STREAM_CHUNK`] bytes, one every `every` (a slowly streaming response).
     pub stream: Option<(usize, Duration)>,
@@ -37,6 +39,7 @@ impl Default for Behaviour {
             status: 200,
             health_status: 200,
             delay: Duration::ZERO,
+            health_delay: Duration::ZERO,
             stream: None,
         }
     }
@@ -143,6 +146,7 @@ impl Backend {
                                 text.push('\n');
                             }
                             let status = if health {
+                                tokio::time::sleep(b.health_delay).await;
                                 b.health_status
                             } else {
                                 tokio::time::sleep(b.delay).await;
@@ -315,42 +319,74 @@ impl Fulcrum {
         let mut last_err = String::new();
         // A port picked free can be taken by a parallel test before fulcrum binds it: retry.
         for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let (port, admin_port) = (free_port(), free_port());
-            let server = format!(
-                "[server]\nlisten = [\"{listen_ip}:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\nupgrade_sock = \"{}\"\n{server}\n",
-                dir.path().join("upgrade.sock").display()
-            );
-            let path = dir.path().join("fulcrum.toml");
-            std::fs::write(&path, format!("{server}{body}")).unwrap();
-            let mut child = spawn(&path, log, &dir.path().join("fulcrum.log"), &[]);
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let log =
-                        std::fs::read_to_string(dir.path().join("fulcrum.log")).unwrap_or_default();
-                    last_err = format!("fulcrum exited with {status}: {log}");
-                    break;
-                }
-                if std::net::TcpStream::connect(addr).is_ok()
-                    && std::net::TcpStream::connect(admin).is_ok()
-                {
-                    return Fulcrum {
-                        addr,
-                        admin,
-                        child,
-                        dir,
-                        server,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let mut f = Fulcrum::launch(listen_ip, log, server, body);
+            match f.wait_ready(Duration::from_secs(10)) {
+                Ok(()) => return f,
+                Err(e) => last_err = e,
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("fulcrum did not start: {last_err}");
+    }
+
+    /// Spawns fulcrum like [`Fulcrum::start_full`] without waiting for it to serve.
+    pub fn launch(listen_ip: &str, log: &str, server: &str, body: &str) -> Fulcrum {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let server = format!(
+            "[server]\nlisten = [\"{listen_ip}:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nthreads = 2\nupgrade_sock = \"{}\"\n{server}\n",
+            dir.path().join("upgrade.sock").display()
+        );
+        let path = dir.path().join("fulcrum.toml");
+        std::fs::write(&path, format!("{server}{body}")).unwrap();
+        let child = spawn(&path, log, &dir.path().join("fulcrum.log"), &[]);
+        Fulcrum {
+            addr: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin_port).into(),
+            child,
+            dir,
+            server,
+        }
+    }
+
+    /// Waits until the proxy and admin listeners accept connections; `Err` (the process is
+    /// killed) if it exits or does not get there within `limit`.
+    pub fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("fulcrum exited with {status}: {}", self.log()));
+            }
+            if std::net::TcpStream::connect(self.addr).is_ok()
+                && std::net::TcpStream::connect(self.admin).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err(format!("not serving within {limit:?}: {}", self.log()))
+    }
+
+    /// Waits until the process handles SIGHUP (`/proc/PID/status` lists it as caught).
+    pub fn wait_sighup_handled(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let status = format!("/proc/{}/status", self.child.id());
+        loop {
+            let caught = std::fs::read_to_string(&status)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+            if caught.is_some_and(|mask| mask & 1 != 0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIGHUP not handled within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -654,7 +690,7 @@ pub fn weighted(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String
 pub async fn expect_readmission(f: &Fulcrum, bad: &Backend, hits: usize) {
     f.wait_for_log(
         &["backend readmitted", &bad.addr.to_string()],
-        Duration::from_secs(3),
+        Duration::from_secs(5),
     )
     .await;
     for _ in 0..6 {
