@@ -22,6 +22,8 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
         panic_threshold: 0,
         health_check: None,
         outlier: None,
+        circuit_breaker: None,
+        max_inflight: None,
         backends: (0..n)
             .map(|i| BackendConfig {
                 name: format!("b{i}"),

@@ -35,7 +35,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
-            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`",
+            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`, `rate_limit`",
         ),
         (
             // An emptied file (or a half-written one) must never load.
@@ -149,6 +149,38 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("{route}{UPSTREAM}[upstream.web.outlier]\nbase_ejection = \"60s\"\nmax_ejection = \"30s\"\n"),
             "error: bad.toml:7:16: upstream.web.outlier.max_ejection: max_ejection (30s) is shorter than base_ejection (60s); it caps every ejection, so it must be at least as long",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 10, per = \"500ms\" }}\n{UPSTREAM}"),
+            "error: bad.toml:3:33: route[0].rate_limit.per: per must be a whole number of seconds, e.g. \"1s\" or \"1m\" (got 500ms); for 10 requests per 100ms write rate = 100, per = \"1s\"",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 10, key = \"cookie:sid\" }}\n{UPSTREAM}"),
+            "error: bad.toml:3:33: route[0].rate_limit.key: invalid key \"cookie:sid\"; expected \"client_ip\", \"header:NAME\" or \"global\"",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 0 }}\n{UPSTREAM}"),
+            "error: bad.toml:3:23: route[0].rate_limit.rate: must be at least 1",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ burst = 5 }}\n{UPSTREAM}"),
+            "error: bad.toml:3:14: route[0].rate_limit: missing field `rate`",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.circuit_breaker]\nfailure_rate = 1.5\n"),
+            "error: bad.toml:6:16: upstream.web.circuit_breaker.failure_rate: failure_rate must be a share above 0 and at most 1, e.g. 0.5 for 50 % (got 1.5)",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.circuit_breaker]\nconsecutive_failures = 0\n"),
+            "error: bad.toml:6:24: upstream.web.circuit_breaker.consecutive_failures: consecutive_failures = 0 and no failure_rate: the breaker could never trip; set either",
+        ),
+        (
+            format!("{route}{UPSTREAM}[upstream.web.circuit_breaker]\nhalf_open_requests = 0\n"),
+            "error: bad.toml:6:22: upstream.web.circuit_breaker.half_open_requests: must be at least 1",
+        ),
+        (
+            format!("{route}[upstream.web]\nmax_inflight = 0\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:4:16: upstream.web.max_inflight: must be at least 1",
         ),
         (
             format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),

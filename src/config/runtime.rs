@@ -62,6 +62,64 @@ pub struct RouteConfig {
     pub upstream: usize,
     pub retries: u32,
     pub timeout: Duration,
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// A route's `rate_limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub quota: RateQuota,
+    pub key: RateKey,
+    /// Whether allowed responses carry the `RateLimit` headers.
+    pub headers: bool,
+}
+
+/// `rate` requests per `per`, `burst` at once: what a token bucket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateQuota {
+    /// At least 1.
+    pub rate: u32,
+    /// Whole seconds, at least one.
+    pub per: Duration,
+    /// At least 1.
+    pub burst: u32,
+}
+
+impl RateQuota {
+    /// The time one token takes to come back: `per / rate`.
+    pub fn interval(&self) -> Duration {
+        self.per / self.rate
+    }
+}
+
+/// `rate_limit.key`: who shares a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// "client_ip": the real client address (X-Forwarded-For only from trusted proxies).
+    ClientIp,
+    /// "header:NAME": the header's value; a request without it falls back to its client IP.
+    Header(http::HeaderName),
+    /// "global": one bucket for every client of the route.
+    Global,
+}
+
+impl RateKey {
+    pub const ACCEPTED: &'static str = r#""client_ip", "header:NAME" or "global""#;
+
+    pub fn parse(s: &str) -> Result<RateKey, String> {
+        let bad = || format!(r#"invalid key "{s}"; expected {}"#, RateKey::ACCEPTED);
+        match s {
+            "client_ip" => Ok(RateKey::ClientIp),
+            "global" => Ok(RateKey::Global),
+            _ => {
+                let name = s.strip_prefix("header:").filter(|n| !n.is_empty());
+                let name = name.ok_or_else(bad)?;
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map(RateKey::Header)
+                    .map_err(|_| bad())
+            }
+        }
+    }
 }
 
 /// Which `Host` a route accepts. Names are stored lower-case.
@@ -104,6 +162,23 @@ pub struct UpstreamConfig {
     pub panic_threshold: u32,
     pub health_check: Option<HealthCheckConfig>,
     pub outlier: Option<OutlierConfig>,
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// Requests in flight to the upstream at once; `None` = unlimited.
+    pub max_inflight: Option<u32>,
+}
+
+/// `[upstream.NAME.circuit_breaker]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// 0 = this trigger is off.
+    pub consecutive_failures: u32,
+    /// 0.0 < rate <= 1.0; `None` = this trigger is off.
+    pub failure_rate: Option<f64>,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub open_duration: Duration,
+    /// At least 1.
+    pub half_open_requests: u32,
 }
 
 pub use super::schema::ProbeKind;

@@ -62,6 +62,22 @@ pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 /// `outlier.max_ejected_percent` when absent.
 pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
+/// `rate_limit.per` when absent.
+pub const DEFAULT_RATE_PER: Duration = Duration::from_secs(1);
+/// `rate_limit.key` when absent.
+pub const DEFAULT_RATE_KEY: &str = "client_ip";
+/// `circuit_breaker.consecutive_failures` when absent (0 turns this trigger off).
+pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 5;
+/// `circuit_breaker.min_requests` when absent.
+pub const DEFAULT_BREAKER_MIN_REQUESTS: u32 = 20;
+/// `circuit_breaker.window` when absent.
+pub const DEFAULT_BREAKER_WINDOW: Duration = Duration::from_secs(10);
+/// `circuit_breaker.open_duration` when absent.
+pub const DEFAULT_BREAKER_OPEN_DURATION: Duration = Duration::from_secs(30);
+/// `circuit_breaker.half_open_requests` when absent.
+pub const DEFAULT_BREAKER_HALF_OPEN_REQUESTS: u32 = 3;
+/// Largest accepted `circuit_breaker.half_open_requests`.
+pub const MAX_BREAKER_HALF_OPEN_REQUESTS: u32 = 1000;
 
 /// Smallest accepted `hash_balance_factor` (1.0 = perfectly even, no stickiness to spare).
 pub const MIN_BALANCE_FACTOR: f64 = 1.0;
@@ -126,6 +142,27 @@ pub struct RouteSection {
     pub retries: Option<u32>,
     /// Whole-request deadline; past it the client gets 504. Default: [`DEFAULT_ROUTE_TIMEOUT`].
     pub timeout: Option<Spanned<HumanDuration>>,
+    /// `rate_limit = { rate = 100, per = "1s", burst = 50, key = "client_ip" }`: a token bucket
+    /// per key; over it the client gets 429. Default: none (unlimited).
+    pub rate_limit: Option<Spanned<RateLimitSection>>,
+}
+
+/// `rate_limit = { ... }` of a route: `rate` requests per `per`, up to `burst` at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests allowed per `per`, at least 1. Required.
+    pub rate: Spanned<u32>,
+    /// The period `rate` is counted over: whole seconds ("1s", "1m"). Default: [`DEFAULT_RATE_PER`].
+    pub per: Option<Spanned<HumanDuration>>,
+    /// Requests a full bucket lets through at once, at least 1. Default: `rate`.
+    pub burst: Option<Spanned<u32>>,
+    /// Who gets a bucket: "client_ip", "header:NAME" (a request without the header falls back
+    /// to its client IP) or "global" (one bucket for everyone). Default: [`DEFAULT_RATE_KEY`].
+    pub key: Option<Spanned<String>>,
+    /// Whether allowed responses carry `RateLimit-Policy` and `RateLimit` (429s always do).
+    /// Default: true.
+    pub headers: Option<bool>,
 }
 
 /// `[upstream.NAME]`
@@ -158,6 +195,32 @@ pub struct UpstreamSection {
     pub health_check: Option<HealthCheckSection>,
     /// `[upstream.NAME.outlier]`: passive ejection from real traffic. Default: none.
     pub outlier: Option<OutlierSection>,
+    /// `[upstream.NAME.circuit_breaker]`: stop sending to a failing backend. Default: none.
+    pub circuit_breaker: Option<Spanned<CircuitBreakerSection>>,
+    /// Requests in flight to the upstream at once, at least 1; past it the client gets an
+    /// immediate 503 (Envoy's `max_requests`). Default: absent = unlimited.
+    pub max_inflight: Option<Spanned<u32>>,
+}
+
+/// `[upstream.NAME.circuit_breaker]`: closed → open → half-open → closed, per backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerSection {
+    /// Trip after this many failures in a row (connect error, timeout, 5xx); 0 = only
+    /// `failure_rate` trips. Default: [`DEFAULT_BREAKER_CONSECUTIVE_FAILURES`].
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Trip when at least this share (0 < rate ≤ 1) of the requests in `window` failed.
+    /// Default: absent = off.
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Requests `window` must hold before `failure_rate` may trip. Default: [`DEFAULT_BREAKER_MIN_REQUESTS`].
+    pub min_requests: Option<Spanned<u32>>,
+    /// The rolling window of `failure_rate`. Default: [`DEFAULT_BREAKER_WINDOW`].
+    pub window: Option<Spanned<HumanDuration>>,
+    /// How long an open breaker refuses traffic before it lets probes through. Default: [`DEFAULT_BREAKER_OPEN_DURATION`].
+    pub open_duration: Option<Spanned<HumanDuration>>,
+    /// Requests let through at once while half-open; all must succeed to close, one failure
+    /// re-opens. 1..=[`MAX_BREAKER_HALF_OPEN_REQUESTS`]. Default: [`DEFAULT_BREAKER_HALF_OPEN_REQUESTS`].
+    pub half_open_requests: Option<Spanned<u32>>,
 }
 
 /// `[upstream.NAME.health_check]`

@@ -7,8 +7,10 @@
 //! - `route`: `[[route]]`.
 //! - `upstream`: `[upstream.NAME]` and its backends.
 //! - `health`: `[upstream.NAME.health_check]` and `[upstream.NAME.outlier]`.
+//! - `protect`: `rate_limit`, `[upstream.NAME.circuit_breaker]` and `max_inflight`.
 
 mod health;
+mod protect;
 mod route;
 mod server;
 mod upstream;

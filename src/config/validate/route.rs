@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use toml::Spanned;
 
-use super::{positive, Checker};
+use super::{positive, protect, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
@@ -108,6 +108,10 @@ pub(super) fn routes(
                 format!("{field}.timeout"),
                 DEFAULT_ROUTE_TIMEOUT,
             ),
+            rate_limit: r
+                .rate_limit
+                .as_ref()
+                .and_then(|l| protect::rate_limit(c, &field, l)),
         });
     }
     out

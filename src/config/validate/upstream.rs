@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use toml::Spanned;
 
-use super::{health, percent, positive, Checker, BACKEND_ADDR_ACCEPTED};
+use super::{at_least_one, health, percent, positive, protect, Checker, BACKEND_ADDR_ACCEPTED};
 use crate::config::resolve::{BackendSource, Target};
 use crate::config::runtime::*;
 use crate::config::schema::*;
@@ -90,6 +90,14 @@ pub(super) fn upstream(
             .as_ref()
             .map(|h| health::health_check(c, &field, h)),
         outlier: u.outlier.as_ref().map(|o| health::outlier(c, &field, o)),
+        circuit_breaker: u
+            .circuit_breaker
+            .as_ref()
+            .map(|b| protect::circuit_breaker(c, &field, b)),
+        max_inflight: u
+            .max_inflight
+            .as_ref()
+            .map(|m| at_least_one(c, Some(m), format!("{field}.max_inflight"), 1)),
     }
 }
 
