@@ -1,5 +1,6 @@
-//! State that outlives a config, keyed by upstream name + backend address: health, ejection,
-//! in-flight counts, and (in later features) anything else a reload must keep.
+//! State that outlives a config, keyed by upstream name + backend address (health, ejection,
+//! circuit breaker, in-flight counts, the upstream's admitted requests) or by route name + limit
+//! (rate-limit buckets).
 //!
 //! This module imports no feature module: health writes into these types, balancers and the
 //! request path read them, and a snapshot only points into them. The registry holds **weak**
@@ -16,8 +17,12 @@
 //! epoch with one atomic load and brings its derived views (panic mode, balancer indexes) up to
 //! date; nothing pushes into a particular snapshot.
 
+pub mod breaker;
+mod buckets;
 mod health;
 
+pub use breaker::BreakerState;
+pub use buckets::{ceil_seconds, Buckets, Decision};
 pub use health::{HealthState, Transition};
 
 use std::collections::HashMap;
@@ -25,12 +30,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::config::{RateKey, RateQuota};
+
 /// What fulcrum knows about one upstream beyond its config.
 #[derive(Debug)]
 pub struct UpstreamState {
     name: Arc<str>,
     /// Requests in flight across all backends of the upstream.
     in_flight: AtomicU64,
+    /// Requests admitted to the upstream and not finished (retries included once), for
+    /// `max_inflight`.
+    admitted: AtomicU64,
     /// Bumped on every change a snapshot's derived views depend on (see the module doc).
     epoch: AtomicU64,
     /// The generation of the snapshot that serves this upstream now.
@@ -44,6 +54,7 @@ impl UpstreamState {
         UpstreamState {
             name: Arc::from(name),
             in_flight: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             decisions: Mutex::new(()),
@@ -81,10 +92,43 @@ impl UpstreamState {
         self.generation.store(generation, Ordering::Release);
     }
 
+    /// Requests admitted and not finished, across every config.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
+    }
+
+    /// Admits one request unless `limit` are in already: a check-and-increment, so parallel
+    /// requests never overshoot. The request counts until the [`Admission`] is dropped.
+    pub fn admit(self: &Arc<Self>, limit: Option<u32>) -> Option<Admission> {
+        match limit {
+            None => {
+                self.admitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(limit) => {
+                self.admitted
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < u64::from(limit)).then_some(n + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(Admission(Arc::clone(self)))
+    }
+
     /// Held while a health decision counts members (so that `max_ejected_percent` holds
     /// exactly under concurrent failures).
     pub fn decisions(&self) -> MutexGuard<'_, ()> {
         self.decisions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One request counted against its upstream's `max_inflight` until dropped.
+#[derive(Debug)]
+pub struct Admission(Arc<UpstreamState>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -95,6 +139,7 @@ pub struct BackendState {
     addr: SocketAddr,
     /// Active and passive health.
     pub health: HealthState,
+    pub breaker: BreakerState,
     in_flight: AtomicU64,
 }
 
@@ -130,11 +175,15 @@ impl BackendState {
     }
 }
 
-/// Every upstream and backend state some snapshot or request still refers to.
+/// Every upstream, backend and bucket state some snapshot or request still refers to.
 #[derive(Debug, Default)]
 pub struct Registry {
     upstreams: Mutex<HashMap<Arc<str>, Entry>>,
+    buckets: Mutex<HashMap<BucketsKey, Weak<Buckets>>>,
 }
+
+/// Route name, its limit and what it is keyed by: a route whose limit changes gets new buckets.
+type BucketsKey = (Arc<str>, RateQuota, RateKey);
 
 #[derive(Debug)]
 struct Entry {
@@ -183,10 +232,36 @@ impl Registry {
             upstream: Arc::clone(upstream),
             addr,
             health: HealthState::default(),
+            breaker: BreakerState::default(),
             in_flight: AtomicU64::new(0),
         });
         entry.backends.insert(addr, Arc::downgrade(&state));
         state
+    }
+
+    fn bucket_entries(&self) -> MutexGuard<'_, HashMap<BucketsKey, Weak<Buckets>>> {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The buckets of route `route` for limit `quota` keyed by `key`: the live ones, or new
+    /// (full) ones. Buckets of the same route under another limit are left alone.
+    pub fn buckets(&self, route: &str, quota: RateQuota, key: &RateKey) -> Arc<Buckets> {
+        let mut entries = self.bucket_entries();
+        let id = (Arc::from(route), quota, key.clone());
+        if let Some(live) = entries.get(&id).and_then(Weak::upgrade) {
+            return live;
+        }
+        let buckets = Arc::new(Buckets::new(quota, *key != RateKey::Global));
+        entries.insert(id, Arc::downgrade(&buckets));
+        buckets
+    }
+
+    /// Every live set of buckets, for pruning.
+    pub fn live_buckets(&self) -> Vec<Arc<Buckets>> {
+        self.bucket_entries()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Forgets entries nothing refers to any more.
@@ -196,6 +271,8 @@ impl Registry {
             e.backends.retain(|_, b| b.strong_count() > 0);
             e.state.strong_count() > 0
         });
+        drop(entries);
+        self.bucket_entries().retain(|_, b| b.strong_count() > 0);
     }
 
     /// (upstreams, backends) with live state, for tests and metrics.
@@ -266,6 +343,66 @@ mod tests {
         let again = r.upstream("api");
         assert!(Arc::ptr_eq(&again, b.upstream()));
         assert!(!r.backend(&again, addr(1)).health.is_unknown());
+    }
+
+    #[test]
+    fn admission_never_overshoots_and_ends_with_its_guard() {
+        let r = Registry::default();
+        let u = r.upstream("u");
+        let held: Vec<_> = (0..3).filter_map(|_| u.admit(Some(3))).collect();
+        assert_eq!(held.len(), 3);
+        assert!(u.admit(Some(3)).is_none());
+        assert_eq!(u.admitted(), 3);
+        drop(held);
+        assert_eq!(u.admitted(), 0);
+        let unlimited = u.admit(None);
+        assert!(unlimited.is_some() && u.admitted() == 1);
+
+        // Parallel admissions: exactly `limit` get in.
+        let u2 = r.upstream("parallel");
+        let got = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if let Some(a) = u2.admit(Some(50)) {
+                            got.lock().unwrap().push(a);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(got.lock().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn buckets_are_kept_per_route_and_limit() {
+        let r = Registry::default();
+        let q = RateQuota {
+            rate: 1,
+            per: std::time::Duration::from_secs(60),
+            burst: 1,
+        };
+        let a = r.buckets("a", q, &RateKey::ClientIp);
+        assert!(matches!(a.check(1), Decision::Allowed { .. }));
+        let again = r.buckets("a", q, &RateKey::ClientIp);
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "same route, same limit: same buckets"
+        );
+        let changed = r.buckets("a", RateQuota { burst: 2, ..q }, &RateKey::ClientIp);
+        assert!(!Arc::ptr_eq(&a, &changed));
+        let rekeyed = r.buckets("a", q, &RateKey::Global);
+        assert!(!Arc::ptr_eq(&a, &rekeyed));
+        assert!(
+            Arc::ptr_eq(&a, &r.buckets("a", q, &RateKey::ClientIp)),
+            "a changed limit did not replace the live one"
+        );
+        assert_eq!(r.live_buckets().len(), 3);
+        drop((a, again, changed));
+        r.prune();
+        assert_eq!(r.live_buckets().len(), 1);
+        assert_eq!(r.bucket_entries().len(), 1);
     }
 
     #[test]
