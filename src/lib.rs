@@ -4,12 +4,14 @@
 //! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `router`: host + path → route.
+//! - `ratelimit`: a route's token buckets (checked right after routing), 429s, key pruning.
 //! - `upstream`: a route's pool: backends, peers with timeouts, the one eligibility predicate,
-//!   panic mode.
+//!   panic mode, `max_inflight` admission.
+//! - `breaker`: per-backend circuit breaking on the request path (claims, outcomes, logs).
 //! - `health`: active checks (one supervisor owns the probe tasks) and passive outlier ejection.
 //! - `balance`: the balancing strategies behind one trait, and in-flight leases.
-//! - `registry`: state that outlives a config (health, ejection, in-flight counts), keyed by
-//!   upstream + address; imports no feature module.
+//! - `registry`: state that outlives a config (health, ejection, breaker, in-flight counts,
+//!   rate-limit buckets), keyed by upstream + address or route name; imports no feature module.
 //! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
 //! - `reload`: the one owner that applies a config, and the task that reloads on file change,
 //!   SIGHUP and `POST /reload`.
@@ -19,10 +21,12 @@
 
 pub mod admin;
 pub mod balance;
+pub mod breaker;
 pub mod config;
 pub mod demo;
 pub mod health;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registry;
 pub mod reload;
 pub mod router;

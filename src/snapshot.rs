@@ -14,6 +14,7 @@ use ipnet::IpNet;
 
 use crate::config::{Config, RouteConfig};
 use crate::health::{SupervisorHandle, Target};
+use crate::ratelimit::RouteLimit;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -23,7 +24,8 @@ pub struct Snapshot {
     /// Counts published snapshots, from 1.
     pub generation: u64,
     pub router: Router,
-    pub routes: Vec<RouteConfig>,
+    /// In config order; the router returns indices into it.
+    pub routes: Vec<Route>,
     pub upstreams: Vec<Upstream>,
     pub trusted_proxies: Vec<IpNet>,
     /// Bytes.
@@ -44,7 +46,17 @@ impl Snapshot {
         Snapshot {
             generation,
             router: Router::new(&config.routes),
-            routes: config.routes.clone(),
+            routes: config
+                .routes
+                .iter()
+                .map(|r| Route {
+                    limit: r
+                        .rate_limit
+                        .as_ref()
+                        .map(|l| RouteLimit::new(&r.name, l, registry)),
+                    config: r.clone(),
+                })
+                .collect(),
             upstreams: config
                 .upstreams
                 .iter()
@@ -63,6 +75,14 @@ impl Snapshot {
             .flat_map(Upstream::probe_targets)
             .collect()
     }
+}
+
+/// A route as the request path runs it: its config and what is built from it once per snapshot.
+#[derive(Debug)]
+pub struct Route {
+    pub config: RouteConfig,
+    /// Its rate limit, with the buckets it shares with every snapshot that kept the limit.
+    pub limit: Option<RouteLimit>,
 }
 
 /// The current snapshot, shared by every worker.

@@ -1,7 +1,7 @@
 //! A runtime upstream: its backends, its balancer, the pingora peer template of each backend,
-//! and the one eligibility predicate. Built once per config; the request path only reads it.
-//! Per-backend state that outlives the config (health, ejection, in-flight counts) lives in the
-//! [`Registry`]; this type only points into it.
+//! the one eligibility predicate and `max_inflight` admission. Built once per config; the request
+//! path only reads it. Per-backend state that outlives the config (health, ejection, breaker,
+//! in-flight counts) lives in the [`Registry`]; this type only points into it.
 //!
 //! What depends on both the state and this config's pool (panic mode, the number of backends in
 //! service, the balancer's own index) is a *view*, brought up to date when the upstream's epoch
@@ -16,9 +16,27 @@ use std::time::Duration;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
-use crate::config::{HashKey, HealthCheckConfig, UpstreamConfig};
+use crate::breaker::{self, Probe};
+use crate::config::{BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig};
 use crate::health::{Outlier, SupervisorHandle, Target};
-use crate::registry::{BackendState, Registry, UpstreamState};
+use crate::registry::{Admission, BackendState, Registry, UpstreamState};
+
+/// The backend chosen for one attempt.
+#[derive(Debug)]
+pub struct Choice {
+    pub backend: usize,
+    /// The half-open probe place the attempt holds, if its backend's breaker is half-open.
+    pub probe: Option<Probe>,
+}
+
+/// Why no backend was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every backend this request may still try has its breaker open.
+    CircuitOpen,
+    /// No backend is eligible (health, ejection, or all tried).
+    NoBackend,
+}
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -33,6 +51,8 @@ pub struct Upstream {
     hash_key: Option<HashKey>,
     check: Option<Arc<HealthCheckConfig>>,
     outlier: Option<Outlier>,
+    breaker: Option<BreakerConfig>,
+    max_inflight: Option<u32>,
     /// Percent; 0 = off.
     panic_threshold: u32,
     view: View,
@@ -105,6 +125,8 @@ impl Upstream {
                 .outlier
                 .clone()
                 .map(|o| Outlier::new(o, supervisor.clone())),
+            breaker: config.circuit_breaker.clone(),
+            max_inflight: config.max_inflight,
             panic_threshold: config.panic_threshold,
             view: View {
                 synced: AtomicU64::new(u64::MAX),
@@ -127,22 +149,73 @@ impl Upstream {
 
     /// The one eligibility predicate: whether backend `i` may take this attempt of a request
     /// that already failed on `excluded`. Health (checked healthy where checked) and ejection
-    /// say no unless the upstream is in panic mode.
+    /// say no unless the upstream is in panic mode; an open breaker (or a half-open one with
+    /// every probe place taken) says no even then. Reads atomics only.
     pub fn eligible(&self, i: usize, excluded: &BackendSet) -> bool {
         !excluded.contains(i)
             && (self.view.panic.load(Ordering::Relaxed)
                 || self.states[i].health.in_service(self.check.is_some()))
+            && self.breaker_admits(i)
+    }
+
+    fn breaker_admits(&self, i: usize) -> bool {
+        self.breaker
+            .as_ref()
+            .is_none_or(|c| self.states[i].breaker.admits(c))
+    }
+
+    /// Counts a request against `max_inflight` until the admission is dropped; `None` when the
+    /// upstream is full. (Every request is counted, limit or not, so a reload that sets a limit
+    /// sees the requests already in flight.)
+    pub fn admit(&self) -> Option<Admission> {
+        self.state.admit(self.max_inflight)
+    }
+
+    /// The configured `max_inflight`, for messages.
+    pub fn max_inflight(&self) -> Option<u32> {
+        self.max_inflight
     }
 
     /// Chooses an eligible backend that is not in `excluded`, for a request with hash key
-    /// `key`. `None`: no backend is eligible.
-    pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Option<usize> {
+    /// `key`, and claims its breaker: a half-open backend's probe place is taken with a
+    /// compare-and-swap, and a backend whose place went to a parallel request is skipped.
+    pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Result<Choice, Refusal> {
         self.refresh();
-        self.balancer.pick(&Pick {
-            eligible: &|i| self.eligible(i, excluded),
-            key,
-            available: self.view.available.load(Ordering::Relaxed),
-        })
+        // Backends lost to a parallel claim; copied from `excluded` only if that ever happens.
+        let mut lost: Option<BackendSet> = None;
+        loop {
+            let skip = lost.as_ref().unwrap_or(excluded);
+            let picked = self.balancer.pick(&Pick {
+                eligible: &|i| self.eligible(i, skip),
+                key,
+                available: self.view.available.load(Ordering::Relaxed),
+            });
+            let Some(i) = picked else {
+                return Err(if self.circuit_open(skip) {
+                    Refusal::CircuitOpen
+                } else {
+                    Refusal::NoBackend
+                });
+            };
+            let Some(config) = &self.breaker else {
+                return Ok(Choice {
+                    backend: i,
+                    probe: None,
+                });
+            };
+            match breaker::claim(&self.states[i], config) {
+                Some(probe) => return Ok(Choice { backend: i, probe }),
+                None => lost.get_or_insert_with(|| excluded.clone()).insert(i),
+            }
+        }
+    }
+
+    /// Whether every backend not in `excluded` has a breaker that refuses traffic.
+    fn circuit_open(&self, excluded: &BackendSet) -> bool {
+        self.breaker.is_some()
+            && (0..self.backends.len())
+                .filter(|&i| !excluded.contains(i))
+                .all(|i| !self.breaker_admits(i))
     }
 
     /// Whether a retry could go anywhere.
@@ -155,11 +228,14 @@ impl Upstream {
         Lease::new(&self.states[i], &self.balancer, i, self.generation)
     }
 
-    /// Tells passive health how a real request on backend `i` went (a connect error, a timeout
-    /// or a 5xx is a failure).
-    pub fn record(&self, i: usize, ok: bool) {
+    /// Tells passive health and the breaker how a real request on backend `i` went (a connect
+    /// error, a timeout or a 5xx is a failure); `probe` is the attempt's half-open probe place.
+    pub fn record(&self, i: usize, ok: bool, probe: Option<Probe>) {
         if let Some(o) = &self.outlier {
             o.record(&self.states, i, ok);
+        }
+        if let Some(config) = &self.breaker {
+            breaker::record(&self.states[i], config, ok, probe);
         }
     }
 
@@ -248,6 +324,8 @@ mod tests {
             panic_threshold: 0,
             health_check: None,
             outlier: None,
+            circuit_breaker: None,
+            max_inflight: None,
             backends: (0..n)
                 .map(|i| BackendConfig {
                     name: format!("b{i}"),
@@ -276,13 +354,62 @@ mod tests {
         let u = upstream(3);
         let mut tried = BackendSet::default();
         let mut seen = Vec::new();
-        while let Some(i) = u.select(&tried, None) {
+        while let Ok(Choice { backend: i, .. }) = u.select(&tried, None) {
             tried.insert(i);
             seen.push(i);
         }
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2]);
         assert!(!u.has_untried(&tried));
+    }
+
+    fn with_breaker(n: u16, half_open_requests: u32) -> Upstream {
+        let mut c = config(n, BalanceKind::RoundRobin);
+        c.circuit_breaker = Some(BreakerConfig {
+            consecutive_failures: 1,
+            failure_rate: None,
+            min_requests: 1,
+            window: Duration::from_secs(10),
+            open_duration: Duration::from_secs(5),
+            half_open_requests,
+        });
+        build(&c, &Registry::default(), 1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_breakers_are_skipped_and_all_open_is_its_own_refusal() {
+        let u = with_breaker(2, 1);
+        let none = BackendSet::default();
+        u.record(0, false, None);
+        for _ in 0..4 {
+            assert_eq!(u.select(&none, None).unwrap().backend, 1);
+        }
+        u.record(1, false, None);
+        assert_eq!(u.select(&none, None).unwrap_err(), Refusal::CircuitOpen);
+        let mut tried = BackendSet::default();
+        tried.insert(0);
+        tried.insert(1);
+        let u2 = upstream(2);
+        assert_eq!(u2.select(&tried, None).unwrap_err(), Refusal::NoBackend);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_admits_exactly_its_probes_through_select() {
+        let u = with_breaker(1, 2);
+        let none = BackendSet::default();
+        u.record(0, false, None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let first = u.select(&none, None).unwrap();
+        let second = u.select(&none, None).unwrap();
+        assert!(first.probe.is_some() && second.probe.is_some());
+        assert_eq!(u.select(&none, None).unwrap_err(), Refusal::CircuitOpen);
+        // A probe whose request went away frees its place; reported successes close the breaker.
+        drop(second);
+        let third = u.select(&none, None).unwrap();
+        u.record(0, true, first.probe);
+        u.record(0, true, third.probe);
+        let closed = u.select(&none, None).unwrap();
+        assert!(closed.probe.is_none(), "closed: no probe needed");
     }
 
     #[test]
@@ -365,8 +492,10 @@ mod tests {
         u.state.bump_epoch();
         assert!(u.in_panic(), "1 of 4 in service is under 50 %");
         assert!((0..4).all(|i| u.eligible(i, &none)));
-        let picked: std::collections::HashSet<usize> =
-            (0..200).filter_map(|_| u.select(&none, None)).collect();
+        let picked: std::collections::HashSet<usize> = (0..200)
+            .filter_map(|_| u.select(&none, None).ok())
+            .map(|c| c.backend)
+            .collect();
         assert_eq!(picked.len(), 4, "the balancer's index follows panic mode");
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use http::HeaderValue;
+use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// Who is to blame for a failure; decides logging level and status class.
@@ -21,8 +23,19 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("malformed request")]
     BadRequest,
+    #[error("rate limit exceeded; retry in {retry_after} s")]
+    RateLimited {
+        retry_after: u64,
+        /// `RateLimit-Policy` and `RateLimit` values.
+        policy: HeaderValue,
+        state: HeaderValue,
+    },
     #[error("no healthy backend in upstream {upstream}")]
     NoBackend { upstream: String },
+    #[error("circuit breaker open for every backend of upstream {upstream}")]
+    CircuitOpen { upstream: String },
+    #[error("upstream {upstream} is at its limit of {limit} requests in flight")]
+    Overloaded { upstream: String, limit: u32 },
     #[error("upstream request timed out")]
     UpstreamTimeout,
     #[error("route timeout of {0:?} exceeded")]
@@ -39,7 +52,10 @@ impl ProxyError {
             ProxyError::NoRoute => 404,
             ProxyError::BodyTooLarge { .. } => 413,
             ProxyError::BadRequest => 400,
-            ProxyError::NoBackend { .. } => 503,
+            ProxyError::RateLimited { .. } => 429,
+            ProxyError::NoBackend { .. }
+            | ProxyError::CircuitOpen { .. }
+            | ProxyError::Overloaded { .. } => 503,
             ProxyError::UpstreamTimeout | ProxyError::Deadline(_) => 504,
             ProxyError::UpstreamFailed => 502,
             ProxyError::Internal => 500,
@@ -48,15 +64,37 @@ impl ProxyError {
 
     pub fn cause(&self) -> Cause {
         match self {
-            ProxyError::NoRoute | ProxyError::BodyTooLarge { .. } | ProxyError::BadRequest => {
-                Cause::Client
-            }
+            ProxyError::NoRoute
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadRequest
+            | ProxyError::RateLimited { .. } => Cause::Client,
             ProxyError::NoBackend { .. }
+            | ProxyError::CircuitOpen { .. }
+            | ProxyError::Overloaded { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::Deadline(_)
             | ProxyError::UpstreamFailed => Cause::Upstream,
             ProxyError::Internal => Cause::Internal,
         }
+    }
+
+    /// Adds the headers that explain this failure to its response.
+    pub fn headers(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
+        match self {
+            ProxyError::RateLimited {
+                retry_after,
+                policy,
+                state,
+            } => {
+                resp.insert_header(http::header::RETRY_AFTER, *retry_after)?;
+                resp.insert_header("ratelimit-policy", policy)?;
+                resp.insert_header("ratelimit", state)?;
+            }
+            ProxyError::CircuitOpen { .. } => resp.insert_header("x-fulcrum-circuit", "open")?,
+            ProxyError::Overloaded { .. } => resp.insert_header("x-fulcrum-overloaded", "true")?,
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Classifies an error pingora reports. `None` means the client went away: nothing to send.
@@ -101,6 +139,13 @@ mod tests {
             503
         );
         assert_eq!(ProxyError::Deadline(Duration::from_secs(1)).status(), 504);
+        let open = ProxyError::CircuitOpen {
+            upstream: "a".into(),
+        };
+        assert_eq!(open.status(), 503);
+        let mut resp = ResponseHeader::build(503, None).unwrap();
+        open.headers(&mut resp).unwrap();
+        assert_eq!(resp.headers["x-fulcrum-circuit"], "open");
         assert_eq!(ProxyError::UpstreamFailed.status(), 502);
     }
 

@@ -1,6 +1,6 @@
 //! The pingora `ProxyHttp` implementation. It stays thin: each phase asks the module that owns
-//! the decision (router, upstream/balancer, forwarded headers, error mapping) and records what
-//! happened in the request context.
+//! the decision (router, rate limit, upstream/breaker/balancer, forwarded headers, error mapping)
+//! and records what happened in the request context.
 
 mod error;
 mod forwarded;
@@ -8,21 +8,25 @@ mod hop_by_hop;
 
 pub use error::{Cause, ProxyError};
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::balance::{extract_key, BackendSet, Lease};
-use crate::config::{HashKey, RouteConfig};
+use crate::breaker::Probe;
+use crate::ratelimit::Verdict;
+use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::upstream::Upstream;
+use crate::snapshot::{Route, SharedSnapshot, Snapshot};
+use crate::upstream::{Refusal, Upstream};
 
 /// The proxy service: reads the current snapshot once per request.
 pub struct Proxy {
@@ -44,10 +48,18 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     deadline: Option<Instant>,
+    /// The client's address (X-Forwarded-For only from trusted proxies), computed once.
+    client: Option<IpAddr>,
+    /// The `RateLimit` value an allowed response carries.
+    rate_state: Option<HeaderValue>,
+    /// The request's place under its upstream's `max_inflight`, from its first attempt on.
+    admission: Option<Admission>,
     /// Backends this request could not connect to; retries go elsewhere.
     failed: BackendSet,
     /// The current attempt's claim on its backend (in-flight count).
     lease: Option<Lease>,
+    /// The current attempt's half-open probe place, if its backend's breaker is half-open.
+    probe: Option<Probe>,
     /// Whether the current attempt's outcome went to the outlier detector already.
     outcome_recorded: bool,
     attempts: u32,
@@ -58,23 +70,24 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn route(&self) -> Option<(&Snapshot, &RouteConfig)> {
+    fn route(&self) -> Option<(&Snapshot, &Route)> {
         let snap = self.snapshot.as_deref()?;
         Some((snap, &snap.routes[self.route?]))
     }
 
     fn upstream(&self) -> Option<&Upstream> {
         self.route()
-            .map(|(snap, route)| &snap.upstreams[route.upstream])
+            .map(|(snap, route)| &snap.upstreams[route.config.upstream])
     }
 
-    /// Tells the outlier detector how the current attempt went (once per attempt).
+    /// Tells passive health and the breaker how the current attempt went (once per attempt).
     fn record_outcome(&mut self, ok: bool) {
         if self.outcome_recorded {
             return;
         }
+        let probe = self.probe.take();
         if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
-            u.record(i, ok);
+            u.record(i, ok, probe);
         }
         self.outcome_recorded = true;
     }
@@ -101,7 +114,8 @@ async fn respond(session: &mut Session, e: &ProxyError) -> u16 {
     let mut resp = ResponseHeader::build(status, Some(2)).expect("valid status code");
     let written = resp
         .insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .and_then(|_| resp.insert_header(CONTENT_LENGTH, body.len()));
+        .and_then(|_| resp.insert_header(CONTENT_LENGTH, body.len()))
+        .and_then(|_| e.headers(&mut resp));
     if let Err(err) = written {
         tracing::error!(%err, "cannot build error response");
     }
@@ -122,8 +136,12 @@ impl ProxyHttp for Proxy {
             snapshot: None,
             route: None,
             deadline: None,
+            client: None,
+            rate_state: None,
+            admission: None,
             failed: BackendSet::default(),
             lease: None,
+            probe: None,
             outcome_recorded: false,
             attempts: 0,
             backend: None,
@@ -132,14 +150,34 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    /// Routes the request and enforces the body limit announced by `Content-Length`.
+    /// Routes the request, takes a token from the route's rate limit and enforces the body
+    /// limit announced by `Content-Length`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.snapshot.load_full();
         let req = session.req_header();
-        let Some(route) = snap.router.route(request_host(req), req.uri.path()) else {
+        let Some(index) = snap.router.route(request_host(req), req.uri.path()) else {
             respond(session, &ProxyError::NoRoute).await;
             return Ok(true);
         };
+        let route = &snap.routes[index];
+        let client = forwarded::client_ip(forwarded::peer_ip(session), req, &snap.trusted_proxies);
+        ctx.client = client;
+        if let Some(limit) = &route.limit {
+            match limit.check(req, client) {
+                Verdict::Allowed { state } => ctx.rate_state = state,
+                Verdict::Limited { retry_after, state } => {
+                    let policy = limit.policy.clone();
+                    let e = ProxyError::RateLimited {
+                        retry_after,
+                        policy,
+                        state,
+                    };
+                    respond(session, &e).await;
+                    return Ok(true);
+                }
+            }
+        }
+        let req = session.req_header();
         let limit = snap.max_request_body;
         let declared = req
             .headers
@@ -149,8 +187,8 @@ impl ProxyHttp for Proxy {
             respond(session, &ProxyError::BodyTooLarge { limit }).await;
             return Ok(true);
         }
-        ctx.deadline = ctx.started.checked_add(snap.routes[route].timeout);
-        ctx.route = Some(route);
+        ctx.deadline = ctx.started.checked_add(route.config.timeout);
+        ctx.route = Some(index);
         ctx.snapshot = Some(snap);
         Ok(false)
     }
@@ -174,9 +212,10 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Picks a backend this request has not failed to connect to; called again for every retry
-    /// (after a connect failure, or when pingora retries on a dead pooled connection, which may
-    /// go back to the same backend).
+    /// Admits the request under its upstream's `max_inflight` (on the first attempt) and picks
+    /// a backend this request has not failed to connect to whose breaker lets it through; called
+    /// again for every retry (after a connect failure, or when pingora retries on a dead pooled
+    /// connection, which may go back to the same backend).
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -185,32 +224,49 @@ impl ProxyHttp for Proxy {
         let Some((snap, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
-        let (timeout, upstream) = (route.timeout, &snap.upstreams[route.upstream]);
+        let (timeout, upstream) = (route.config.timeout, &snap.upstreams[route.config.upstream]);
         let remaining = ctx
             .deadline
             .map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         if remaining.is_zero() {
             return Err(ctx.fail(ProxyError::Deadline(timeout)));
         }
-        let mut ip_buf = Default::default();
-        let key = upstream.hash_key().and_then(|k| {
-            let req = session.req_header();
-            let client = match k {
-                HashKey::ClientIp => {
-                    let peer = forwarded::peer_ip(session);
-                    forwarded::client_ip(peer, req, &snap.trusted_proxies)
+        let admission = match ctx.admission {
+            Some(_) => None,
+            None => match upstream.admit() {
+                Some(admitted) => Some(admitted),
+                None => {
+                    let e = ProxyError::Overloaded {
+                        upstream: upstream.name.clone(),
+                        limit: upstream.max_inflight().unwrap_or(0),
+                    };
+                    return Err(ctx.fail(e));
                 }
-                _ => None,
-            };
-            extract_key(k, req, client, &mut ip_buf)
-        });
-        let Some(i) = upstream.select(&ctx.failed, key) else {
-            let upstream = upstream.name.clone();
-            return Err(ctx.fail(ProxyError::NoBackend { upstream }));
+            },
         };
+        let mut ip_buf = Default::default();
+        let key = upstream
+            .hash_key()
+            .and_then(|k| extract_key(k, session.req_header(), ctx.client, &mut ip_buf));
+        let choice = match upstream.select(&ctx.failed, key) {
+            Ok(choice) => choice,
+            Err(refusal) => {
+                let name = upstream.name.clone();
+                let e = match refusal {
+                    Refusal::CircuitOpen => ProxyError::CircuitOpen { upstream: name },
+                    Refusal::NoBackend => ProxyError::NoBackend { upstream: name },
+                };
+                return Err(ctx.fail(e));
+            }
+        };
+        let i = choice.backend;
         let peer = upstream.peer(i, remaining);
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
+        ctx.probe = choice.probe;
+        if admission.is_some() {
+            ctx.admission = admission;
+        }
         ctx.outcome_recorded = false;
         // pingora replays a buffered body through request_body_filter on a retry.
         ctx.body_bytes = 0;
@@ -236,7 +292,8 @@ impl ProxyHttp for Proxy {
         };
         // The budget counts connect failures only: pingora's own retry of a dead pooled
         // connection does not use it up.
-        let retry = ctx.failed.len() <= route.retries as usize && upstream.has_untried(&ctx.failed);
+        let retry =
+            ctx.failed.len() <= route.config.retries as usize && upstream.has_untried(&ctx.failed);
         let backend = ctx
             .backend
             .map_or("-", |i| upstream.backends[i].name.as_str());
@@ -270,6 +327,7 @@ impl ProxyHttp for Proxy {
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;
+        let route = &route.config;
         if let Some(rewrite) = &route.host_rewrite {
             upstream_request.insert_header(HOST, rewrite.as_str())?;
         }
@@ -297,6 +355,23 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    /// Adds the route's `RateLimit-Policy` and `RateLimit` headers to an allowed response.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(state) = ctx.rate_state.take() else {
+            return Ok(());
+        };
+        if let Some(limit) = ctx.route().and_then(|(_, r)| r.limit.as_ref()) {
+            response.insert_header("ratelimit-policy", &limit.policy)?;
+            response.insert_header("ratelimit", state)?;
+        }
+        Ok(())
+    }
+
     /// Enforces the route deadline while a response body streams in.
     fn upstream_response_body_filter(
         &self,
@@ -306,7 +381,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
-            let timeout = ctx.route().map_or(Duration::ZERO, |(_, r)| r.timeout);
+            let timeout = ctx
+                .route()
+                .map_or(Duration::ZERO, |(_, r)| r.config.timeout);
             return Err(ctx.fail(ProxyError::Deadline(timeout)));
         }
         Ok(None)
@@ -347,7 +424,7 @@ impl ProxyHttp for Proxy {
     {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let route = ctx.route().map_or("-", |(_, r)| r.name.as_str());
+        let route = ctx.route().map_or("-", |(_, r)| r.config.name.as_str());
         let backend = match (ctx.upstream(), ctx.backend) {
             (Some(u), Some(i)) => u.backends[i].name.as_str(),
             _ => "-",

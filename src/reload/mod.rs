@@ -90,7 +90,7 @@ impl std::fmt::Display for Outcome {
 
 /// The running proxy's state and the one place a config is applied.
 pub struct Runtime {
-    registry: Registry,
+    registry: Arc<Registry>,
     snapshot: SharedSnapshot,
     supervisor: SupervisorHandle,
     /// The config file; `None` for the demo's built-in config.
@@ -120,7 +120,7 @@ impl Runtime {
         log: Option<LogControl>,
         metrics: &prometheus::Registry,
     ) -> Arc<Runtime> {
-        let registry = Registry::default();
+        let registry = Arc::new(Registry::default());
         let snapshot = prepare(&config, &registry, 1, &supervisor).await;
         let runtime = Runtime {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -148,6 +148,11 @@ impl Runtime {
     /// The published snapshot, for the request path.
     pub fn snapshot(&self) -> &SharedSnapshot {
         &self.snapshot
+    }
+
+    /// The state every snapshot points into, for background upkeep (rate-limit pruning).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Reads the config file again and applies it. For [`Cause::FileChanged`], a file whose text

@@ -1,6 +1,6 @@
 //! Process lifecycle: builds the pingora server from a validated config (proxy listeners, admin
-//! listener, every timeout set), starts the background services (health supervisor, reloader),
-//! runs it, and shuts it down on signals.
+//! listener, every timeout set), starts the background services (health supervisor, reloader,
+//! rate-limit pruning), runs it, and shuts it down on signals.
 
 pub mod drain;
 mod linger;
@@ -21,6 +21,7 @@ use crate::config::units::MAX_DURATION;
 use crate::config::Config;
 use crate::health::Supervisor;
 use crate::proxy::Proxy;
+use crate::ratelimit::Pruner;
 use crate::reload::{LogControl, Reloader, Runtime, Source};
 use drain::Drain;
 use linger::Linger;
@@ -100,6 +101,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
 
     let drain = Arc::new(Drain::default());
     server.add_service(background_service("health checks", supervisor));
+    server.add_service(background_service(
+        "rate-limit pruning",
+        Pruner::new(Arc::clone(runtime.registry())),
+    ));
     let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.early_sighup);
     server.add_service(background_service("config reload", reloader));
 
