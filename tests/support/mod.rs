@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,13 @@ pub struct Backend {
     pub hits: Arc<AtomicUsize>,
     /// Every request path, in arrival order (health checks included).
     pub paths: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections accepted.
+    pub accepts: Arc<AtomicUsize>,
+    /// The status of requests other than health checks; change it with [`Backend::set_status`].
+    status: Arc<AtomicU16>,
+    /// Requests (other than health checks) being answered now, and the most at once.
+    active: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -105,7 +112,16 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (n, h, p) = (name.to_owned(), hits.clone(), paths.clone());
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(AtomicU16::new(behaviour.status));
+        let (active, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, h, p, acc) = (
+            name.to_owned(),
+            hits.clone(),
+            paths.clone(),
+            accepts.clone(),
+        );
+        let (st, act, pk) = (status.clone(), active.clone(), peak.clone());
         let task = tokio::spawn(async move {
             // Connections live in this set: aborting the accept task closes them all.
             let mut conns = tokio::task::JoinSet::new();
@@ -113,16 +129,21 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                acc.fetch_add(1, Ordering::SeqCst);
                 let (name, hits, paths, b) = (n.clone(), h.clone(), p.clone(), behaviour.clone());
+                let (st, act, pk) = (st.clone(), act.clone(), pk.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (name, hits, paths, b) =
                             (name.clone(), hits.clone(), paths.clone(), b.clone());
+                        let (st, act, pk) = (st.clone(), act.clone(), pk.clone());
                         async move {
                             paths.lock().unwrap().push(req.uri().path().to_owned());
                             let health = req.uri().path() == "/healthz";
                             if !health {
                                 hits.fetch_add(1, Ordering::SeqCst);
+                                let now = act.fetch_add(1, Ordering::SeqCst) + 1;
+                                pk.fetch_max(now, Ordering::SeqCst);
                             }
                             let mut text = format!(
                                 "backend {name}\nmethod {}\nuri {}\n",
@@ -150,7 +171,8 @@ impl Backend {
                                 b.health_status
                             } else {
                                 tokio::time::sleep(b.delay).await;
-                                b.status
+                                act.fetch_sub(1, Ordering::SeqCst);
+                                st.load(Ordering::SeqCst)
                             };
                             let body: Body = match b.stream.filter(|_| !health) {
                                 None => http_body_util::Either::Left(Full::new(Bytes::from(text))),
@@ -188,8 +210,21 @@ impl Backend {
             addr,
             hits,
             paths,
+            accepts,
+            status,
+            active,
+            peak,
             task,
         }
+    }
+
+    /// Answers requests (other than health checks) with `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
     }
 
     /// A backend that accepts connections and never answers; `hits` counts connections.
@@ -210,8 +245,12 @@ impl Backend {
         Backend {
             name: name.to_owned(),
             addr,
+            accepts: Arc::clone(&hits),
             hits,
             paths: Arc::default(),
+            status: Arc::default(),
+            active: Arc::default(),
+            peak: Arc::default(),
             task,
         }
     }
