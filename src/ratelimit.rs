@@ -83,7 +83,7 @@ impl RouteLimit {
         let seed = self.buckets.seed();
         let key = match &self.key {
             RateKey::Global => 0,
-            RateKey::Header(name) => match req.headers.get(name) {
+            RateKey::Header(name) => match req.headers.get(name).filter(|v| !v.is_empty()) {
                 Some(v) => xxh3_64_with_seed(v.as_bytes(), seed),
                 None => ip_key(client, seed),
             },
@@ -252,6 +252,10 @@ mod tests {
         );
         assert!(!allowed(l.check(&req(None), ip("10.0.0.1"))));
         assert!(allowed(l.check(&req(None), ip("10.0.0.2"))));
+        assert!(
+            !allowed(l.check(&req(Some("")), ip("10.0.0.2"))),
+            "an empty header is no key: the IP's bucket"
+        );
     }
 
     #[test]

@@ -221,6 +221,9 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A probe place the previous attempt still holds (pingora retrying a dead pooled
+        // connection: no outcome) is freed first, so that this attempt can claim it again.
+        drop(ctx.probe.take());
         let Some((snap, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
@@ -338,18 +341,19 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Drops hop-by-hop headers and tells the outlier detector how the backend did (5xx is a
-    /// failure).
+    /// Drops hop-by-hop headers and tells passive health and the breaker how the backend did
+    /// (5xx is a failure; an accepted upgrade, 101, a success).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !upstream_response.status.is_informational() {
+        let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if upgraded || !upstream_response.status.is_informational() {
             ctx.record_outcome(!upstream_response.status.is_server_error());
         }
-        if upstream_response.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        if !upgraded {
             hop_by_hop::strip_response(upstream_response);
         }
         Ok(())
