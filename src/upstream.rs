@@ -180,6 +180,19 @@ impl Upstream {
     /// `key`, and claims its breaker: a half-open backend's probe place is taken with a
     /// compare-and-swap, and a backend whose place went to a parallel request is skipped.
     pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Result<Choice, Refusal> {
+        self.select_claiming(excluded, key, |i, config| {
+            breaker::claim(&self.states[i], config)
+        })
+    }
+
+    /// [`Upstream::select`] with its breaker claim passed in, so that a test can lose a claim
+    /// to a "parallel" request deterministically.
+    fn select_claiming(
+        &self,
+        excluded: &BackendSet,
+        key: Option<&[u8]>,
+        claim: impl Fn(usize, &BreakerConfig) -> Option<Option<Probe>>,
+    ) -> Result<Choice, Refusal> {
         self.refresh();
         // Backends lost to a parallel claim; copied from `excluded` only if that ever happens.
         let mut lost: Option<BackendSet> = None;
@@ -203,9 +216,14 @@ impl Upstream {
                     probe: None,
                 });
             };
-            match breaker::claim(&self.states[i], config) {
+            match claim(i, config) {
                 Some(probe) => return Ok(Choice { backend: i, probe }),
-                None => lost.get_or_insert_with(|| excluded.clone()).insert(i),
+                None => {
+                    // The pick counted a request that will not be sent: take it back, or a
+                    // strategy that tracks its own load would see this backend busier forever.
+                    self.balancer.release(i);
+                    lost.get_or_insert_with(|| excluded.clone()).insert(i);
+                }
             }
         }
     }
@@ -364,7 +382,11 @@ mod tests {
     }
 
     fn with_breaker(n: u16, half_open_requests: u32) -> Upstream {
-        let mut c = config(n, BalanceKind::RoundRobin);
+        breaker_upstream(n, half_open_requests, BalanceKind::RoundRobin)
+    }
+
+    fn breaker_upstream(n: u16, half_open_requests: u32, balance: BalanceKind) -> Upstream {
+        let mut c = config(n, balance);
         c.circuit_breaker = Some(BreakerConfig {
             consecutive_failures: 1,
             failure_rate: None,
@@ -410,6 +432,34 @@ mod tests {
         u.record(0, true, third.probe);
         let closed = u.select(&none, None).unwrap();
         assert!(closed.probe.is_none(), "closed: no probe needed");
+    }
+
+    #[test]
+    fn a_claim_lost_to_a_parallel_request_leaves_no_load_behind() {
+        let u = breaker_upstream(2, 1, BalanceKind::LeastConnections);
+        // Serving: leases end in this balancer, not through a resync from the registry.
+        u.state.set_generation(1);
+        let none = BackendSet::default();
+        // Backend 0 looks eligible, but each claim on it is lost (as when a parallel request
+        // takes the last probe place between the pick and the claim); backend 1 passes.
+        let lose_0 = |i: usize, _: &BreakerConfig| (i != 0).then_some(None);
+        for _ in 0..5 {
+            let c = u.select_claiming(&none, None, lose_0).unwrap();
+            assert_eq!(c.backend, 1);
+            drop(u.lease(1));
+        }
+        // Nothing is in flight: backend 0 is as idle as backend 1 and takes its turn.
+        let picked: Vec<usize> = (0..2)
+            .map(|_| {
+                let i = u.select(&none, None).unwrap().backend;
+                drop(u.lease(i));
+                i
+            })
+            .collect();
+        assert!(
+            picked.contains(&0),
+            "lost claims left load on backend 0: {picked:?}"
+        );
     }
 
     #[test]
