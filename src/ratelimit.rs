@@ -8,7 +8,8 @@
 //! header, the key kind) and the [`Pruner`], the background task that forgets idle keys.
 //!
 //! A check allocates nothing: the bucket key is a seeded 64-bit hash of the client IP or of the
-//! header's bytes, looked up in a map that does not hash again.
+//! header's bytes, looked up in a map that does not hash again, and the verdict is two
+//! integers; the `RateLimit` value is formatted only when a response carries it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
@@ -33,10 +35,10 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
 /// lacks the header.
 const IP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// A route's limit as one snapshot runs it.
+/// A route's limit as one snapshot runs it (on the real clock but in tests).
 #[derive(Debug)]
-pub struct RouteLimit {
-    buckets: Arc<Buckets>,
+pub struct RouteLimit<C: Clock = DefaultClock> {
+    buckets: Arc<Buckets<C>>,
     key: RateKey,
     /// Whether allowed responses carry the headers.
     pub headers: bool,
@@ -49,26 +51,45 @@ pub struct RouteLimit {
 }
 
 /// What a route's limit said about one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Let through; `state` is the `RateLimit` value for the response, when it carries one.
-    Allowed { state: Option<HeaderValue> },
-    /// Over the limit: 429 after `retry_after` seconds, with this `RateLimit` value.
-    Limited {
-        retry_after: u64,
-        state: HeaderValue,
-    },
+    /// Let through; `state` is what the response's `RateLimit` says, when it carries one.
+    Allowed { state: Option<RateState> },
+    /// Over the limit: 429 after `retry_after` seconds.
+    Limited { retry_after: u64, state: RateState },
+}
+
+/// The numbers of a `RateLimit` value: `r` tokens remaining, `t` seconds until a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub remaining: u32,
+    pub t: u64,
 }
 
 impl RouteLimit {
     /// The limit of route `name`, with its buckets from `registry` (the live ones if the limit
     /// did not change). Changes no live state.
     pub fn new(name: &str, config: &RateLimitConfig, registry: &Registry) -> RouteLimit {
+        RouteLimit::with_buckets(
+            name,
+            config,
+            registry.buckets(name, config.quota, &config.key),
+        )
+    }
+}
+
+impl<C: Clock> RouteLimit<C> {
+    /// The limit of route `name` over `buckets`.
+    pub fn with_buckets(
+        name: &str,
+        config: &RateLimitConfig,
+        buckets: Arc<Buckets<C>>,
+    ) -> RouteLimit<C> {
         let q = config.quota;
         let quoted = sf_string(name);
         let policy = format!("{quoted};q={};w={}", q.rate, q.per.as_secs());
         RouteLimit {
-            buckets: registry.buckets(name, q, &config.key),
+            buckets,
             key: config.key.clone(),
             headers: config.headers,
             policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
@@ -91,26 +112,32 @@ impl RouteLimit {
         };
         match self.buckets.check(key) {
             Decision::Allowed { remaining } => Verdict::Allowed {
-                state: self.headers.then(|| {
-                    let t = if remaining > 0 { 0 } else { self.refill };
-                    self.state(remaining, t)
+                state: self.headers.then_some(RateState {
+                    remaining,
+                    t: if remaining > 0 { 0 } else { self.refill },
                 }),
             },
             Decision::Limited { wait } => {
                 let retry_after = ceil_seconds(wait).max(1);
                 Verdict::Limited {
                     retry_after,
-                    state: self.state(0, retry_after),
+                    state: RateState {
+                        remaining: 0,
+                        t: retry_after,
+                    },
                 }
             }
         }
     }
 
-    /// `"<route>";r=<remaining>;t=<seconds until a token>`: the only formatting a check does,
-    /// two integers after a prefix built once per snapshot.
-    fn state(&self, remaining: u32, t: u64) -> HeaderValue {
+    /// `"<route>";r=<remaining>;t=<seconds until a token>`: two integers after a prefix built
+    /// once per snapshot, formatted only for a response that carries it.
+    pub fn header(&self, state: RateState) -> HeaderValue {
         let (mut r, mut s) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let (r, t) = (r.format(remaining).as_bytes(), s.format(t).as_bytes());
+        let (r, t) = (
+            r.format(state.remaining).as_bytes(),
+            s.format(state.t).as_bytes(),
+        );
         let mut v = Vec::with_capacity(self.state_prefix.len() + r.len() + 3 + t.len());
         v.extend_from_slice(&self.state_prefix);
         v.extend_from_slice(r);
@@ -187,9 +214,11 @@ impl BackgroundService for Pruner {
 mod tests {
     use super::*;
     use crate::config::RateQuota;
+    use governor::clock::FakeRelativeClock;
 
-    fn limit(key: RateKey, rate: u32, per: u64, burst: u32) -> (RouteLimit, Registry) {
-        let registry = Registry::default();
+    /// A limit on a clock that moves only when the test says.
+    fn limit(key: RateKey, rate: u32, per: u64, burst: u32) -> RouteLimit<FakeRelativeClock> {
+        let keyed = !matches!(key, RateKey::Global);
         let config = RateLimitConfig {
             quota: RateQuota {
                 rate,
@@ -199,7 +228,9 @@ mod tests {
             key,
             headers: true,
         };
-        (RouteLimit::new("api \"v1\"", &config, &registry), registry)
+        let clock = FakeRelativeClock::default();
+        let buckets = Arc::new(Buckets::with_clock(config.quota, keyed, clock));
+        RouteLimit::with_buckets("api \"v1\"", &config, buckets)
     }
 
     fn req(header: Option<&str>) -> RequestHeader {
@@ -212,11 +243,11 @@ mod tests {
 
     #[test]
     fn headers_follow_the_draft() {
-        let (l, _r) = limit(RateKey::Global, 100, 60, 2);
+        let l = limit(RateKey::Global, 100, 60, 2);
         assert_eq!(l.policy, r#""api \"v1\"";q=100;w=60"#);
         let state = |v: Verdict| match v {
-            Verdict::Allowed { state } => state.unwrap(),
-            Verdict::Limited { state, .. } => state,
+            Verdict::Allowed { state } => l.header(state.unwrap()),
+            Verdict::Limited { state, .. } => l.header(state),
         };
         assert_eq!(state(l.check(&req(None), None)), r#""api \"v1\"";r=1;t=0"#);
         // The last token: the next one comes back in 600 ms, said as 1 s.
@@ -224,7 +255,7 @@ mod tests {
         match l.check(&req(None), None) {
             Verdict::Limited { retry_after, state } => {
                 assert_eq!(retry_after, 1);
-                assert_eq!(state, r#""api \"v1\"";r=0;t=1"#);
+                assert_eq!(l.header(state), r#""api \"v1\"";r=0;t=1"#);
             }
             v => panic!("expected 429, got {v:?}"),
         }
@@ -232,7 +263,7 @@ mod tests {
 
     #[test]
     fn header_keys_fall_back_to_the_client_ip() {
-        let (l, _r) = limit(
+        let l = limit(
             RateKey::Header(http::HeaderName::from_static("x-api-key")),
             1,
             60,

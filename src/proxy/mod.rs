@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::balance::{extract_key, BackendSet, Lease};
 use crate::breaker::Probe;
-use crate::ratelimit::Verdict;
+use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
@@ -51,7 +50,7 @@ pub struct RequestCtx {
     /// The client's address (X-Forwarded-For only from trusted proxies), computed once.
     client: Option<IpAddr>,
     /// The `RateLimit` value an allowed response carries.
-    rate_state: Option<HeaderValue>,
+    rate_state: Option<RateState>,
     /// The request's place under its upstream's `max_inflight`, from its first attempt on.
     admission: Option<Admission>,
     /// Backends this request could not connect to; retries go elsewhere.
@@ -166,11 +165,10 @@ impl ProxyHttp for Proxy {
             match limit.check(req, client) {
                 Verdict::Allowed { state } => ctx.rate_state = state,
                 Verdict::Limited { retry_after, state } => {
-                    let policy = limit.policy.clone();
                     let e = ProxyError::RateLimited {
                         retry_after,
-                        policy,
-                        state,
+                        policy: limit.policy.clone(),
+                        state: limit.header(state),
                     };
                     respond(session, &e).await;
                     return Ok(true);
@@ -371,7 +369,7 @@ impl ProxyHttp for Proxy {
         };
         if let Some(limit) = ctx.route().and_then(|(_, r)| r.limit.as_ref()) {
             response.insert_header("ratelimit-policy", &limit.policy)?;
-            response.insert_header("ratelimit", state)?;
+            response.insert_header("ratelimit", limit.header(state))?;
         }
         Ok(())
     }
