@@ -180,6 +180,60 @@ async fn limit_headers_are_exact_on_allowed_and_limited_responses() {
     );
 }
 
+/// A backend that answers every request with `103 Early Hints` and then `200`, over raw TCP
+/// (hyper's server sends no interim responses).
+async fn early_hints_backend() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let reply = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+                             HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_headers_go_on_the_final_response_not_an_interim_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = early_hints_backend().await;
+    let body = format!(
+        "{}{}",
+        limited("api", "api.test", "rate = 1, per = \"1m\", burst = 5"),
+        upstream("u", &[backend], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: api.test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let final_at = text
+        .find("http/1.1 200")
+        .unwrap_or_else(|| panic!("no 200 in {text:?}"));
+    let (interim, last) = text.split_at(final_at);
+    assert!(
+        !interim.contains("ratelimit"),
+        "headers on an interim response: {text:?}"
+    );
+    assert!(last.contains("ratelimit: \"api\";r=4;t=0"), "{text:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_survive_a_reload_unless_the_limit_changes() {
     let a = Backend::start("a").await;

@@ -357,13 +357,19 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Adds the route's `RateLimit-Policy` and `RateLimit` headers to an allowed response.
+    /// Adds the route's `RateLimit-Policy` and `RateLimit` headers to an allowed response (the
+    /// final one, or a 101: not an interim 1xx such as 103, which another response follows).
     async fn response_filter(
         &self,
         _session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if response.status.is_informational()
+            && response.status != http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            return Ok(());
+        }
         let Some(state) = ctx.rate_state.take() else {
             return Ok(());
         };
