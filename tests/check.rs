@@ -163,6 +163,14 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:3:23: route[0].rate_limit.rate: must be at least 1",
         ),
         (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 1, per = \"1y\", burst = 1000 }}\n{UPSTREAM}"),
+            "error: bad.toml:3:46: route[0].rate_limit.burst: burst = 1000 at rate = 1 per 1year takes 1000years to fill; the most is 100years (lower burst or per)",
+        ),
+        (
+            format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 2000000000 }}\n{UPSTREAM}"),
+            "error: bad.toml:3:23: route[0].rate_limit.rate: rate = 2000000000 per 1s is more than one request per nanosecond; the most is 1000000000 per second",
+        ),
+        (
             format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ burst = 5 }}\n{UPSTREAM}"),
             "error: bad.toml:3:14: route[0].rate_limit: missing field `rate`",
         ),

@@ -1,11 +1,17 @@
 //! `[[route]].rate_limit`, `[upstream.NAME.circuit_breaker]` and `[upstream.NAME].max_inflight`:
 //! what protects backends from clients and clients from failing backends.
 
+use std::time::Duration;
+
 use toml::Spanned;
 
 use super::{at_least_one, positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
+
+/// The longest a bucket may take to fill from empty: far below the ~584 years of u64
+/// nanoseconds that governor's arithmetic can hold.
+const MAX_RATE_FILL: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// `rate_limit = { rate, per, burst, key, headers }` of route `field`.
 pub(super) fn rate_limit(
@@ -29,6 +35,25 @@ pub(super) fn rate_limit(
         }
     };
     let burst = at_least_one(c, l.burst.as_ref(), format!("{field}.burst"), rate);
+    if per.as_nanos() < u128::from(rate) {
+        let msg = format!(
+            "rate = {rate} per {} is more than one request per nanosecond; the most is 1000000000 per second",
+            humantime::format_duration(per)
+        );
+        c.error(l.rate.span(), format!("{field}.rate"), msg);
+    }
+    // governor keeps the time a bucket takes to fill (burst × per / rate) in u64 nanoseconds.
+    let fill = per.as_nanos() / u128::from(rate.max(1)) * u128::from(burst);
+    if fill > MAX_RATE_FILL.as_nanos() {
+        let span = l.burst.as_ref().map_or(l.rate.span(), |b| b.span());
+        let msg = format!(
+            "burst = {burst} at rate = {rate} per {} takes {} to fill; the most is {} (lower burst or per)",
+            humantime::format_duration(per),
+            humantime::format_duration(Duration::from_secs((fill / 1_000_000_000) as u64)),
+            humantime::format_duration(MAX_RATE_FILL),
+        );
+        c.error(span, format!("{field}.burst"), msg);
+    }
     let key = match &l.key {
         None => RateKey::ClientIp,
         Some(k) => match RateKey::parse(k.get_ref()) {
