@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fulcrum::config::{BreakerConfig, RateKey, RateLimitConfig, RateQuota};
-use fulcrum::ratelimit::RouteLimit;
+use fulcrum::ratelimit::{RouteLimit, Verdict};
 use fulcrum::registry::{Buckets, Registry};
 use pingora::http::RequestHeader;
 
@@ -58,7 +58,7 @@ fn ratelimit(c: &mut Criterion) {
         b.iter(|| {
             n = (n + 1) % 10_000;
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
-            by_ip.check(black_box(&req), Some(ip))
+            with_value(&by_ip, by_ip.check(black_box(&req), Some(ip)))
         })
     });
     let by_header = limit(
@@ -67,7 +67,7 @@ fn ratelimit(c: &mut Criterion) {
     );
     let ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     g.bench_function("route_check_header", |b| {
-        b.iter(|| by_header.check(black_box(&req), ip))
+        b.iter(|| with_value(&by_header, by_header.check(black_box(&req), ip)))
     });
     let quiet = RouteLimit::new(
         "quiet",
@@ -82,6 +82,14 @@ fn ratelimit(c: &mut Criterion) {
         b.iter(|| quiet.check(black_box(&req), ip))
     });
     g.finish();
+}
+
+/// What an allowed response costs in all: the verdict and the `RateLimit` value it carries.
+fn with_value(limit: &RouteLimit, v: Verdict) -> Option<http::HeaderValue> {
+    match v {
+        Verdict::Allowed { state } => state.map(|s| limit.header(s)),
+        Verdict::Limited { state, .. } => Some(limit.header(state)),
+    }
 }
 
 fn breaker_and_admission(c: &mut Criterion) {
