@@ -70,15 +70,16 @@ fn reload(c: &mut Criterion) {
         None,
         handle.clone(),
         None,
-        &prometheus::Registry::new(),
+        fulcrum::metrics::Metrics::detached(),
     ));
 
     let mut group = c.benchmark_group("reload_1000_routes_200_upstreams");
     group.sample_size(30);
     group.bench_function("parse_validate", |b| b.iter(|| parse(black_box(&text))));
     let registry = Registry::default();
+    let metrics = fulcrum::metrics::Metrics::detached();
     group.bench_function("build_snapshot", |b| {
-        b.iter(|| Snapshot::build(black_box(&config), &registry, 2, &handle))
+        b.iter(|| Snapshot::build(black_box(&config), &registry, 2, &handle, &metrics))
     });
     group.bench_function("apply", |b| {
         b.iter_batched(

@@ -16,7 +16,9 @@
 //! - `reload`: the one owner that applies a config, and the task that reloads on file change,
 //!   SIGHUP and `POST /reload`.
 //! - `config`: TOML schema → validation → DNS → runtime config, with located errors.
-//! - `admin`: the admin listener (`/healthz`, `/reload`, `/metrics`).
+//! - `metrics`: Prometheus metric families and the per-snapshot handles the request path
+//!   records into.
+//! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`).
 //! - `demo`: built-in demo backends for `fulcrum demo`.
 
 pub mod admin;
@@ -25,6 +27,7 @@ pub mod breaker;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod registry;

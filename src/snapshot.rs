@@ -14,6 +14,7 @@ use ipnet::IpNet;
 
 use crate::config::{Config, RouteConfig};
 use crate::health::{SupervisorHandle, Target};
+use crate::metrics::{Keep, Metrics, RouteMetrics};
 use crate::ratelimit::RouteLimit;
 use crate::registry::Registry;
 use crate::router::Router;
@@ -32,16 +33,21 @@ pub struct Snapshot {
     pub max_request_body: u64,
     /// How long SIGTERM waits for requests in flight.
     pub grace_period: Duration,
+    /// Where requests that match no route are counted.
+    pub unrouted: RouteMetrics,
 }
 
 impl Snapshot {
     /// Builds snapshot `generation` of `config`; backend state comes from (and stays in)
-    /// `registry`, and passive health schedules readmissions with `supervisor`.
+    /// `registry`, passive health schedules readmissions with `supervisor`, and metric handles
+    /// are resolved in `metrics` (series a snapshot that is never published leaves behind go at
+    /// the next [`Metrics::retain`]).
     pub fn build(
         config: &Config,
         registry: &Registry,
         generation: u64,
         supervisor: &SupervisorHandle,
+        metrics: &Metrics,
     ) -> Snapshot {
         Snapshot {
             generation,
@@ -54,18 +60,37 @@ impl Snapshot {
                         .rate_limit
                         .as_ref()
                         .map(|l| RouteLimit::new(&r.name, l, registry)),
+                    metrics: metrics.route(&r.name, &config.upstreams[r.upstream].name),
                     config: r.clone(),
                 })
                 .collect(),
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| Upstream::new(u, registry, generation, supervisor))
+                .map(|u| Upstream::new(u, registry, generation, supervisor, metrics))
                 .collect(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_request_body: config.server.max_request_body,
             grace_period: config.server.grace_period,
+            unrouted: metrics.unrouted(),
         }
+    }
+
+    /// The metric label sets this snapshot uses, for [`Metrics::retain`].
+    pub fn metric_labels(&self) -> Keep {
+        let mut keep = Keep::default();
+        for r in &self.routes {
+            let upstream = &self.upstreams[r.config.upstream].name;
+            keep.routes
+                .insert((r.config.name.clone(), upstream.clone()));
+        }
+        for u in &self.upstreams {
+            keep.upstreams.insert(u.name.clone());
+            for b in &u.backends {
+                keep.backends.insert((u.name.clone(), b.name.clone()));
+            }
+        }
+        keep
     }
 
     /// Every backend an active check watches, for the health supervisor.
@@ -83,6 +108,7 @@ pub struct Route {
     pub config: RouteConfig,
     /// Its rate limit, with the buckets it shares with every snapshot that kept the limit.
     pub limit: Option<RouteLimit>,
+    pub metrics: RouteMetrics,
 }
 
 /// The current snapshot, shared by every worker.

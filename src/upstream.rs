@@ -17,9 +17,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
 use crate::breaker::{self, Probe};
-use crate::config::{BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig};
+use crate::config::{BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig};
 use crate::health::{Outlier, SupervisorHandle, Target};
-use crate::registry::{Admission, BackendState, Registry, UpstreamState};
+use crate::metrics::{BackendMetrics, CheckCounters, Metrics, UpstreamMetrics};
+use crate::registry::{Admission, BackendState, Circuit, Registry, UpstreamState};
 
 /// The backend chosen for one attempt.
 #[derive(Debug)]
@@ -48,6 +49,7 @@ pub struct Upstream {
     /// The generation of the snapshot this upstream belongs to.
     generation: u64,
     balancer: Arc<dyn Balancer>,
+    strategy: BalanceKind,
     hash_key: Option<HashKey>,
     check: Option<Arc<HealthCheckConfig>>,
     outlier: Option<Outlier>,
@@ -56,6 +58,7 @@ pub struct Upstream {
     /// Percent; 0 = off.
     panic_threshold: u32,
     view: View,
+    pub metrics: UpstreamMetrics,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,9 @@ pub struct Backend {
     peer: HttpPeer,
     /// Shared with every snapshot that has this backend in this upstream.
     pub state: Arc<BackendState>,
+    pub metrics: BackendMetrics,
+    /// `fulcrum_health_checks_total` of this backend, when it is checked.
+    checks: Option<CheckCounters>,
 }
 
 /// What this config's pool looks like given the registry's state, as of epoch `synced`.
@@ -83,12 +89,13 @@ struct View {
 
 impl Upstream {
     /// Builds the upstream of snapshot `generation`. Looks states up in `registry` and changes
-    /// none of them.
+    /// none of them; resolves its metric handles in `metrics`.
     pub fn new(
         config: &UpstreamConfig,
         registry: &Registry,
         generation: u64,
         supervisor: &SupervisorHandle,
+        metrics: &Metrics,
     ) -> Upstream {
         let state = registry.upstream(&config.name);
         let backends: Vec<Backend> = config
@@ -108,6 +115,11 @@ impl Upstream {
                     weight: b.weight,
                     peer,
                     state: registry.backend(&state, b.addr),
+                    metrics: metrics.backend(&config.name, &b.name),
+                    checks: config
+                        .health_check
+                        .as_ref()
+                        .map(|_| metrics.health_checks(&config.name, &b.name)),
                 }
             })
             .collect();
@@ -119,6 +131,7 @@ impl Upstream {
             backends,
             state,
             generation,
+            strategy: config.balance,
             hash_key: config.hash_key.clone(),
             check: config.health_check.clone().map(Arc::new),
             outlier: config
@@ -134,6 +147,7 @@ impl Upstream {
                 available: AtomicUsize::new(config.backends.len()),
                 syncing: Mutex::new(()),
             },
+            metrics: metrics.upstream(&config.name),
         }
     }
 
@@ -156,6 +170,29 @@ impl Upstream {
             && (self.view.panic.load(Ordering::Relaxed)
                 || self.states[i].health.in_service(self.check.is_some()))
             && self.breaker_admits(i)
+    }
+
+    /// Whether backend `i` is in service by health and ejection (panic mode aside).
+    pub fn in_service(&self, i: usize) -> bool {
+        self.states[i].health.in_service(self.check.is_some())
+    }
+
+    /// Backend `i`'s breaker (closed when the upstream has none).
+    pub fn circuit(&self, i: usize) -> Circuit {
+        match self.breaker {
+            Some(_) => self.states[i].breaker.circuit(),
+            None => Circuit::Closed,
+        }
+    }
+
+    /// The upstream's balancing strategy, as written in the config.
+    pub fn strategy(&self) -> &'static str {
+        self.strategy.as_str()
+    }
+
+    /// The active check, if the upstream has one.
+    pub fn check(&self) -> Option<&HealthCheckConfig> {
+        self.check.as_deref()
     }
 
     fn breaker_admits(&self, i: usize) -> bool {
@@ -270,6 +307,7 @@ impl Upstream {
                 state: Arc::clone(&b.state),
                 check: Arc::clone(check),
                 host: Arc::from(check.host.as_deref().unwrap_or(&b.name)),
+                counters: b.checks.clone(),
             })
         })
     }
@@ -360,7 +398,7 @@ mod tests {
 
     fn build(config: &UpstreamConfig, registry: &Registry, generation: u64) -> Upstream {
         let (_, handle) = Supervisor::new();
-        Upstream::new(config, registry, generation, &handle)
+        Upstream::new(config, registry, generation, &handle, &Metrics::detached())
     }
 
     fn upstream(n: u16) -> Upstream {

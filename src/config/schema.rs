@@ -302,3 +302,18 @@ pub enum BalanceKind {
     /// Consistent hash of `hash_key`.
     ConsistentHash,
 }
+
+impl BalanceKind {
+    /// The name written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceKind::RoundRobin => "round_robin",
+            BalanceKind::WeightedRoundRobin => "weighted_round_robin",
+            BalanceKind::LeastConnections => "least_connections",
+            BalanceKind::P2c => "p2c",
+            BalanceKind::Random => "random",
+            BalanceKind::IpHash => "ip_hash",
+            BalanceKind::ConsistentHash => "consistent_hash",
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub use supervisor::{Supervisor, SupervisorHandle};
 use std::sync::Arc;
 
 use crate::config::HealthCheckConfig;
+use crate::metrics::CheckCounters;
 use crate::registry::{BackendState, Transition};
 
 /// One backend an active check watches.
@@ -31,6 +32,8 @@ pub struct Target {
     pub check: Arc<HealthCheckConfig>,
     /// `Host` of an HTTP probe: the check's `host`, or the backend's `addr` as written.
     pub host: Arc<str>,
+    /// `fulcrum_health_checks_total` of this backend.
+    pub counters: Option<CheckCounters>,
 }
 
 impl Target {
@@ -48,6 +51,15 @@ impl Target {
 
     /// Applies a probe result, logging a transition once with its reason and announcing it.
     fn apply(&self, result: Result<(), String>) {
+        if let Some(c) = &self.counters {
+            match result {
+                Ok(()) => c.success.inc(),
+                Err(_) => c.failure.inc(),
+            }
+        }
+        self.state
+            .health
+            .note_probe(result.as_ref().err().map(String::as_str));
         let (check, health) = (&self.check, &self.state.health);
         let first = health.is_unknown();
         let upstream = self.state.upstream();

@@ -233,6 +233,7 @@ mod tests {
             state: Arc::clone(state),
             check: Arc::clone(check),
             host: Arc::from("h"),
+            counters: None,
         }
     }
 

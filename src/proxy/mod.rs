@@ -5,6 +5,7 @@
 mod error;
 mod forwarded;
 mod hop_by_hop;
+mod request_id;
 
 pub use error::{Cause, ProxyError};
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -43,6 +45,8 @@ impl Proxy {
 pub struct RequestCtx {
     _in_flight: InFlight,
     started: Instant,
+    /// `X-Request-Id`, chosen before routing.
+    request_id: HeaderValue,
     /// The snapshot this request started with, kept for its whole life.
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
@@ -59,6 +63,8 @@ pub struct RequestCtx {
     lease: Option<Lease>,
     /// The current attempt's half-open probe place, if its backend's breaker is half-open.
     probe: Option<Probe>,
+    /// When the current attempt picked its backend, until its response header arrives.
+    attempt_started: Option<Instant>,
     /// Whether the current attempt's outcome went to the outlier detector already.
     outcome_recorded: bool,
     attempts: u32,
@@ -106,14 +112,18 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.headers.get(HOST).and_then(|v| v.to_str().ok()))
 }
 
+/// The status logged and counted for a request that got no response: the client went away.
+const CLIENT_GONE: u16 = 499;
+
 /// Writes a short plain-text error response.
-async fn respond(session: &mut Session, e: &ProxyError) -> u16 {
+async fn respond(session: &mut Session, e: &ProxyError, request_id: &HeaderValue) -> u16 {
     let status = e.status();
     let body = Bytes::from(format!("{e}\n"));
-    let mut resp = ResponseHeader::build(status, Some(2)).expect("valid status code");
+    let mut resp = ResponseHeader::build(status, Some(3)).expect("valid status code");
     let written = resp
         .insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")
         .and_then(|_| resp.insert_header(CONTENT_LENGTH, body.len()))
+        .and_then(|_| resp.insert_header(request_id::HEADER, request_id))
         .and_then(|_| e.headers(&mut resp));
     if let Err(err) = written {
         tracing::error!(%err, "cannot build error response");
@@ -132,6 +142,7 @@ impl ProxyHttp for Proxy {
         RequestCtx {
             _in_flight: self.drain.enter(),
             started: Instant::now(),
+            request_id: HeaderValue::from_static("-"),
             snapshot: None,
             route: None,
             deadline: None,
@@ -141,6 +152,7 @@ impl ProxyHttp for Proxy {
             failed: BackendSet::default(),
             lease: None,
             probe: None,
+            attempt_started: None,
             outcome_recorded: false,
             attempts: 0,
             backend: None,
@@ -154,23 +166,29 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.snapshot.load_full();
         let req = session.req_header();
-        let Some(index) = snap.router.route(request_host(req), req.uri.path()) else {
-            respond(session, &ProxyError::NoRoute).await;
+        let peer = forwarded::peer_ip(session);
+        let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
+        ctx.request_id = request_id::pick(req, trusted);
+        ctx.client = forwarded::client_ip(peer, req, &snap.trusted_proxies);
+        let index = snap.router.route(request_host(req), req.uri.path());
+        ctx.snapshot = Some(Arc::clone(&snap));
+        let Some(index) = index else {
+            respond(session, &ProxyError::NoRoute, &ctx.request_id).await;
             return Ok(true);
         };
+        ctx.route = Some(index);
         let route = &snap.routes[index];
-        let client = forwarded::client_ip(forwarded::peer_ip(session), req, &snap.trusted_proxies);
-        ctx.client = client;
         if let Some(limit) = &route.limit {
-            match limit.check(req, client) {
+            match limit.check(req, ctx.client) {
                 Verdict::Allowed { state } => ctx.rate_state = state,
                 Verdict::Limited { retry_after, state } => {
+                    route.metrics.ratelimited.inc();
                     let e = ProxyError::RateLimited {
                         retry_after,
                         policy: limit.policy.clone(),
                         state: limit.header(state),
                     };
-                    respond(session, &e).await;
+                    respond(session, &e, &ctx.request_id).await;
                     return Ok(true);
                 }
             }
@@ -182,12 +200,15 @@ impl ProxyHttp for Proxy {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            respond(session, &ProxyError::BodyTooLarge { limit }).await;
+            respond(
+                session,
+                &ProxyError::BodyTooLarge { limit },
+                &ctx.request_id,
+            )
+            .await;
             return Ok(true);
         }
         ctx.deadline = ctx.started.checked_add(route.config.timeout);
-        ctx.route = Some(index);
-        ctx.snapshot = Some(snap);
         Ok(false)
     }
 
@@ -237,6 +258,7 @@ impl ProxyHttp for Proxy {
             None => match upstream.admit() {
                 Some(admitted) => Some(admitted),
                 None => {
+                    upstream.metrics.overloaded.inc();
                     let e = ProxyError::Overloaded {
                         upstream: upstream.name.clone(),
                         limit: upstream.max_inflight().unwrap_or(0),
@@ -261,6 +283,9 @@ impl ProxyHttp for Proxy {
             }
         };
         let i = choice.backend;
+        if ctx.attempts > 0 {
+            upstream.metrics.retries.inc();
+        }
         let peer = upstream.peer(i, remaining);
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
@@ -273,6 +298,7 @@ impl ProxyHttp for Proxy {
         ctx.body_bytes = 0;
         ctx.attempts += 1;
         ctx.backend = Some(i);
+        ctx.attempt_started = Some(Instant::now());
         Ok(peer)
     }
 
@@ -295,9 +321,11 @@ impl ProxyHttp for Proxy {
         // connection does not use it up.
         let retry =
             ctx.failed.len() <= route.config.retries as usize && upstream.has_untried(&ctx.failed);
-        let backend = ctx
-            .backend
-            .map_or("-", |i| upstream.backends[i].name.as_str());
+        let backend = ctx.backend.map(|i| &upstream.backends[i]);
+        if let Some(b) = backend {
+            b.metrics.connect_errors.inc();
+        }
+        let backend = backend.map_or("-", |b| b.name.as_str());
         tracing::warn!(
             upstream = %upstream.name,
             backend,
@@ -328,6 +356,7 @@ impl ProxyHttp for Proxy {
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;
+        upstream_request.insert_header(request_id::HEADER, &ctx.request_id)?;
         let route = &route.config;
         if let Some(rewrite) = &route.host_rewrite {
             upstream_request.insert_header(HOST, rewrite.as_str())?;
@@ -347,6 +376,14 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(started), Some(u), Some(i)) =
+            (ctx.attempt_started.take(), ctx.upstream(), ctx.backend)
+        {
+            u.backends[i]
+                .metrics
+                .response
+                .observe(started.elapsed().as_secs_f64());
+        }
         let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
         if upgraded || !upstream_response.status.is_informational() {
             ctx.record_outcome(!upstream_response.status.is_server_error());
@@ -370,6 +407,7 @@ impl ProxyHttp for Proxy {
         {
             return Ok(());
         }
+        response.insert_header(request_id::HEADER, &ctx.request_id)?;
         let Some(state) = ctx.rate_state.take() else {
             return Ok(());
         };
@@ -416,7 +454,7 @@ impl ProxyHttp for Proxy {
             ctx.record_outcome(false);
         }
         let error_code = match &failure {
-            Some(f) => respond(session, f).await,
+            Some(f) => respond(session, f, &ctx.request_id).await,
             None => 0,
         };
         FailToProxy {
@@ -430,8 +468,20 @@ impl ProxyHttp for Proxy {
     where
         RequestCtx: Send + Sync,
     {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        // No response at all: the client went away first (nginx's 499).
+        let status = session
+            .response_written()
+            .map_or(CLIENT_GONE, |r| r.status.as_u16());
         let req = session.req_header();
+        let elapsed = ctx.started.elapsed();
+        match (ctx.route(), &ctx.snapshot) {
+            (Some((_, r)), _) => r.metrics.record(&req.method, status, elapsed),
+            (None, Some(snap)) => snap.unrouted.record(&req.method, status, elapsed),
+            (None, None) => {
+                let snap = self.snapshot.load();
+                snap.unrouted.record(&req.method, status, elapsed);
+            }
+        }
         let route = ctx.route().map_or("-", |(_, r)| r.config.name.as_str());
         let backend = match (ctx.upstream(), ctx.backend) {
             (Some(u), Some(i)) => u.backends[i].name.as_str(),

@@ -7,9 +7,17 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
+
+/// The last active check of a backend, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProbe {
+    pub at: SystemTime,
+    /// Why it failed; `None` when it passed.
+    pub error: Option<String>,
+}
 
 /// No active check has answered yet (every backend starts so).
 const UNKNOWN: u8 = 1;
@@ -43,6 +51,7 @@ pub struct HealthState {
     failures: AtomicU32,
     passive_failures: AtomicU32,
     ejections: Mutex<Ejections>,
+    last_probe: Mutex<Option<LastProbe>>,
 }
 
 impl Default for HealthState {
@@ -53,6 +62,7 @@ impl Default for HealthState {
             failures: AtomicU32::new(0),
             passive_failures: AtomicU32::new(0),
             ejections: Mutex::default(),
+            last_probe: Mutex::default(),
         }
     }
 }
@@ -85,6 +95,23 @@ impl HealthState {
         }
     }
 
+    /// Notes when the last probe ran and how it went (`error`: why it failed).
+    pub fn note_probe(&self, error: Option<&str>) {
+        let last = LastProbe {
+            at: SystemTime::now(),
+            error: error.map(str::to_owned),
+        };
+        *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(last);
+    }
+
+    /// The last probe, if any ran since the backend appeared or its check was removed.
+    pub fn last_probe(&self) -> Option<LastProbe> {
+        self.last_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Whether no active check has answered since the backend appeared or its check was removed.
     pub fn is_unknown(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & UNKNOWN != 0
@@ -94,6 +121,7 @@ impl HealthState {
     /// before a checked config sends it traffic. Called when its check is removed, so that a
     /// check added back later does not trust an old result.
     pub fn forget_probes(&self) {
+        *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.successes.store(0, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
         self.flags.fetch_or(UNKNOWN, Ordering::Relaxed);

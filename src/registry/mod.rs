@@ -21,9 +21,9 @@ pub mod breaker;
 mod buckets;
 mod health;
 
-pub use breaker::BreakerState;
+pub use breaker::{BreakerState, Circuit};
 pub use buckets::{ceil_seconds, Buckets, Decision};
-pub use health::{HealthState, Transition};
+pub use health::{HealthState, LastProbe, Transition};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

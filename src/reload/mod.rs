@@ -31,12 +31,14 @@ pub enum Cause {
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError, ServerConfig};
 use crate::health::{self, SupervisorHandle};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use metrics::ReloadMetrics;
@@ -98,9 +100,20 @@ pub struct Runtime {
     /// `[server]` as the process started: what a reload cannot change.
     fixed: ServerConfig,
     log: Option<LogControl>,
-    metrics: ReloadMetrics,
+    metrics: Arc<Metrics>,
+    reloads: ReloadMetrics,
+    last: Mutex<LastLoad>,
     /// Held for a whole apply, so that applies never overlap.
     applied: tokio::sync::Mutex<Applied>,
+}
+
+/// The last config load (start or reload), for `/status`.
+#[derive(Debug, Clone)]
+pub struct LastLoad {
+    pub at: SystemTime,
+    pub success: bool,
+    /// The outcome as `POST /reload` says it.
+    pub message: String,
 }
 
 struct Applied {
@@ -118,18 +131,26 @@ impl Runtime {
         source: Option<Source>,
         supervisor: SupervisorHandle,
         log: Option<LogControl>,
-        metrics: &prometheus::Registry,
+        metrics: Arc<Metrics>,
     ) -> Arc<Runtime> {
         let registry = Arc::new(Registry::default());
-        let snapshot = prepare(&config, &registry, 1, &supervisor).await;
+        let snapshot = prepare(&config, &registry, 1, &supervisor, &metrics).await;
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        metrics.watch(Arc::clone(&snapshot));
         let runtime = Runtime {
-            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            snapshot,
             registry,
             supervisor,
             path: source.as_ref().map(|s| s.path.clone()),
             fixed: config.server.clone(),
             log,
-            metrics: ReloadMetrics::register(metrics),
+            reloads: ReloadMetrics::register(metrics.registry()),
+            metrics,
+            last: Mutex::new(LastLoad {
+                at: SystemTime::now(),
+                success: true,
+                message: "started".to_owned(),
+            }),
             applied: tokio::sync::Mutex::new(Applied {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
@@ -148,6 +169,21 @@ impl Runtime {
     /// The published snapshot, for the request path.
     pub fn snapshot(&self) -> &SharedSnapshot {
         &self.snapshot
+    }
+
+    /// The config file, if the config comes from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The proxy's listen addresses (fixed for the life of the process).
+    pub fn listen(&self) -> &[SocketAddr] {
+        &self.fixed.listen
+    }
+
+    /// The last config load and how it went.
+    pub fn last_load(&self) -> LastLoad {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The state every snapshot points into, for background upkeep (rate-limit pruning).
@@ -217,7 +253,14 @@ impl Runtime {
         let mut applied = self.applied.lock().await;
         let restart = fixed_changes(&self.fixed, &config, self.path.as_deref());
         let generation = applied.generation + 1;
-        let snapshot = prepare(&config, &self.registry, generation, &self.supervisor).await;
+        let snapshot = prepare(
+            &config,
+            &self.registry,
+            generation,
+            &self.supervisor,
+            &self.metrics,
+        )
+        .await;
         let old = self.snapshot.load_full();
         let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
@@ -264,6 +307,7 @@ impl Runtime {
         self.supervisor.reconcile(snapshot.probe_targets());
         applied.generation = generation;
         self.registry.prune();
+        self.metrics.retain(&snapshot.metric_labels());
     }
 
     fn set_log_level(&self, level: &str) {
@@ -303,7 +347,12 @@ impl Runtime {
                 );
             }
         }
-        self.metrics.record(outcome.is_success());
+        self.reloads.record(outcome.is_success());
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = LastLoad {
+            at: SystemTime::now(),
+            success: outcome.is_success(),
+            message: outcome.to_string(),
+        };
         outcome
     }
 }
@@ -332,8 +381,9 @@ async fn prepare(
     registry: &Registry,
     generation: u64,
     supervisor: &SupervisorHandle,
+    metrics: &Metrics,
 ) -> Snapshot {
-    let snapshot = Snapshot::build(config, registry, generation, supervisor);
+    let snapshot = Snapshot::build(config, registry, generation, supervisor, metrics);
     health::first_round(&snapshot.probe_targets()).await;
     snapshot
 }

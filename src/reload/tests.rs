@@ -22,7 +22,7 @@ async fn runtime(text: &str) -> Arc<Runtime> {
         None,
         handle,
         None,
-        &prometheus::Registry::new(),
+        crate::metrics::Metrics::detached(),
     )
     .await
 }

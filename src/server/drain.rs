@@ -1,11 +1,13 @@
 //! Counts requests in flight so that a graceful shutdown can end as soon as the last one is done.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Drain {
     in_flight: AtomicUsize,
+    /// Set when a shutdown (SIGTERM, SIGQUIT) starts: `/readyz` says not ready from then on.
+    draining: AtomicBool,
 }
 
 impl Drain {
@@ -18,6 +20,14 @@ impl Drain {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 

@@ -7,6 +7,10 @@
 //! accepted. [`Linger`] wraps the proxy app and delays that cleanup by [`LINGER`], so such a
 //! request is read and served (and counted in flight, so the drain waits for it); connections
 //! still idle after it are closed as before.
+//!
+//! It also keeps `fulcrum_downstream_connections_active`: pingora calls `process_new` once per
+//! request of a connection, in a loop with no pause in between, so a connection is counted from
+//! the start of its first request to the end of its last.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,16 +19,33 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use prometheus::IntGauge;
 
 /// How long connections accepted before the listeners closed get to deliver a request.
 pub const LINGER: Duration = Duration::from_millis(250);
 
-/// A pingora app whose `cleanup` waits [`LINGER`] first; everything else is the wrapped app's.
-pub struct Linger<A>(Arc<A>);
+/// A pingora app whose `cleanup` waits [`LINGER`] first and that counts open connections;
+/// everything else is the wrapped app's.
+pub struct Linger<A> {
+    app: Arc<A>,
+    connections: IntGauge,
+}
 
 impl<A> Linger<A> {
-    pub fn new(app: A) -> Linger<A> {
-        Linger(Arc::new(app))
+    pub fn new(app: A, connections: IntGauge) -> Linger<A> {
+        Linger {
+            app: Arc::new(app),
+            connections,
+        }
+    }
+}
+
+/// Counts a connection while a request of it is being served.
+struct Open<'a>(&'a IntGauge);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -35,11 +56,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Linger<A> {
         session: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        ServerApp::process_new(&self.0, session, shutdown).await
+        self.connections.inc();
+        let _open = Open(&self.connections);
+        ServerApp::process_new(&self.app, session, shutdown).await
     }
 
     async fn cleanup(&self) {
         tokio::time::sleep(LINGER).await;
-        self.0.cleanup().await;
+        self.app.cleanup().await;
     }
 }

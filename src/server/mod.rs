@@ -20,6 +20,7 @@ use crate::admin::AdminApp;
 use crate::config::units::MAX_DURATION;
 use crate::config::Config;
 use crate::health::Supervisor;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
 use crate::reload::{LogControl, Reloader, Runtime, Source};
@@ -80,7 +81,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    let metrics = prometheus::Registry::new();
+    let metrics = Metrics::register(&prometheus::Registry::new());
     let (supervisor, health) = Supervisor::new();
 
     // The first config is built and its checked backends probed before any listener serves.
@@ -93,7 +94,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         options.source,
         health,
         options.log,
-        &metrics,
+        Arc::clone(&metrics),
     ));
     drop(startup);
     // With `upgrade`, this waits for the old process's listening sockets.
@@ -113,14 +114,16 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
     app.server_options = Some(server_options);
-    let mut service = Service::new("fulcrum proxy".to_owned(), Linger::new(app));
+    let app = Linger::new(app, metrics.connections.clone());
+    let mut service = Service::new("fulcrum proxy".to_owned(), app);
     for addr in &s.listen {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
 
     if let Some(addr) = s.admin_listen {
-        let mut admin = Service::new("fulcrum admin".to_owned(), AdminApp::new(reload, metrics));
+        let app = AdminApp::new(reload, Arc::clone(&runtime), metrics, Arc::clone(&drain));
+        let mut admin = Service::new("fulcrum admin".to_owned(), app);
         admin.add_tcp(&addr.to_string());
         admin.threads = Some(1);
         server.add_service(admin);

@@ -43,6 +43,7 @@ impl Signals {
 
     /// Starts the thread that ends the process once shutdown has begun and requests are done.
     fn watch_drain(&self) {
+        self.drain.start_draining();
         let phases = self.phases.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(phases) = phases else { return };
         let (drain, snapshot) = (Arc::clone(&self.drain), Arc::clone(&self.snapshot));

@@ -3,10 +3,18 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` (the process is alive) |
+//! | `GET /readyz` | 200 `ready` when every proxy listener accepts connections (the first health round ran before they opened); 503 while shutting down or if one does not |
+//! | `GET /status` | JSON: routes, upstreams and backends with their health, breaker and load, the last config load |
 //! | `POST /reload` | reloads the config file: 200 with a one-line summary, or 400 with every problem (file:line:col) |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! A known path with another method gets 405 with `Allow`; anything else 404.
+
+mod status;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
@@ -15,16 +23,72 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{Encoder, TextEncoder};
 
-use crate::reload::ReloadHandle;
+use crate::metrics::Metrics;
+use crate::reload::{ReloadHandle, Runtime};
+use crate::server::drain::Drain;
+
+/// How long `/readyz` waits for a proxy listener to accept.
+const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct AdminApp {
     reload: ReloadHandle,
-    metrics: prometheus::Registry,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+    drain: Arc<Drain>,
+    /// Where `/readyz` connects: the proxy listeners (an unspecified IP as loopback).
+    listeners: Vec<SocketAddr>,
 }
 
 impl AdminApp {
-    pub fn new(reload: ReloadHandle, metrics: prometheus::Registry) -> AdminApp {
-        AdminApp { reload, metrics }
+    pub fn new(
+        reload: ReloadHandle,
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        drain: Arc<Drain>,
+    ) -> AdminApp {
+        let listeners = runtime
+            .listen()
+            .iter()
+            .map(|a| match a.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => {
+                    SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a.port())
+                }
+                IpAddr::V6(ip) if ip.is_unspecified() => {
+                    SocketAddr::new(Ipv6Addr::LOCALHOST.into(), a.port())
+                }
+                _ => *a,
+            })
+            .collect();
+        AdminApp {
+            reload,
+            runtime,
+            metrics,
+            drain,
+            listeners,
+        }
+    }
+
+    async fn ready(&self) -> (StatusCode, String) {
+        if self.drain.is_draining() {
+            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+        }
+        for &addr in &self.listeners {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(READY_CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let msg = format!("listener {addr} does not accept: {e}\n");
+                    return (StatusCode::SERVICE_UNAVAILABLE, msg);
+                }
+                Err(_) => {
+                    let msg = format!(
+                        "listener {addr} did not accept within {READY_CONNECT_TIMEOUT:?}\n"
+                    );
+                    return (StatusCode::SERVICE_UNAVAILABLE, msg);
+                }
+            }
+        }
+        (StatusCode::OK, "ready\n".into())
     }
 
     async fn reload(&self) -> (StatusCode, String) {
@@ -40,7 +104,7 @@ impl AdminApp {
 
     fn metrics(&self) -> (StatusCode, Vec<u8>) {
         let mut out = Vec::new();
-        match TextEncoder::new().encode(&self.metrics.gather(), &mut out) {
+        match TextEncoder::new().encode(&self.metrics.registry().gather(), &mut out) {
             Ok(()) => (StatusCode::OK, out),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode metrics");
@@ -56,7 +120,7 @@ impl AdminApp {
 /// The methods each admin path takes (for 405 and `Allow`).
 fn allowed(path: &str) -> Option<&'static str> {
     match path {
-        "/healthz" | "/metrics" => Some("GET, HEAD"),
+        "/healthz" | "/readyz" | "/status" | "/metrics" => Some("GET, HEAD"),
         "/reload" => Some("POST"),
         _ => None,
     }
@@ -70,6 +134,16 @@ impl ServeHttp for AdminApp {
         let get = method == Method::GET || method == Method::HEAD;
         let (status, content_type, body) = match path.as_str() {
             "/healthz" if get => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
+            "/readyz" if get => {
+                let (status, body) = self.ready().await;
+                (status, TEXT, body.into_bytes())
+            }
+            "/status" if get => {
+                let mut body =
+                    serde_json::to_vec_pretty(&status::status(&self.runtime)).unwrap_or_default();
+                body.push(b'\n');
+                (StatusCode::OK, "application/json", body)
+            }
             "/metrics" if get => {
                 let (status, body) = self.metrics();
                 (status, prometheus::TEXT_FORMAT, body)

@@ -1,0 +1,545 @@
+//! Prometheus metrics, served by the admin listener from one registry.
+//!
+//! [`Metrics`] owns the metric families and is created once per process. What the request path
+//! records into is resolved once per snapshot: a route's [`RouteMetrics`], an upstream's
+//! [`UpstreamMetrics`] and a backend's [`BackendMetrics`] hold their label handles, so recording
+//! is an atomic add (no label hashing, no formatting). `fulcrum_requests_total` has a method and
+//! a code label on top of the route's: its handles are created on first use, one slot per
+//! (method, common code) pair; a code outside [`COMMON_CODES`] is looked up by label (rare).
+//!
+//! Gauges that mirror the registry's state (`fulcrum_backend_up`, `_inflight`,
+//! `fulcrum_circuit_state`) are read from the published snapshot at scrape time, so they always
+//! describe the backends that exist now. Series of routes and backends a reload removed are
+//! dropped by [`Metrics::retain`], which the reload owner calls after each publish.
+//!
+//! Labels are bounded by the config: route and upstream names, backend addresses as written,
+//! a fixed set of methods, status codes and check results. Never a path or a client address.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use http::Method;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+
+use crate::snapshot::SharedSnapshot;
+
+/// Methods with a label of their own; any other is `OTHER`.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// Status codes whose `fulcrum_requests_total` handles are cached per route.
+pub const COMMON_CODES: [u16; 27] = [
+    101, 200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409,
+    413, 429, 431, 499, 500, 502, 503, 504,
+];
+
+/// Seconds; from 1 ms to a minute (the default route timeout).
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The label value of a method: its name, or `OTHER`.
+pub fn method_label(m: &Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|known| *known == m)
+        .map_or("OTHER", |known| known.as_str())
+}
+
+fn method_slot(m: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|known| known == m)
+        .unwrap_or(METHODS.len())
+}
+
+/// The process's metric families.
+pub struct Metrics {
+    registry: prometheus::Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_response: HistogramVec,
+    retries: IntCounterVec,
+    connect_errors: IntCounterVec,
+    health_checks: IntCounterVec,
+    ratelimited: IntCounterVec,
+    overloaded: IntCounterVec,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
+    /// Client connections open now.
+    pub connections: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    HistogramVec::new(opts, labels).expect("valid metric")
+}
+
+impl Metrics {
+    /// Creates the families and registers them (and build info and process metrics) in
+    /// `registry`, the one the admin listener serves.
+    pub fn register(registry: &prometheus::Registry) -> Arc<Metrics> {
+        let m = Metrics {
+            registry: registry.clone(),
+            requests: counter_vec(
+                "fulcrum_requests_total",
+                "Requests answered, by route, upstream, method and status code (499: the client went away first; route \"\": no route matched)",
+                &["route", "upstream", "method", "code"],
+            ),
+            duration: histogram_vec(
+                "fulcrum_request_duration_seconds",
+                "Whole request as the client sees it, from its first byte to the last byte of the response",
+                &["route", "upstream"],
+            ),
+            upstream_response: histogram_vec(
+                "fulcrum_upstream_response_seconds",
+                "Time from picking a backend (connect included) to its response header",
+                &["upstream", "backend"],
+            ),
+            retries: counter_vec(
+                "fulcrum_upstream_retries_total",
+                "Attempts after a request's first one (connect failures, dead pooled connections)",
+                &["upstream"],
+            ),
+            connect_errors: counter_vec(
+                "fulcrum_upstream_connect_errors_total",
+                "Failed connects to a backend",
+                &["upstream", "backend"],
+            ),
+            health_checks: counter_vec(
+                "fulcrum_health_checks_total",
+                "Active health checks by result (success or failure)",
+                &["upstream", "backend", "result"],
+            ),
+            ratelimited: counter_vec(
+                "fulcrum_ratelimited_total",
+                "Requests refused with 429 by the route's rate limit",
+                &["route"],
+            ),
+            overloaded: counter_vec(
+                "fulcrum_overloaded_total",
+                "Requests refused with 503 by the upstream's max_inflight",
+                &["upstream"],
+            ),
+            access_log_dropped: IntCounter::new(
+                "fulcrum_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind",
+            )
+            .expect("valid metric"),
+            connections: IntGauge::new(
+                "fulcrum_downstream_connections_active",
+                "Client connections open now",
+            )
+            .expect("valid metric"),
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "fulcrum_build_info",
+                "Always 1; the running version as a label",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.requests.clone()),
+            Box::new(m.duration.clone()),
+            Box::new(m.upstream_response.clone()),
+            Box::new(m.retries.clone()),
+            Box::new(m.connect_errors.clone()),
+            Box::new(m.health_checks.clone()),
+            Box::new(m.ratelimited.clone()),
+            Box::new(m.overloaded.clone()),
+            Box::new(m.access_log_dropped.clone()),
+            Box::new(m.connections.clone()),
+            Box::new(build),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            m.add(c);
+        }
+        Arc::new(m)
+    }
+
+    /// The registry the admin listener serves.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// Families in a registry of their own, for tests and benchmarks.
+    pub fn detached() -> Arc<Metrics> {
+        Metrics::register(&prometheus::Registry::new())
+    }
+
+    fn add(&self, c: Box<dyn Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::error!(error = %e, "cannot register a metric");
+        }
+    }
+
+    /// Serves the backend gauges from whatever `snapshot` holds at scrape time.
+    pub fn watch(&self, snapshot: SharedSnapshot) {
+        self.add(Box::new(BackendGauges::new(snapshot)));
+    }
+
+    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: RequestCounters {
+                vec: self.requests.clone(),
+                route: route.into(),
+                upstream: upstream.into(),
+                slots: (0..(METHODS.len() + 1) * COMMON_CODES.len())
+                    .map(|_| OnceLock::new())
+                    .collect(),
+            },
+            duration: self.duration.with_label_values(&[route, upstream]),
+            ratelimited: self.ratelimited.with_label_values(&[route]),
+        }
+    }
+
+    /// The metrics of requests that matched no route (route and upstream are "").
+    pub fn unrouted(&self) -> RouteMetrics {
+        self.route("", "")
+    }
+
+    pub fn upstream(&self, upstream: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            retries: self.retries.with_label_values(&[upstream]),
+            overloaded: self.overloaded.with_label_values(&[upstream]),
+        }
+    }
+
+    pub fn backend(&self, upstream: &str, backend: &str) -> BackendMetrics {
+        BackendMetrics {
+            response: self
+                .upstream_response
+                .with_label_values(&[upstream, backend]),
+            connect_errors: self.connect_errors.with_label_values(&[upstream, backend]),
+        }
+    }
+
+    pub fn health_checks(&self, upstream: &str, backend: &str) -> CheckCounters {
+        CheckCounters {
+            success: self
+                .health_checks
+                .with_label_values(&[upstream, backend, "success"]),
+            failure: self
+                .health_checks
+                .with_label_values(&[upstream, backend, "failure"]),
+        }
+    }
+
+    /// Drops the series of routes, upstreams and backends that `keep` does not name any more
+    /// (called after a reload is published).
+    pub fn retain(&self, keep: &Keep) {
+        retain(&self.requests, |l| {
+            l[0].is_empty() || keep.routes.contains(&(l[0].to_owned(), l[1].to_owned()))
+        });
+        retain(&self.duration, |l| {
+            l[0].is_empty() || keep.routes.contains(&(l[0].to_owned(), l[1].to_owned()))
+        });
+        retain(&self.ratelimited, |l| {
+            keep.routes.iter().any(|(route, _)| route == l[0])
+        });
+        for vec in [&self.retries, &self.overloaded] {
+            retain(vec, |l| keep.upstreams.contains(l[0]));
+        }
+        retain(&self.upstream_response, |l| {
+            keep.backends.contains(&(l[0].to_owned(), l[1].to_owned()))
+        });
+        for vec in [&self.connect_errors, &self.health_checks] {
+            retain(vec, |l| {
+                keep.backends.contains(&(l[0].to_owned(), l[1].to_owned()))
+            });
+        }
+    }
+}
+
+/// The label sets a published config still has.
+#[derive(Debug, Default)]
+pub struct Keep {
+    /// (route, upstream)
+    pub routes: HashSet<(String, String)>,
+    pub upstreams: HashSet<String>,
+    /// (upstream, backend)
+    pub backends: HashSet<(String, String)>,
+}
+
+/// Removes every series of `vec` whose label values (in the vec's label order) `keep` refuses.
+fn retain<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    keep: impl Fn(&[&str]) -> bool,
+) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            // The exposition sorts labels by name; put them back in the vec's order.
+            let pairs = metric.get_label();
+            let desc = vec.desc()[0];
+            let values: Vec<&str> = desc
+                .variable_labels
+                .iter()
+                .filter_map(|name| pairs.iter().find(|p| p.name() == name).map(|p| p.value()))
+                .collect();
+            if values.len() == desc.variable_labels.len() && !keep(&values) {
+                if let Err(e) = vec.remove_label_values(&values) {
+                    tracing::debug!(error = %e, "metric series already gone");
+                }
+            }
+        }
+    }
+}
+
+/// A route's handles.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    pub requests: RequestCounters,
+    pub duration: Histogram,
+    pub ratelimited: IntCounter,
+}
+
+impl RouteMetrics {
+    /// Counts one finished request and its duration.
+    pub fn record(&self, method: &Method, code: u16, duration: std::time::Duration) {
+        self.requests.inc(method, code);
+        self.duration.observe(duration.as_secs_f64());
+    }
+}
+
+/// `fulcrum_requests_total` of one route: a handle per (method, code), made on first use.
+pub struct RequestCounters {
+    vec: IntCounterVec,
+    route: Box<str>,
+    upstream: Box<str>,
+    /// (method slot × common code) → handle.
+    slots: Box<[OnceLock<IntCounter>]>,
+}
+
+impl std::fmt::Debug for RequestCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestCounters({:?})", self.route)
+    }
+}
+
+impl RequestCounters {
+    /// Counts one request answered with `code`.
+    pub fn inc(&self, method: &Method, code: u16) {
+        let Some(c) = COMMON_CODES.iter().position(|&k| k == code) else {
+            let mut code_buf = itoa::Buffer::new();
+            let labels = [
+                &*self.route,
+                &*self.upstream,
+                method_label(method),
+                code_buf.format(code),
+            ];
+            self.vec.with_label_values(&labels).inc();
+            return;
+        };
+        let slot = method_slot(method) * COMMON_CODES.len() + c;
+        self.slots[slot]
+            .get_or_init(|| {
+                let mut code_buf = itoa::Buffer::new();
+                self.vec.with_label_values(&[
+                    &*self.route,
+                    &*self.upstream,
+                    method_label(method),
+                    code_buf.format(code),
+                ])
+            })
+            .inc();
+    }
+}
+
+/// An upstream's handles.
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    pub retries: IntCounter,
+    pub overloaded: IntCounter,
+}
+
+/// A backend's handles (per upstream).
+#[derive(Debug)]
+pub struct BackendMetrics {
+    pub response: Histogram,
+    pub connect_errors: IntCounter,
+}
+
+/// A health-checked backend's handles.
+#[derive(Debug, Clone)]
+pub struct CheckCounters {
+    pub success: IntCounter,
+    pub failure: IntCounter,
+}
+
+/// `fulcrum_backend_up`, `fulcrum_backend_inflight` and `fulcrum_circuit_state`, read from the
+/// published snapshot at each scrape.
+struct BackendGauges {
+    snapshot: SharedSnapshot,
+    descs: Vec<Desc>,
+}
+
+const GAUGES: [(&str, &str); 3] = [
+    (
+        "fulcrum_backend_up",
+        "1 if the backend takes traffic (healthy and not ejected), else 0",
+    ),
+    (
+        "fulcrum_backend_inflight",
+        "Requests in flight to the backend",
+    ),
+    (
+        "fulcrum_circuit_state",
+        "Circuit breaker: 0 closed, 1 open, 2 half-open (0 without a breaker)",
+    ),
+];
+
+impl BackendGauges {
+    fn new(snapshot: SharedSnapshot) -> BackendGauges {
+        let descs = GAUGES
+            .iter()
+            .map(|(name, help)| {
+                Desc::new(
+                    (*name).to_owned(),
+                    (*help).to_owned(),
+                    vec!["upstream".into(), "backend".into()],
+                    Default::default(),
+                )
+                .expect("valid metric")
+            })
+            .collect();
+        BackendGauges { snapshot, descs }
+    }
+}
+
+impl Collector for BackendGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snap = self.snapshot.load();
+        let vecs: Vec<IntGaugeVec> = GAUGES
+            .iter()
+            .map(|(name, help)| {
+                IntGaugeVec::new(Opts::new(*name, *help), &["upstream", "backend"])
+                    .expect("valid metric")
+            })
+            .collect();
+        for u in &snap.upstreams {
+            for (i, b) in u.backends.iter().enumerate() {
+                let labels = [u.name.as_str(), b.name.as_str()];
+                vecs[0]
+                    .with_label_values(&labels)
+                    .set(i64::from(u.in_service(i)));
+                vecs[1]
+                    .with_label_values(&labels)
+                    .set(i64::try_from(b.state.in_flight()).unwrap_or(i64::MAX));
+                vecs[2]
+                    .with_label_values(&labels)
+                    .set(i64::from(u.circuit(i).code()));
+            }
+        }
+        vecs.iter().flat_map(|v| v.collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        m.registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == name)?
+            .get_metric()
+            .iter()
+            .find(|s| {
+                labels.iter().all(|(k, v)| {
+                    s.get_label()
+                        .iter()
+                        .any(|p| p.name() == *k && p.value() == *v)
+                })
+            })
+            .map(|s| s.get_counter().get_value())
+    }
+
+    #[test]
+    fn methods_are_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PURGE").unwrap()),
+            "OTHER"
+        );
+    }
+
+    #[test]
+    fn common_and_rare_codes_count_under_their_labels() {
+        let m = Metrics::detached();
+        let r = m.route("api", "pool");
+        r.requests.inc(&Method::GET, 200);
+        r.requests.inc(&Method::GET, 200);
+        r.requests.inc(&Method::from_bytes(b"PURGE").unwrap(), 418);
+        let get = [("route", "api"), ("method", "GET"), ("code", "200")];
+        assert_eq!(value(&m, "fulcrum_requests_total", &get), Some(2.0));
+        let rare = [("method", "OTHER"), ("code", "418")];
+        assert_eq!(value(&m, "fulcrum_requests_total", &rare), Some(1.0));
+    }
+
+    #[test]
+    fn retain_drops_the_series_of_removed_routes_and_backends_only() {
+        let m = Metrics::detached();
+        for route in ["kept", "gone"] {
+            m.route(route, "pool").requests.inc(&Method::GET, 200);
+            m.route(route, "pool").ratelimited.inc();
+        }
+        m.unrouted().requests.inc(&Method::GET, 404);
+        for b in ["10.0.0.1:80", "10.0.0.2:80"] {
+            m.backend("pool", b).connect_errors.inc();
+        }
+        let mut keep = Keep::default();
+        keep.routes.insert(("kept".into(), "pool".into()));
+        keep.upstreams.insert("pool".into());
+        keep.backends.insert(("pool".into(), "10.0.0.1:80".into()));
+        m.retain(&keep);
+        let total = |labels: &[(&str, &str)]| value(&m, "fulcrum_requests_total", labels);
+        assert_eq!(total(&[("route", "kept")]), Some(1.0));
+        assert_eq!(total(&[("route", "gone")]), None);
+        assert_eq!(total(&[("route", ""), ("code", "404")]), Some(1.0));
+        assert_eq!(
+            value(&m, "fulcrum_ratelimited_total", &[("route", "gone")]),
+            None
+        );
+        let errors = |b: &str| {
+            value(
+                &m,
+                "fulcrum_upstream_connect_errors_total",
+                &[("backend", b)],
+            )
+        };
+        assert_eq!(errors("10.0.0.1:80"), Some(1.0));
+        assert_eq!(errors("10.0.0.2:80"), None);
+    }
+}
