@@ -1,0 +1,346 @@
+//! Observability through the real binary: Prometheus metrics after mixed traffic (values and
+//! bounded labels), series across reloads, `/status`, `/readyz`, `Allow` on 405, and request IDs.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// The value of the first sample of `name` whose labels include every `k="v"` of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+fn routes(a: &Backend) -> String {
+    format!(
+        "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n\
+         [[route]]\nname = \"dead\"\nhost = \"dead.test\"\nupstream = \"d\"\nretries = 0\n\
+         [[route]]\nname = \"limited\"\nhost = \"limited.test\"\nupstream = \"u\"\n\
+         rate_limit = {{ rate = 1, per = \"1m\", burst = 1 }}\n{}{}",
+        upstream("u", &[a.addr], ""),
+        upstream("d", &[dead_addr()], ""),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_every_outcome_with_bounded_labels() {
+    let a = Backend::start("a").await;
+    let f = Fulcrum::start("", &routes(&a));
+    for _ in 0..3 {
+        assert_eq!(
+            get(f.addr, "api.test", "/secret-path-123?token=x")
+                .await
+                .status,
+            200
+        );
+    }
+    let post = hyper::Request::post("/")
+        .header("host", "api.test")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hi")))
+        .unwrap();
+    assert_eq!(send(f.addr, post).await.status, 200);
+    let purge = hyper::Request::builder()
+        .method("PURGE")
+        .uri("/")
+        .header("host", "api.test")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(send(f.addr, purge).await.status, 200);
+    assert_eq!(get(f.addr, "nowhere.test", "/").await.status, 404);
+    assert_eq!(get(f.addr, "dead.test", "/").await.status, 502);
+    assert_eq!(get(f.addr, "limited.test", "/").await.status, 200);
+    assert_eq!(get(f.addr, "limited.test", "/").await.status, 429);
+
+    let m = f.metrics().await;
+    let total = |labels: &[(&str, &str)]| sample(&m, "fulcrum_requests_total", labels);
+    let api = [("route", "api"), ("upstream", "u")];
+    assert_eq!(
+        total(&[api[0], api[1], ("method", "GET"), ("code", "200")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        total(&[api[0], ("method", "POST"), ("code", "200")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        total(&[api[0], ("method", "OTHER"), ("code", "200")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        total(&[("route", ""), ("upstream", ""), ("code", "404")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        total(&[("route", "dead"), ("upstream", "d"), ("code", "502")]),
+        Some(1.0)
+    );
+    assert_eq!(total(&[("route", "limited"), ("code", "200")]), Some(1.0));
+    assert_eq!(total(&[("route", "limited"), ("code", "429")]), Some(1.0));
+    assert_eq!(
+        sample(&m, "fulcrum_ratelimited_total", &[("route", "limited")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "fulcrum_request_duration_seconds_count", &api),
+        Some(5.0)
+    );
+    let backend = a.addr.to_string();
+    let ab = [("upstream", "u"), ("backend", backend.as_str())];
+    assert_eq!(
+        sample(&m, "fulcrum_upstream_response_seconds_count", &ab),
+        Some(6.0),
+        "5 on api, 1 on limited"
+    );
+    assert_eq!(sample(&m, "fulcrum_backend_up", &ab), Some(1.0));
+    assert_eq!(sample(&m, "fulcrum_backend_inflight", &ab), Some(0.0));
+    assert_eq!(sample(&m, "fulcrum_circuit_state", &ab), Some(0.0));
+    let dead = dead_addr_label(&f, &m);
+    assert_eq!(
+        sample(
+            &m,
+            "fulcrum_upstream_connect_errors_total",
+            &[("upstream", "d"), ("backend", dead.as_str())]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "fulcrum_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ) == Some(1.0)
+    );
+    assert!(sample(&m, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0));
+    assert!(sample(&m, "process_open_fds", &[]).is_some_and(|v| v > 0.0));
+    assert!(sample(&m, "fulcrum_downstream_connections_active", &[]).is_some());
+    assert_eq!(
+        sample(&m, "fulcrum_access_log_dropped_total", &[]),
+        Some(0.0)
+    );
+    // Bounded labels: never the path, the query or the client address.
+    for needle in ["secret-path", "token", "127.0.0.1\""] {
+        let leaked: Vec<&str> = m
+            .lines()
+            .filter(|l| l.starts_with("fulcrum_requests") && l.contains(needle))
+            .collect();
+        assert!(leaked.is_empty(), "{needle} in labels: {leaked:?}");
+    }
+}
+
+/// The `backend` label of upstream `d`'s one backend, as the scrape shows it.
+fn dead_addr_label(_f: &Fulcrum, m: &str) -> String {
+    m.lines()
+        .filter(|l| l.starts_with("fulcrum_backend_up{") && l.contains("upstream=\"d\""))
+        .find_map(|l| {
+            let start = l.find("backend=\"")? + "backend=\"".len();
+            Some(l[start..].split('"').next()?.to_owned())
+        })
+        .expect("a backend_up series for upstream d")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_counters_of_kept_routes_and_drops_series_of_removed_ones() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let two = format!(
+        "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n\
+         [[route]]\nname = \"old\"\nhost = \"old.test\"\nupstream = \"u\"\n{}",
+        upstream("u", &[a.addr, b.addr], "")
+    );
+    let f = Fulcrum::start("", &two);
+    for _ in 0..4 {
+        assert_eq!(get(f.addr, "api.test", "/").await.status, 200);
+    }
+    assert_eq!(get(f.addr, "old.test", "/").await.status, 200);
+    let one = format!(
+        "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n{}",
+        upstream("u", &[a.addr], "")
+    );
+    f.rewrite(&one);
+    assert_eq!(f.admin_post("/reload").await.status, 200);
+    let m = f.metrics().await;
+    let api = [("route", "api"), ("code", "200")];
+    assert_eq!(
+        sample(&m, "fulcrum_requests_total", &api),
+        Some(4.0),
+        "kept across the reload"
+    );
+    assert_eq!(
+        sample(&m, "fulcrum_requests_total", &[("route", "old")]),
+        None
+    );
+    let b_label = b.addr.to_string();
+    for family in [
+        "fulcrum_backend_up",
+        "fulcrum_upstream_response_seconds_count",
+    ] {
+        assert_eq!(
+            sample(&m, family, &[("backend", b_label.as_str())]),
+            None,
+            "{family} of the removed backend"
+        );
+    }
+    let a_label = a.addr.to_string();
+    assert_eq!(
+        sample(&m, "fulcrum_backend_up", &[("backend", a_label.as_str())]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "fulcrum_config_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_describes_what_runs_and_readyz_and_405_answer() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n\
+         rate_limit = {{ rate = 5, per = \"1s\" }}\n{}\
+         [upstream.u.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\n\
+         [upstream.u.circuit_breaker]\nconsecutive_failures = 3\n",
+        upstream("u", &[a.addr], "balance = \"least_connections\"")
+    );
+    let f = Fulcrum::start("", &body);
+    let r = get(f.admin, "admin", "/status").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers.get("content-type").unwrap().to_str().unwrap(),
+        "application/json"
+    );
+    let s: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        s["config"]["path"],
+        f.config_path().display().to_string().as_str()
+    );
+    assert_eq!(s["config"]["last_load"]["success"], true);
+    let route = &s["routes"][0];
+    assert_eq!(
+        (&route["name"], &route["host"], &route["upstream"]),
+        (&"api".into(), &"api.test".into(), &"u".into())
+    );
+    assert_eq!(route["rate_limit"]["rate"], 5);
+    let u = &s["upstreams"][0];
+    assert_eq!(u["name"], "u");
+    assert_eq!(u["strategy"], "least_connections");
+    let backend = &u["backends"][0];
+    assert_eq!(backend["address"], a.addr.to_string().as_str());
+    assert_eq!(backend["weight"], 1);
+    assert_eq!(backend["health"], "healthy");
+    assert_eq!(backend["breaker"], "closed");
+    assert_eq!(backend["in_flight"], 0);
+    assert_eq!(backend["ejected"], false);
+    assert_eq!(backend["last_check"]["ok"], true);
+    assert!(backend["last_check"]["time"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    let ready = get(f.admin, "admin", "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    assert_eq!(get(f.admin, "admin", "/healthz").await.status, 200);
+    let wrong = f.admin_post("/status").await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.headers.get("allow").unwrap(), "GET, HEAD");
+    let wrong = get(f.admin, "admin", "/reload").await;
+    assert_eq!(
+        (
+            wrong.status,
+            wrong.headers.get("allow").unwrap().to_str().unwrap()
+        ),
+        (405, "POST")
+    );
+    // Never on the public listener.
+    assert_eq!(
+        get(f.addr, "api.test", "/metrics")
+            .await
+            .body
+            .lines()
+            .next(),
+        Some("backend a")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_made_or_kept_from_trusted_proxies_and_reach_both_ends() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nhost = \"api.test\"\nupstream = \"u\"\n{}",
+        upstream("u", &[a.addr], "")
+    );
+    let f = Fulcrum::start("trusted_proxies = [\"127.0.0.1\"]", &body);
+    let r = get_with(f.addr, "api.test", "/", &[("x-request-id", "edge-42")]).await;
+    assert_eq!(
+        r.line("x-request-id"),
+        Some("edge-42"),
+        "kept: 127.0.0.1 is trusted"
+    );
+    assert_eq!(r.headers.get("x-request-id").unwrap(), "edge-42");
+    let untrusted = Fulcrum::start("", &body);
+    let r = get_with(
+        untrusted.addr,
+        "api.test",
+        "/",
+        &[("x-request-id", "edge-42")],
+    )
+    .await;
+    let made = r
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(made, "edge-42");
+    assert_eq!(made.len(), 32);
+    assert_eq!(
+        r.line("x-request-id"),
+        Some(made.as_str()),
+        "the backend saw the same ID"
+    );
+    let other = get(untrusted.addr, "api.test", "/").await;
+    assert_ne!(other.headers.get("x-request-id").unwrap(), made.as_str());
+    // Error responses carry one too.
+    let none = get(untrusted.addr, "nowhere.test", "/").await;
+    assert_eq!(none.status, 404);
+    assert_eq!(none.headers.get("x-request-id").unwrap().len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_client_connections_are_counted() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n{}",
+        upstream("u", &[a.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let gauge = "fulcrum_downstream_connections_active";
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let mut c = Conn::new(f.addr);
+        assert_eq!(c.get("x", "/").await.unwrap().status, 200);
+        conns.push(c);
+    }
+    assert_eq!(sample(&f.metrics().await, gauge, &[]), Some(3.0));
+    drop(conns);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = sample(&f.metrics().await, gauge, &[]);
+        if now == Some(0.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now:?} open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
