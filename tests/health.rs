@@ -87,7 +87,12 @@ async fn a_killed_backend_leaves_without_client_errors_and_rejoins_after_healthy
         Backend::start("b").await,
         Backend::start("c").await,
     );
-    let f = Fulcrum::start_logging("info", "", &config(&[&a, &b, &c], "", CHECK));
+    // Connect failures are logged per attempt at debug.
+    let f = Fulcrum::start_logging(
+        "info,fulcrum::proxy=debug",
+        "",
+        &config(&[&a, &b, &c], "", CHECK),
+    );
     let baddr = b.addr.to_string();
     let load = SteadyLoad::start(f.addr);
     wait_until("b served", Duration::from_secs(2), || b.hits() > 0).await;
@@ -308,7 +313,11 @@ async fn all_down_is_a_fast_503_unless_panic_mode_is_on() {
         Backend::with("b", sick).await,
     );
 
-    let f = Fulcrum::start_logging("info", "", &config(&[&a, &b], "", CHECK));
+    let f = Fulcrum::start_logging(
+        "info,fulcrum::proxy=debug",
+        "",
+        &config(&[&a, &b], "", CHECK),
+    );
     let r = get(f.addr, "h.test", "/").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.body, "no healthy backend in upstream u\n");

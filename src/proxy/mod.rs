@@ -326,7 +326,8 @@ impl ProxyHttp for Proxy {
             b.metrics.connect_errors.inc();
         }
         let backend = backend.map_or("-", |b| b.name.as_str());
-        tracing::warn!(
+        // The access log line says how the request ended (attempts, error); per attempt, debug.
+        tracing::debug!(
             upstream = %upstream.name,
             backend,
             attempt = ctx.attempts,
@@ -461,6 +462,21 @@ impl ProxyHttp for Proxy {
             error_code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// pingora's own "Fail to proxy" lines would repeat what the access log says.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        _error: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        true
     }
 
     /// The access log: one line per request, however it ended.
