@@ -71,6 +71,7 @@ fn reload(c: &mut Criterion) {
         handle.clone(),
         None,
         fulcrum::metrics::Metrics::detached(),
+        None,
     ));
 
     let mut group = c.benchmark_group("reload_1000_routes_200_upstreams");

@@ -3,6 +3,8 @@
 //! Modules in the order a request meets them:
 //! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
+//! - `access_log`: one line per request (JSON or combined) through a bounded channel to a
+//!   writer thread.
 //! - `router`: host + path → route.
 //! - `ratelimit`: a route's token buckets (checked right after routing), 429s, key pruning.
 //! - `upstream`: a route's pool: backends, peers with timeouts, the one eligibility predicate,
@@ -21,6 +23,7 @@
 //! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`).
 //! - `demo`: built-in demo backends for `fulcrum demo`.
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod breaker;

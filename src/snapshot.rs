@@ -12,6 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
+use crate::access_log::Style;
 use crate::config::{Config, RouteConfig};
 use crate::health::{SupervisorHandle, Target};
 use crate::metrics::{Keep, Metrics, RouteMetrics};
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub grace_period: Duration,
     /// Where requests that match no route are counted.
     pub unrouted: RouteMetrics,
+    /// How access-log lines are written.
+    pub access_log: Style,
 }
 
 impl Snapshot {
@@ -73,6 +76,10 @@ impl Snapshot {
             max_request_body: config.server.max_request_body,
             grace_period: config.server.grace_period,
             unrouted: metrics.unrouted(),
+            access_log: Style {
+                format: config.server.access_log_format,
+                query: config.server.access_log_query,
+            },
         }
     }
 

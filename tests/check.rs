@@ -31,7 +31,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`",
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
@@ -169,6 +169,14 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ rate = 2000000000 }}\n{UPSTREAM}"),
             "error: bad.toml:3:23: route[0].rate_limit.rate: rate = 2000000000 per 1s is more than one request per nanosecond; the most is 1000000000 per second",
+        ),
+        (
+            format!("[server]\naccess_log_format = \"logfmt\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:21: server.access_log_format: unknown access log format \"logfmt\"; expected \"json\" or \"combined\"",
+        ),
+        (
+            format!("[server]\naccess_log = \"\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:14: server.access_log: empty; expected \"stdout\", \"stderr\", \"off\" or a file path",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ burst = 5 }}\n{UPSTREAM}"),

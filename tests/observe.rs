@@ -344,3 +344,147 @@ async fn open_client_connections_are_counted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The lines of `path` once it has at least `n` (the writer flushes when idle).
+async fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} has {} lines, expected {n}",
+            path.display(),
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_json_line_per_request_however_it_ended() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n\
+         [[route]]\nname = \"dead\"\nhost = \"dead.test\"\nupstream = \"d\"\nretries = 0\n{}{}",
+        upstream("u", &[a.addr], ""),
+        upstream("d", &[dead_addr()], ""),
+    );
+    let f = Fulcrum::start("access_log = \"access.log\"", &body);
+    let log = f.dir.path().join("access.log");
+    let ok = get_with(
+        f.addr,
+        "api.test",
+        "/users/7?token=secret",
+        &[("user-agent", "probe/1.0 \"quoted\"")],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(get(f.addr, "nowhere.test", "/x").await.status, 404);
+    assert_eq!(get(f.addr, "dead.test", "/y").await.status, 502);
+    let lines = lines(&log, 3).await;
+    assert_eq!(lines.len(), 3, "one line per request: {lines:#?}");
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let first = &json[0];
+    assert_eq!(
+        first["request_id"],
+        ok.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "api.test");
+    assert_eq!(first["path"], "/users/7", "query stripped by default");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["bytes_in"], 0);
+    assert_eq!(first["bytes_out"], ok.body.len());
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(first["route"], "api");
+    assert_eq!(first["upstream"], "u");
+    assert_eq!(first["backend"], a.addr.to_string().as_str());
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["user_agent"], "probe/1.0 \"quoted\"");
+    assert!(first.get("error").is_none());
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        (&json[1]["status"], &json[1]["route"]),
+        (&404.into(), &"".into())
+    );
+    assert_eq!(json[2]["status"], 502);
+    assert!(
+        json[2]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        lines[2]
+    );
+    // Internal logs stay out of it, and the failure is not logged five times elsewhere.
+    assert!(!f.log().contains("Fail to proxy"), "{}", f.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_format_and_file_and_sigusr1_reopens_after_rotation() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n{}",
+        upstream("u", &[a.addr], "")
+    );
+    let f = Fulcrum::start("access_log = \"first.log\"", &body);
+    let first = f.dir.path().join("first.log");
+    assert_eq!(get(f.addr, "x.test", "/a?q=1").await.status, 200);
+    assert!(lines(&first, 1).await[0].starts_with('{'));
+
+    // Reload: another file, combined format, queries kept.
+    let server = f.server.replace(
+        "access_log = \"first.log\"",
+        "access_log = \"second.log\"\naccess_log_format = \"combined\"\naccess_log_query = true",
+    );
+    f.replace(&format!("{server}{body}"));
+    assert_eq!(f.admin_post("/reload").await.status, 200);
+    assert_eq!(
+        get_with(f.addr, "x.test", "/b?q=2", &[("referer", "http://r.test/")])
+            .await
+            .status,
+        200
+    );
+    let second = f.dir.path().join("second.log");
+    let line = &lines(&second, 1).await[0];
+    assert!(
+        line.starts_with("127.0.0.1 - - [") && line.contains("] \"GET /b?q=2 HTTP/1.1\" 200 "),
+        "{line}"
+    );
+    assert!(line.ends_with(" \"http://r.test/\" \"-\""), "{line}");
+    assert_eq!(
+        lines(&first, 1).await.len(),
+        1,
+        "nothing more in the old file"
+    );
+
+    // logrotate: move the file away, SIGUSR1, and the next line starts a new file.
+    let rotated = f.dir.path().join("second.log.1");
+    std::fs::rename(&second, &rotated).unwrap();
+    f.signal("-USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !second.exists() {
+        assert!(std::time::Instant::now() < deadline, "not reopened");
+        assert_eq!(get(f.addr, "x.test", "/c").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Lines written after the reopen go to the new file.
+    assert_eq!(get(f.addr, "x.test", "/d").await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&second)
+        .unwrap()
+        .contains("GET /d ")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/d not in the new file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lines(&rotated, 1).await[0].contains("GET /b?q=2 "));
+}

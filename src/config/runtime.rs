@@ -48,6 +48,29 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Unix socket over which a new process (`fulcrum run --upgrade`) takes the listeners.
     pub upgrade_sock: PathBuf,
+    pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
+    /// Whether logged paths keep their query string.
+    pub access_log_query: bool,
+}
+
+/// `[server].access_log`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Stderr,
+    Off,
+    /// Appended to; reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+/// `[server].access_log_format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// nginx's and Apache's "combined".
+    Combined,
 }
 
 #[derive(Debug, Clone)]

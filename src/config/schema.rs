@@ -22,6 +22,10 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/fulcrum-upgrade.sock";
 /// `[server].log_level` when absent and `RUST_LOG` is unset.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `[server].access_log` when absent: one line per request on standard output.
+pub const DEFAULT_ACCESS_LOG: &str = "stdout";
+/// `[server].access_log_format` when absent.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str = "json";
 /// `[[route]].path` when absent.
 pub const DEFAULT_PATH: &str = "/";
 /// `[[route]].retries` when absent.
@@ -120,6 +124,13 @@ pub struct ServerSection {
     /// Absolute path of the Unix socket over which `fulcrum run --upgrade` takes the listening
     /// sockets from this process on SIGQUIT. Default: [`DEFAULT_UPGRADE_SOCK`].
     pub upgrade_sock: Option<Spanned<String>>,
+    /// Where the access log goes: "stdout", "stderr", "off" or a file path (relative to the
+    /// config file's directory). Default: [`DEFAULT_ACCESS_LOG`].
+    pub access_log: Option<Spanned<String>>,
+    /// "json" or "combined" (nginx/Apache). Default: [`DEFAULT_ACCESS_LOG_FORMAT`].
+    pub access_log_format: Option<Spanned<String>>,
+    /// Whether logged paths keep their query string. Default: false (tokens stay out of logs).
+    pub access_log_query: Option<bool>,
 }
 
 /// `[[route]]`

@@ -11,7 +11,7 @@ pub use error::{Cause, ProxyError};
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access_log::{AccessLog, Entry};
 use crate::balance::{extract_key, BackendSet, Lease};
 use crate::breaker::Probe;
 use crate::ratelimit::{RateState, Verdict};
@@ -33,11 +34,16 @@ use crate::upstream::{Refusal, Upstream};
 pub struct Proxy {
     snapshot: SharedSnapshot,
     drain: Arc<Drain>,
+    access_log: Arc<AccessLog>,
 }
 
 impl Proxy {
-    pub fn new(snapshot: SharedSnapshot, drain: Arc<Drain>) -> Proxy {
-        Proxy { snapshot, drain }
+    pub fn new(snapshot: SharedSnapshot, drain: Arc<Drain>, access_log: Arc<AccessLog>) -> Proxy {
+        Proxy {
+            snapshot,
+            drain,
+            access_log,
+        }
     }
 }
 
@@ -45,6 +51,8 @@ impl Proxy {
 pub struct RequestCtx {
     _in_flight: InFlight,
     started: Instant,
+    /// `started` on the wall clock, for the access log.
+    started_at: SystemTime,
     /// `X-Request-Id`, chosen before routing.
     request_id: HeaderValue,
     /// The snapshot this request started with, kept for its whole life.
@@ -142,6 +150,7 @@ impl ProxyHttp for Proxy {
         RequestCtx {
             _in_flight: self.drain.enter(),
             started: Instant::now(),
+            started_at: SystemTime::now(),
             request_id: HeaderValue::from_static("-"),
             snapshot: None,
             route: None,
@@ -479,7 +488,7 @@ impl ProxyHttp for Proxy {
         true
     }
 
-    /// The access log: one line per request, however it ended.
+    /// Counts the request in the metrics and writes its access-log line, however it ended.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx)
     where
         RequestCtx: Send + Sync,
@@ -490,31 +499,70 @@ impl ProxyHttp for Proxy {
             .map_or(CLIENT_GONE, |r| r.status.as_u16());
         let req = session.req_header();
         let elapsed = ctx.started.elapsed();
-        match (ctx.route(), &ctx.snapshot) {
-            (Some((_, r)), _) => r.metrics.record(&req.method, status, elapsed),
-            (None, Some(snap)) => snap.unrouted.record(&req.method, status, elapsed),
-            (None, None) => {
-                let snap = self.snapshot.load();
-                snap.unrouted.record(&req.method, status, elapsed);
+        let loaded;
+        let snap = match &ctx.snapshot {
+            Some(snap) => snap,
+            None => {
+                loaded = self.snapshot.load_full();
+                &loaded
             }
-        }
-        let route = ctx.route().map_or("-", |(_, r)| r.config.name.as_str());
-        let backend = match (ctx.upstream(), ctx.backend) {
-            (Some(u), Some(i)) => u.backends[i].name.as_str(),
-            _ => "-",
         };
-        tracing::info!(
-            target: "fulcrum::access",
-            method = %req.method,
-            host = request_host(req).unwrap_or("-"),
-            path = %req.uri,
+        let route = ctx.route.map(|i| &snap.routes[i]);
+        match route {
+            Some(r) => r.metrics.record(&req.method, status, elapsed),
+            None => snap.unrouted.record(&req.method, status, elapsed),
+        }
+        if !self.access_log.is_on() {
+            return;
+        }
+        let upstream = route.map(|r| &snap.upstreams[r.config.upstream]);
+        let backend = match (upstream, ctx.backend) {
+            (Some(u), Some(i)) => u.backends[i].name.as_str(),
+            _ => "",
+        };
+        let header = |name| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let error = ctx
+            .failure
+            .as_ref()
+            .map(|f| f.to_string())
+            .or_else(|| e.map(|e| e.to_string()));
+        let entry = Entry {
+            time: ctx.started_at,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
+            client: ctx.client.or_else(|| forwarded::peer_ip(session)),
+            method: req.method.as_str(),
+            host: request_host(req).unwrap_or(""),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            version: version(req.version),
             status,
-            route,
+            bytes_in: session.body_bytes_read() as u64,
+            bytes_out: session.body_bytes_sent() as u64,
+            duration: elapsed,
+            route: route.map_or("", |r| r.config.name.as_str()),
+            upstream: upstream.map_or("", |u| u.name.as_str()),
             backend,
-            attempts = ctx.attempts,
-            ms = ctx.started.elapsed().as_millis() as u64,
-            error = e.map(|e| e.to_string()),
-        );
+            attempts: ctx.attempts,
+            user_agent: header(http::header::USER_AGENT),
+            referer: header(http::header::REFERER),
+            error: error.as_deref(),
+        };
+        self.access_log.log(&entry, snap.access_log);
+    }
+}
+
+fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

@@ -36,7 +36,8 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, ConfigError, ServerConfig};
+use crate::access_log::AccessLog;
+use crate::config::{self, AccessLogTarget, Config, ConfigError, ServerConfig};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -101,6 +102,8 @@ pub struct Runtime {
     fixed: ServerConfig,
     log: Option<LogControl>,
     metrics: Arc<Metrics>,
+    /// The access log's writer, whose destination a reload may change.
+    access_log: Option<Arc<AccessLog>>,
     reloads: ReloadMetrics,
     last: Mutex<LastLoad>,
     /// Held for a whole apply, so that applies never overlap.
@@ -119,6 +122,7 @@ pub struct LastLoad {
 struct Applied {
     generation: u64,
     log_level: String,
+    access_log: AccessLogTarget,
     /// The file as last read (applied or not), to skip events that did not change it.
     text: Option<String>,
 }
@@ -132,6 +136,7 @@ impl Runtime {
         supervisor: SupervisorHandle,
         log: Option<LogControl>,
         metrics: Arc<Metrics>,
+        access_log: Option<Arc<AccessLog>>,
     ) -> Arc<Runtime> {
         let registry = Arc::new(Registry::default());
         let snapshot = prepare(&config, &registry, 1, &supervisor, &metrics).await;
@@ -146,6 +151,7 @@ impl Runtime {
             log,
             reloads: ReloadMetrics::register(metrics.registry()),
             metrics,
+            access_log,
             last: Mutex::new(LastLoad {
                 at: SystemTime::now(),
                 success: true,
@@ -154,6 +160,7 @@ impl Runtime {
             applied: tokio::sync::Mutex::new(Applied {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
+                access_log: config.server.access_log.clone(),
                 text: source.map(|s| s.text),
             }),
         };
@@ -273,6 +280,17 @@ impl Runtime {
         if config.server.log_level != applied.log_level {
             self.set_log_level(&config.server.log_level);
             applied.log_level = config.server.log_level.clone();
+        }
+        if config.server.access_log != applied.access_log {
+            if let Some(log) = &self.access_log {
+                match log.set_target(&config.server.access_log) {
+                    Ok(()) => {
+                        tracing::info!(access_log = ?config.server.access_log, "access log moved");
+                        applied.access_log = config.server.access_log.clone();
+                    }
+                    Err(e) => tracing::error!(error = %e, "access log unchanged"),
+                }
+            }
         }
         let summary = format!(
             "reloaded {} (generation {generation}): {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",

@@ -23,6 +23,7 @@ async fn runtime(text: &str) -> Arc<Runtime> {
         handle,
         None,
         crate::metrics::Metrics::detached(),
+        None,
     )
     .await
 }

@@ -16,6 +16,7 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::config::units::MAX_DURATION;
 use crate::config::Config;
@@ -39,6 +40,8 @@ pub enum ServerError {
     },
     #[error("cannot start: {0}")]
     Startup(std::io::Error),
+    #[error("{0}")]
+    AccessLog(std::io::Error),
 }
 
 /// How to run, beyond the config.
@@ -82,6 +85,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     let metrics = Metrics::register(&prometheus::Registry::new());
+    let access_log = AccessLog::start(&s.access_log, metrics.access_log_dropped.clone())
+        .map(Arc::new)
+        .map_err(ServerError::AccessLog)?;
     let (supervisor, health) = Supervisor::new();
 
     // The first config is built and its checked backends probed before any listener serves.
@@ -95,6 +101,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         health,
         options.log,
         Arc::clone(&metrics),
+        Some(Arc::clone(&access_log)),
     ));
     drop(startup);
     // With `upgrade`, this waits for the old process's listening sockets.
@@ -109,7 +116,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.early_sighup);
     server.add_service(background_service("config reload", reloader));
 
-    let proxy = Proxy::new(Arc::clone(runtime.snapshot()), Arc::clone(&drain));
+    let proxy = Proxy::new(
+        Arc::clone(runtime.snapshot()),
+        Arc::clone(&drain),
+        Arc::clone(&access_log),
+    );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
@@ -135,6 +146,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         shutdown_signal: Box::new(signals::Signals::new(
             drain,
             Arc::clone(runtime.snapshot()),
+            access_log,
             phases,
         )),
     });

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use super::drain::Drain;
 use super::linger::LINGER;
+use crate::access_log::AccessLog;
 use crate::snapshot::SharedSnapshot;
 
 /// How often the drain watcher looks at the in-flight count.
@@ -24,6 +25,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub struct Signals {
     drain: Arc<Drain>,
     snapshot: SharedSnapshot,
+    access_log: Arc<AccessLog>,
     phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
@@ -32,11 +34,13 @@ impl Signals {
     pub fn new(
         drain: Arc<Drain>,
         snapshot: SharedSnapshot,
+        access_log: Arc<AccessLog>,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> Signals {
         Signals {
             drain,
             snapshot,
+            access_log,
             phases: std::sync::Mutex::new(Some(phases)),
         }
     }
@@ -47,7 +51,8 @@ impl Signals {
         let phases = self.phases.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(phases) = phases else { return };
         let (drain, snapshot) = (Arc::clone(&self.drain), Arc::clone(&self.snapshot));
-        std::thread::spawn(move || exit_when_drained(phases, &drain, &snapshot));
+        let log = Arc::clone(&self.access_log);
+        std::thread::spawn(move || exit_when_drained(phases, &drain, &snapshot, &log));
     }
 }
 
@@ -93,6 +98,7 @@ fn exit_when_drained(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     drain: &Drain,
     snapshot: &SharedSnapshot,
+    access_log: &AccessLog,
 ) -> ! {
     loop {
         match phases.blocking_recv() {
@@ -108,6 +114,7 @@ fn exit_when_drained(
         let n = drain.in_flight();
         if n == 0 {
             tracing::info!("drained: no request in flight; exiting");
+            access_log.flush();
             std::process::exit(0);
         }
         if Instant::now() >= deadline {
@@ -115,6 +122,7 @@ fn exit_when_drained(
                 in_flight = n,
                 "grace period over; exiting with requests in flight"
             );
+            access_log.flush();
             std::process::exit(0);
         }
         std::thread::sleep(DRAIN_POLL);

@@ -1,7 +1,7 @@
 //! `[server]`: listeners and process-wide settings.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use toml::Spanned;
@@ -106,6 +106,48 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
         max_request_body: s.max_request_body.map_or(DEFAULT_MAX_REQUEST_BODY, |b| b.0),
         log_level,
         upgrade_sock: upgrade_sock(c, s.upgrade_sock.as_ref()),
+        access_log: access_log(c, s.access_log.as_ref()),
+        access_log_format: match &s.access_log_format {
+            None => AccessLogFormat::Json,
+            Some(f) => {
+                match f.get_ref().as_str() {
+                    "json" => AccessLogFormat::Json,
+                    "combined" => AccessLogFormat::Combined,
+                    other => {
+                        let msg = format!("unknown access log format \"{other}\"; expected \"json\" or \"combined\"");
+                        c.error(f.span(), "server.access_log_format", msg);
+                        AccessLogFormat::Json
+                    }
+                }
+            }
+        },
+        access_log_query: s.access_log_query.unwrap_or(false),
+    }
+}
+
+/// `access_log`: a destination keyword or a file, relative to the config file's directory.
+fn access_log(c: &mut Checker, a: Option<&Spanned<String>>) -> AccessLogTarget {
+    let Some(a) = a else {
+        return AccessLogTarget::Stdout;
+    };
+    match a.get_ref().as_str() {
+        "stdout" => AccessLogTarget::Stdout,
+        "stderr" => AccessLogTarget::Stderr,
+        "off" => AccessLogTarget::Off,
+        "" => {
+            let msg = "empty; expected \"stdout\", \"stderr\", \"off\" or a file path";
+            c.error(a.span(), "server.access_log", msg);
+            AccessLogTarget::Off
+        }
+        path => {
+            let path = Path::new(path);
+            let dir = c.file.parent().unwrap_or(Path::new(""));
+            AccessLogTarget::File(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                dir.join(path)
+            })
+        }
     }
 }
 
