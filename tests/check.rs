@@ -171,6 +171,14 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:3:23: route[0].rate_limit.rate: rate = 2000000000 per 1s is more than one request per nanosecond; the most is 1000000000 per second",
         ),
         (
+            format!("[server]\nlog_level = \"warning\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:13: server.log_level: unknown level \"warning\" in log_level \"warning\" (it would be read as a target name and turn every other log off); expected error, warn, info, debug, trace or off, or TARGET=LEVEL like \"info,fulcrum::health=debug\"",
+        ),
+        (
+            format!("[server]\nlog_level = \"info,=x[[\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:13: server.log_level: invalid log filter \"info,=x[[\" (invalid filter directive); expected a level (error, warn, info, debug, trace) or directives like \"info,fulcrum=debug\"",
+        ),
+        (
             format!("[server]\naccess_log_format = \"logfmt\"\n{route}{UPSTREAM}"),
             "error: bad.toml:2:21: server.access_log_format: unknown access log format \"logfmt\"; expected \"json\" or \"combined\"",
         ),

@@ -86,7 +86,13 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
         .collect();
     let log_level = match &s.log_level {
         Some(l) => {
-            if let Err(e) = tracing_subscriber::EnvFilter::try_new(l.get_ref()) {
+            if let Some(word) = bare_non_level(l.get_ref()) {
+                let msg = format!(
+                    "unknown level \"{word}\" in log_level \"{}\" (it would be read as a target name and turn every other log off); expected error, warn, info, debug, trace or off, or TARGET=LEVEL like \"info,fulcrum::health=debug\"",
+                    l.get_ref()
+                );
+                c.error(l.span(), "server.log_level", msg);
+            } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(l.get_ref()) {
                 let msg = format!(
                     "invalid log filter \"{}\" ({e}); expected a level (error, warn, info, debug, trace) or directives like \"info,fulcrum=debug\"",
                     l.get_ref()
@@ -149,6 +155,20 @@ fn access_log(c: &mut Checker, a: Option<&Spanned<String>>) -> AccessLogTarget {
             })
         }
     }
+}
+
+/// The first directive of a `tracing` filter that is a bare word but neither a level nor one of
+/// fulcrum's or pingora's targets: almost always a misspelt level ("verbose", "warning").
+fn bare_non_level(filter: &str) -> Option<&str> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    filter.split(',').map(str::trim).find(|d| {
+        !d.is_empty()
+            && !d.contains('=')
+            && !d.contains('[')
+            && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+            && !d.starts_with("fulcrum")
+            && !d.starts_with("pingora")
+    })
 }
 
 fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
