@@ -5,18 +5,22 @@
 //! [`UpstreamMetrics`] and a backend's [`BackendMetrics`] hold their label handles, so recording
 //! is an atomic add (no label hashing, no formatting). `fulcrum_requests_total` has a method and
 //! a code label on top of the route's: its handles are created on first use, one slot per
-//! (method, common code) pair; a code outside [`COMMON_CODES`] is looked up by label (rare).
+//! (method, common code) pair; a code outside [`COMMON_CODES`] gets its handle from a short
+//! per-route list under a lock, made the first time that (method, code) is seen.
 //!
 //! Gauges that mirror the registry's state (`fulcrum_backend_up`, `_inflight`,
 //! `fulcrum_circuit_state`) are read from the published snapshot at scrape time, so they always
 //! describe the backends that exist now. Series of routes and backends a reload removed are
-//! dropped by [`Metrics::retain`], which the reload owner calls after each publish.
+//! dropped by [`Metrics::retain`], which the reload owner calls after each publish; before that
+//! it retires the old snapshot's request counters of those routes, so that a request still in
+//! flight on the old snapshot cannot make their series again.
 //!
 //! Labels are bounded by the config: route and upstream names, backend addresses as written,
 //! a fixed set of methods, status codes and check results. Never a path or a client address.
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http::Method;
 use prometheus::core::{Collector, Desc};
@@ -40,10 +44,10 @@ const METHODS: [Method; 9] = [
     Method::TRACE,
 ];
 
-/// Status codes whose `fulcrum_requests_total` handles are cached per route.
-pub const COMMON_CODES: [u16; 27] = [
+/// Status codes with a slot of their own in each route's `fulcrum_requests_total` handles.
+pub const COMMON_CODES: [u16; 32] = [
     101, 200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409,
-    413, 429, 431, 499, 500, 502, 503, 504,
+    410, 412, 413, 415, 422, 429, 431, 499, 500, 501, 502, 503, 504,
 ];
 
 /// Seconds; from 1 ms to a minute (the default route timeout).
@@ -214,6 +218,8 @@ impl Metrics {
                 slots: (0..(METHODS.len() + 1) * COMMON_CODES.len())
                     .map(|_| OnceLock::new())
                     .collect(),
+                other: Mutex::default(),
+                retired: AtomicBool::new(false),
             },
             duration: self.duration.with_label_values(&[route, upstream]),
             ratelimited: self.ratelimited.with_label_values(&[route]),
@@ -335,6 +341,10 @@ pub struct RequestCounters {
     upstream: Box<str>,
     /// (method slot × common code) → handle.
     slots: Box<[OnceLock<IntCounter>]>,
+    /// Handles of the codes outside [`COMMON_CODES`]: (method slot, code, handle).
+    other: Mutex<Vec<(usize, u16, IntCounter)>>,
+    /// Set when a reload dropped this route's series: no handle is made any more.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for RequestCounters {
@@ -346,29 +356,45 @@ impl std::fmt::Debug for RequestCounters {
 impl RequestCounters {
     /// Counts one request answered with `code`.
     pub fn inc(&self, method: &Method, code: u16) {
+        let m = method_slot(method);
         let Some(c) = COMMON_CODES.iter().position(|&k| k == code) else {
-            let mut code_buf = itoa::Buffer::new();
-            let labels = [
-                &*self.route,
-                &*self.upstream,
-                method_label(method),
-                code_buf.format(code),
-            ];
-            self.vec.with_label_values(&labels).inc();
+            let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, _, counter)) = other.iter().find(|(om, oc, _)| *om == m && *oc == code)
+            {
+                counter.inc();
+            } else if let Some(counter) = self.handle(method, code) {
+                counter.inc();
+                other.push((m, code, counter));
+            }
             return;
         };
-        let slot = method_slot(method) * COMMON_CODES.len() + c;
-        self.slots[slot]
-            .get_or_init(|| {
-                let mut code_buf = itoa::Buffer::new();
-                self.vec.with_label_values(&[
-                    &*self.route,
-                    &*self.upstream,
-                    method_label(method),
-                    code_buf.format(code),
-                ])
-            })
-            .inc();
+        let slot = &self.slots[m * COMMON_CODES.len() + c];
+        if let Some(counter) = slot.get() {
+            counter.inc();
+        } else if let Some(counter) = self.handle(method, code) {
+            slot.get_or_init(|| counter).inc();
+        }
+    }
+
+    /// The series of (method, code), made now; `None` once retired.
+    fn handle(&self, method: &Method, code: u16) -> Option<IntCounter> {
+        if self.retired.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut code_buf = itoa::Buffer::new();
+        Some(self.vec.with_label_values(&[
+            &*self.route,
+            &*self.upstream,
+            method_label(method),
+            code_buf.format(code),
+        ]))
+    }
+
+    /// Stops making series: called on the old snapshot's routes that a reload dropped, before
+    /// [`Metrics::retain`] removes their series. Requests still in flight on them then count
+    /// into handles nothing exports (or into none).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 }
 
@@ -541,5 +567,44 @@ mod tests {
         };
         assert_eq!(errors("10.0.0.1:80"), Some(1.0));
         assert_eq!(errors("10.0.0.2:80"), None);
+    }
+
+    #[test]
+    fn a_retired_route_makes_no_series_again_after_retain() {
+        let m = Metrics::detached();
+        // The old snapshot's handles of a route a reload removes; one request already counted.
+        let old = m.route("old", "pool");
+        old.requests.inc(&Method::GET, 200);
+        old.retire_and_retain(&m);
+        // Requests still in flight on the old snapshot end: a cached code, a common code not
+        // seen yet, a rare code.
+        old.requests.inc(&Method::GET, 200);
+        old.requests.inc(&Method::GET, 504);
+        old.requests.inc(&Method::POST, 418);
+        assert_eq!(
+            value(&m, "fulcrum_requests_total", &[("route", "old")]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rare_code_is_counted_through_its_cached_handle() {
+        let m = Metrics::detached();
+        let r = m.route("api", "pool");
+        for _ in 0..3 {
+            r.requests.inc(&Method::GET, 418);
+        }
+        r.requests.inc(&Method::POST, 418);
+        assert_eq!(r.requests.other.lock().unwrap().len(), 2);
+        let get = [("method", "GET"), ("code", "418")];
+        assert_eq!(value(&m, "fulcrum_requests_total", &get), Some(3.0));
+    }
+
+    impl RouteMetrics {
+        /// What a reload that drops this route does: retire, then retain nothing of it.
+        fn retire_and_retain(&self, m: &Metrics) {
+            self.requests.retire();
+            m.retain(&Keep::default());
+        }
     }
 }

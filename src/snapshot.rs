@@ -100,6 +100,20 @@ impl Snapshot {
         keep
     }
 
+    /// Retires the request counters of this (replaced) snapshot's routes whose label set `keep`,
+    /// the new snapshot's, no longer has: see [`crate::metrics::RequestCounters::retire`].
+    pub fn retire_metrics(&self, keep: &Keep) {
+        for r in &self.routes {
+            let upstream = &self.upstreams[r.config.upstream].name;
+            if !keep
+                .routes
+                .contains(&(r.config.name.clone(), upstream.clone()))
+            {
+                r.metrics.requests.retire();
+            }
+        }
+    }
+
     /// Every backend an active check watches, for the health supervisor.
     pub fn probe_targets(&self) -> Vec<Target> {
         self.upstreams

@@ -164,7 +164,7 @@ impl Runtime {
                 text: source.map(|s| s.text),
             }),
         };
-        runtime.published(&mut *runtime.applied.lock().await, 1);
+        runtime.published(&mut *runtime.applied.lock().await, 1, None);
         Arc::new(runtime)
     }
 
@@ -271,7 +271,7 @@ impl Runtime {
         let old = self.snapshot.load_full();
         let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
-        self.published(&mut applied, generation);
+        self.published(&mut applied, generation, Some(&old));
         forget_dropped_checks(&old, &self.snapshot.load());
 
         for w in &config.warnings {
@@ -315,8 +315,9 @@ impl Runtime {
     /// After snapshot `generation` was stored: tells each of its upstreams' registry state that
     /// this generation serves it (requests picked under older ones announce their end), bumps
     /// their epochs (views and balancers re-read the registry), hands the probe targets to the
-    /// supervisor and forgets state nothing refers to.
-    fn published(&self, applied: &mut Applied, generation: u64) {
+    /// supervisor and forgets state nothing refers to, metric series of removed routes included
+    /// (`old`, the snapshot replaced, stops making them first).
+    fn published(&self, applied: &mut Applied, generation: u64, old: Option<&Snapshot>) {
         let snapshot = self.snapshot.load();
         for u in &snapshot.upstreams {
             u.state().set_generation(generation);
@@ -325,7 +326,11 @@ impl Runtime {
         self.supervisor.reconcile(snapshot.probe_targets());
         applied.generation = generation;
         self.registry.prune();
-        self.metrics.retain(&snapshot.metric_labels());
+        let keep = snapshot.metric_labels();
+        if let Some(old) = old {
+            old.retire_metrics(&keep);
+        }
+        self.metrics.retain(&keep);
     }
 
     fn set_log_level(&self, level: &str) {

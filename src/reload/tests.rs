@@ -198,3 +198,43 @@ fn outcomes_read_well() {
     );
     assert!(!rejected.is_success());
 }
+
+#[tokio::test]
+async fn a_request_in_flight_on_a_removed_route_does_not_bring_its_series_back() {
+    let a = dead();
+    let route =
+        |name: &str| format!("[[route]]\nname = \"{name}\"\nhost = \"{name}\"\nupstream = \"u\"\n");
+    let upstream = format!("[upstream.u]\nbackends = [{{ addr = \"{a}\" }}]\n");
+    let rt = runtime(&file(&format!(
+        "{}{}{upstream}",
+        route("old"),
+        route("kept")
+    )))
+    .await;
+    let first = rt.snapshot().load_full();
+    let old = first
+        .routes
+        .iter()
+        .find(|r| r.config.name == "old")
+        .unwrap();
+    old.metrics.requests.inc(&http::Method::GET, 200);
+
+    let outcome = rt
+        .apply(config(&file(&format!("{}{upstream}", route("kept")))))
+        .await;
+    assert!(outcome.is_success(), "{outcome}");
+    // The request that was in flight on the old snapshot ends with a code not seen before.
+    old.metrics.requests.inc(&http::Method::GET, 504);
+    let series: Vec<String> = rt
+        .metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "fulcrum_requests_total")
+        .flat_map(|f| f.get_metric().iter())
+        .flat_map(|m| m.get_label().iter())
+        .filter(|l| l.name() == "route")
+        .map(|l| l.value().to_owned())
+        .collect();
+    assert!(!series.iter().any(|r| r == "old"), "{series:?}");
+}
