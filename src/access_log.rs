@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
-use crate::config::{AccessLogFormat, AccessLogTarget};
+use crate::config::{AccessLogFormat, AccessLogTarget, Config, ConfigError};
 
 /// Lines the channel holds before new ones are dropped.
 pub const CHANNEL_LINES: usize = 8192;
@@ -273,8 +273,8 @@ fn clf_time(t: SystemTime, out: &mut Vec<u8>) {
 /// What the writer thread is told.
 enum Msg {
     Line(Vec<u8>),
-    /// Write to this destination from now on.
-    Switch(Sink),
+    /// Write to this destination from now on (`None`: nowhere; the old file is closed).
+    Switch(Option<Sink>),
     /// Flush, then answer.
     Flush(SyncSender<()>),
 }
@@ -366,6 +366,22 @@ fn reopen_flag() -> &'static Arc<AtomicBool> {
     })
 }
 
+/// The located error of an `access_log` destination that cannot be opened (`file`: the config
+/// file, `None` for a built-in config).
+pub fn open_error(config: &Config, file: Option<&Path>, e: &io::Error) -> ConfigError {
+    let place = config.places.0.get("server.access_log");
+    ConfigError {
+        file: file.unwrap_or(Path::new("-")).to_path_buf(),
+        line: place.map_or(0, |p| p.line),
+        column: place.map_or(0, |p| p.column),
+        field: "server.access_log".into(),
+        message: format!("{e}; a writable file, \"stdout\", \"stderr\" or \"off\""),
+    }
+}
+
+/// A destination opened by [`AccessLog::open`], not yet written to.
+pub struct Opened(Option<Sink>);
+
 /// The writer: a bounded channel to a thread that writes lines to the destination.
 pub struct AccessLog {
     tx: SyncSender<Msg>,
@@ -429,15 +445,24 @@ impl AccessLog {
         }
     }
 
-    /// Writes to `target` from now on (a reload changed `access_log`). A file that cannot be
-    /// opened keeps the old destination and is the error.
-    pub fn set_target(&self, target: &AccessLogTarget) -> io::Result<()> {
-        let sink = Sink::open(target)?;
-        let on = sink.is_some();
-        if let Some(sink) = sink {
-            self.send_control(Msg::Switch(sink));
-        }
+    /// Opens `target` without using it yet: a reload opens the new destination before it
+    /// publishes anything, so that a file that cannot be opened rejects the whole reload.
+    pub fn open(target: &AccessLogTarget) -> io::Result<Opened> {
+        Sink::open(target).map(Opened)
+    }
+
+    /// Writes to `opened` from now on; lines already queued go to the old destination. May
+    /// wait (at most 2 s) for room in the channel: call it off the async workers.
+    pub fn switch(&self, opened: Opened) {
+        let on = opened.0.is_some();
+        self.send_control(Msg::Switch(opened.0));
         self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// [`AccessLog::open`] then [`AccessLog::switch`]: a file that cannot be opened keeps the
+    /// old destination and is the error.
+    pub fn set_target(&self, target: &AccessLogTarget) -> io::Result<()> {
+        self.switch(AccessLog::open(target)?);
         Ok(())
     }
 
@@ -509,7 +534,7 @@ fn write_lines(rx: Receiver<Msg>, mut sink: Option<Sink>, reopen: &AtomicBool) {
                 }
                 Ok(Msg::Switch(new)) => {
                     flush(&mut sink);
-                    sink = Some(new);
+                    sink = new;
                 }
                 Ok(Msg::Flush(done)) => {
                     reopen_now(&mut sink);

@@ -293,3 +293,33 @@ fn missing_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_with_an_access_log_that_cannot_be_opened_fails_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\naccess_log = \"no-such-dir/access.log\"\n[[route]]\nupstream = \"web\"\n{UPSTREAM}"
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:14: server.access_log: cannot open access log {}",
+            path.display(),
+            dir.path().join("no-such-dir/access.log").display()
+        )),
+        "{stderr}"
+    );
+}

@@ -463,6 +463,34 @@ async fn a_reload_changes_format_and_file_and_sigusr1_reopens_after_rotation() {
         "nothing more in the old file"
     );
 
+    // A file that cannot be opened rejects the whole reload, located; logging goes on as before.
+    let bad = server.replace(
+        "access_log = \"second.log\"",
+        "access_log = \"no-such-dir/x.log\"",
+    );
+    f.replace(&format!("{bad}{body}"));
+    let reload = f.admin_post("/reload").await;
+    assert_eq!(reload.status, 400, "{}", reload.body);
+    let line_no = bad
+        .lines()
+        .position(|l| l.starts_with("access_log ="))
+        .unwrap()
+        + 1;
+    assert!(
+        reload.body.contains(&format!(
+            ":{line_no}:14: server.access_log: cannot open access log "
+        )) && reload.body.contains("no-such-dir/x.log"),
+        "{}",
+        reload.body
+    );
+    let m = f.metrics().await;
+    let reloads = |result| sample(&m, "fulcrum_config_reloads_total", &[("result", result)]);
+    assert_eq!(
+        (reloads("success"), reloads("failure")),
+        (Some(1.0), Some(1.0))
+    );
+    f.replace(&format!("{server}{body}"));
+
     // logrotate: move the file away, SIGUSR1, and the next line starts a new file.
     let rotated = f.dir.path().join("second.log.1");
     std::fs::rename(&second, &rotated).unwrap();

@@ -36,7 +36,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{self, AccessLog};
 use crate::config::{self, AccessLogTarget, Config, ConfigError, ServerConfig};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
@@ -259,6 +259,21 @@ impl Runtime {
     pub async fn apply(&self, config: Config) -> Outcome {
         let mut applied = self.applied.lock().await;
         let restart = fixed_changes(&self.fixed, &config, self.path.as_deref());
+        // A new access-log file is opened before anything is published: if it cannot be
+        // opened, nothing of this config applies.
+        let opened = match &self.access_log {
+            Some(_) if config.server.access_log != applied.access_log => {
+                match AccessLog::open(&config.server.access_log) {
+                    Ok(opened) => Some(opened),
+                    Err(e) => {
+                        return Outcome::Rejected {
+                            errors: vec![access_log::open_error(&config, self.path.as_deref(), &e)],
+                        }
+                    }
+                }
+            }
+            _ => None,
+        };
         let generation = applied.generation + 1;
         let snapshot = prepare(
             &config,
@@ -281,16 +296,16 @@ impl Runtime {
             self.set_log_level(&config.server.log_level);
             applied.log_level = config.server.log_level.clone();
         }
-        if config.server.access_log != applied.access_log {
-            if let Some(log) = &self.access_log {
-                match log.set_target(&config.server.access_log) {
-                    Ok(()) => {
-                        tracing::info!(access_log = ?config.server.access_log, "access log moved");
-                        applied.access_log = config.server.access_log.clone();
-                    }
-                    Err(e) => tracing::error!(error = %e, "access log unchanged"),
+        if let (Some(log), Some(opened)) = (&self.access_log, opened) {
+            let log = Arc::clone(log);
+            // switch() may wait for room in the writer's channel: not on an async worker.
+            match tokio::task::spawn_blocking(move || log.switch(opened)).await {
+                Ok(()) => {
+                    tracing::info!(access_log = ?config.server.access_log, "access log moved")
                 }
+                Err(e) => tracing::error!(error = %e, "access log switch failed"),
             }
+            applied.access_log = config.server.access_log.clone();
         }
         let summary = format!(
             "reloaded {} (generation {generation}): {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",

@@ -41,7 +41,7 @@ pub enum ServerError {
     #[error("cannot start: {0}")]
     Startup(std::io::Error),
     #[error("{0}")]
-    AccessLog(std::io::Error),
+    AccessLog(crate::config::ConfigError),
 }
 
 /// How to run, beyond the config.
@@ -87,7 +87,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let metrics = Metrics::register(&prometheus::Registry::new());
     let access_log = AccessLog::start(&s.access_log, metrics.access_log_dropped.clone())
         .map(Arc::new)
-        .map_err(ServerError::AccessLog)?;
+        .map_err(|e| {
+            let file = options.source.as_ref().map(|s| s.path.as_path());
+            ServerError::AccessLog(crate::access_log::open_error(&config, file, &e))
+        })?;
     let (supervisor, health) = Supervisor::new();
 
     // The first config is built and its checked backends probed before any listener serves.

@@ -10,7 +10,8 @@ use super::Checker;
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
-/// Validates `[server]`; records in `places` where the keys a reload cannot change were written.
+/// Validates `[server]`; records in `places` where the keys a reload cannot change (and
+/// `access_log`, whose file a reload opens) were written.
 pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> ServerConfig {
     let spans = [
         ("server.listen", s.listen.as_ref().map(|l| l.span())),
@@ -23,6 +24,7 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
             "server.upgrade_sock",
             s.upgrade_sock.as_ref().map(|u| u.span()),
         ),
+        ("server.access_log", s.access_log.as_ref().map(|a| a.span())),
     ];
     for (key, span) in spans {
         if let Some(span) = span {
