@@ -415,6 +415,13 @@ async fn the_access_log_has_one_json_line_per_request_however_it_ended() {
         (&json[1]["status"], &json[1]["route"]),
         (&404.into(), &"".into())
     );
+    assert!(
+        json[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no route")),
+        "a refusal of the proxy's own says why: {}",
+        lines[1]
+    );
     assert_eq!(json[2]["status"], 502);
     assert!(
         json[2]["error"].as_str().is_some_and(|e| !e.is_empty()),

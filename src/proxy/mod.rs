@@ -142,6 +142,13 @@ async fn respond(session: &mut Session, e: &ProxyError, request_id: &HeaderValue
     status
 }
 
+/// Answers `e` from the proxy itself before any backend is involved, and keeps it for the
+/// access log's `error`.
+async fn refuse(session: &mut Session, ctx: &mut RequestCtx, e: ProxyError) {
+    respond(session, &e, &ctx.request_id).await;
+    ctx.failure = Some(e);
+}
+
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -182,7 +189,7 @@ impl ProxyHttp for Proxy {
         let index = snap.router.route(request_host(req), req.uri.path());
         ctx.snapshot = Some(Arc::clone(&snap));
         let Some(index) = index else {
-            respond(session, &ProxyError::NoRoute, &ctx.request_id).await;
+            refuse(session, ctx, ProxyError::NoRoute).await;
             return Ok(true);
         };
         ctx.route = Some(index);
@@ -197,7 +204,7 @@ impl ProxyHttp for Proxy {
                         policy: limit.policy.clone(),
                         state: limit.header(state),
                     };
-                    respond(session, &e, &ctx.request_id).await;
+                    refuse(session, ctx, e).await;
                     return Ok(true);
                 }
             }
@@ -209,12 +216,7 @@ impl ProxyHttp for Proxy {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            respond(
-                session,
-                &ProxyError::BodyTooLarge { limit },
-                &ctx.request_id,
-            )
-            .await;
+            refuse(session, ctx, ProxyError::BodyTooLarge { limit }).await;
             return Ok(true);
         }
         ctx.deadline = ctx.started.checked_add(route.config.timeout);
@@ -474,8 +476,9 @@ impl ProxyHttp for Proxy {
     }
 
     /// pingora's own "Fail to proxy" lines would repeat what the access log says.
+    /// pingora's own error line repeats the access log's; it stays when the access log is off.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
-        true
+        self.access_log.is_on()
     }
 
     fn suppress_proxy_warn_log(
@@ -485,7 +488,7 @@ impl ProxyHttp for Proxy {
         _error: &Error,
         _context: pingora::proxy::ProxyWarnLogContext,
     ) -> bool {
-        true
+        self.access_log.is_on()
     }
 
     /// Counts the request in the metrics and writes its access-log line, however it ended.
