@@ -9,11 +9,12 @@ pub const HEADER: &str = "x-request-id";
 /// The longest incoming ID kept; a longer one is replaced.
 const MAX_LEN: usize = 128;
 
-/// The request's ID: the client's `X-Request-Id` when the connection comes from a trusted proxy
-/// and the value is 1 to 128 visible ASCII characters, else a new random one.
+/// The request's ID: the last `X-Request-Id` when the connection comes from a trusted proxy (the
+/// one that proxy set or appended, as with X-Forwarded-For) and the value is 1 to 128 visible
+/// ASCII characters, else a new random one.
 pub fn pick(req: &RequestHeader, trusted: bool) -> HeaderValue {
     if trusted {
-        if let Some(v) = req.headers.get(HEADER) {
+        if let Some(v) = req.headers.get_all(HEADER).iter().next_back() {
             let b = v.as_bytes();
             if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic()) {
                 return v.clone();
@@ -58,5 +59,12 @@ mod tests {
         assert_ne!(pick(&req(Some("a b")), true), "a b", "spaces are not kept");
         let long = "x".repeat(129);
         assert_eq!(pick(&req(Some(&long)), true).len(), 32);
+    }
+
+    #[test]
+    fn of_several_ids_the_one_the_trusted_proxy_appended_is_kept() {
+        let mut r = req(Some("from-the-client"));
+        r.append_header(HEADER, "from-the-edge").unwrap();
+        assert_eq!(pick(&r, true), "from-the-edge");
     }
 }
