@@ -160,17 +160,22 @@ fn access_log(c: &mut Checker, a: Option<&Spanned<String>>) -> AccessLogTarget {
 }
 
 /// The first directive of a `tracing` filter that is a bare word but neither a level nor one of
-/// fulcrum's or pingora's targets: almost always a misspelt level ("verbose", "warning").
+/// fulcrum's or pingora's targets, in a filter that gives no default level otherwise: almost
+/// always a misspelt level ("verbose", "warning"). Beside a level ("warn,hyper") a bare word is
+/// a target, as tracing reads it.
 fn bare_non_level(filter: &str) -> Option<&str> {
     const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
-    filter.split(',').map(str::trim).find(|d| {
-        !d.is_empty()
-            && !d.contains('=')
-            && !d.contains('[')
-            && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
-            && !d.starts_with("fulcrum")
-            && !d.starts_with("pingora")
-    })
+    let is_level = |d: &str| {
+        LEVELS.contains(&d.to_ascii_lowercase().as_str()) || d.parse::<u8>().is_ok_and(|n| n <= 5)
+    };
+    let mut bare = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains('=') && !d.contains('['));
+    if bare.clone().any(is_level) {
+        return None;
+    }
+    bare.find(|d| !d.starts_with("fulcrum") && !d.starts_with("pingora"))
 }
 
 fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
@@ -226,6 +231,27 @@ fn cidr(c: &mut Checker, t: &Spanned<String>, field: &str) -> Option<IpNet> {
             );
             c.error(t.span(), field, msg);
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_non_level;
+
+    #[test]
+    fn only_a_bare_word_that_leaves_no_default_level_is_flagged() {
+        assert_eq!(bare_non_level("warning"), Some("warning"));
+        assert_eq!(bare_non_level("verbose,fulcrum=debug"), Some("verbose"));
+        for ok in [
+            "info",
+            "3",
+            "warn,hyper",
+            "WARN",
+            "fulcrum",
+            "info,fulcrum::health=debug",
+        ] {
+            assert_eq!(bare_non_level(ok), None, "{ok}");
         }
     }
 }
