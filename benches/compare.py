@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""Side-by-side cost of fulcrum, nginx, HAProxy and a bare pingora proxy on loopback.
+
+Arrangement: each proxy runs one worker pinned to --proxy-cpus (default CPU 0); wrk and two
+nginx backends share --load-cpus (default CPU 1); every proxy gets the same backends, the same
+request and the same connection count. Rounds alternate the proxies; the tables show medians
+of each figure, and ratios computed within a round before taking the median.
+
+Scenarios:
+  keepalive  GET of a 19-byte body over 64 keep-alive connections
+  close      the same with a new client connection per request (Connection: close)
+  16k        GET of a 16 KiB body over 64 keep-alive connections
+  idle       RSS of the proxy before and after 10 000 idle keep-alive client connections
+
+Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
+haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone), fulcrum
+(one route, round-robin, access log off) and fulcrum-full (10 host+path routes,
+least_connections, active health checks, circuit breaker, a rate limit that never triggers,
+JSON access log to a file; metrics are always on). --baseline REV adds fulcrum@REV and
+fulcrum-full@REV built from another revision.
+
+Installs nginx, haproxy and wrk from Debian when they are missing. Bounded: every run lasts
+--seconds (plus a one-second warm-up), and every process it starts is stopped at the end.
+
+  benches/compare.py [--rounds N] [--seconds S] [--scenarios keepalive,close,16k,idle]
+                     [--proxies direct,nginx,...] [--baseline REV] [--connections C]
+"""
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HZ = os.sysconf("SC_CLK_TCK")
+HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
+PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k"}
+ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "fulcrum", "fulcrum-full"]
+IDLE_CONNECTIONS = 10_000
+NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=int, default=6)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--scenarios", default="keepalive,close,16k,idle")
+    p.add_argument("--proxies", default=",".join(ALL_PROXIES))
+    p.add_argument("--baseline", help="git revision of fulcrum to compare with")
+    p.add_argument("--proxy-cpus", default="0")
+    p.add_argument("--load-cpus", default="1")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    p.add_argument("--profile", metavar="PROXY", help="record `perf record -e cpu-clock -g` of this proxy's runs into the work directory (implies --keep)")
+    return p.parse_args()
+
+
+def install_missing():
+    need = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "cmake": "cmake"}
+    missing = [pkg for cmd, pkg in need.items() if not shutil.which(cmd) and not os.path.exists(f"/usr/sbin/{cmd}")]
+    if missing:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, check=True, env=env)
+
+
+def tool(name):
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def wait_ok(port, timeout=30.0):
+    """Until a request through the proxy gets a 200 (health checks may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET /api/items HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"no 200 through port {port} after {timeout}s")
+
+
+def family(pid):
+    """The process and its children (nginx's workers, haproxy's master-worker)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_ticks(pid):
+    user = sys_ = 0
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            sys_ += int(fields[12])
+        except OSError:
+            pass
+    return user, sys_
+
+
+def rss_kib(pid):
+    total = 0
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="fulcrum-compare-")
+        self.procs = []
+        self.backends = [free_port(), free_port()]
+
+    def start(self, argv, cpus, log_name, **kw):
+        log = open(os.path.join(self.work, log_name), "ab")
+        proc = subprocess.Popen(["taskset", "-c", cpus] + argv, stdout=log, stderr=log, start_new_session=True, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def close(self):
+        for proc in list(self.procs):
+            self.stop(proc)
+        if self.args.keep:
+            print(f"work directory kept: {self.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    # --- binaries -------------------------------------------------------------------------
+
+    def build(self):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum", "--example", "bare_pingora"], cwd=ROOT, check=True)
+        self.fulcrum = {"": os.path.join(ROOT, "target/release/fulcrum")}
+        self.pingora = os.path.join(ROOT, "target/release/examples/bare_pingora")
+        rev = self.args.baseline
+        if rev:
+            sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+            target = os.path.join(ROOT, "target", f"compare-base-{sha}")
+            binary = os.path.join(target, "release", "fulcrum")
+            if not os.path.exists(binary):
+                tree = self.path("base-tree")
+                subprocess.run(["git", "worktree", "add", "-f", "-q", tree, sha], cwd=ROOT, check=True)
+                try:
+                    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum"], cwd=tree, check=True, env=dict(os.environ, CARGO_TARGET_DIR=target))
+                finally:
+                    subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=True)
+            self.fulcrum["@" + rev] = binary
+
+    # --- backends -------------------------------------------------------------------------
+
+    def start_backends(self):
+        www = self.path("www")
+        os.makedirs(www)
+        os.chmod(self.work, 0o755)  # nginx's workers (nobody) read the 16 KiB file
+        with open(os.path.join(www, "16k"), "wb") as f:
+            f.write(b"x" * 16383 + b"\n")
+        servers = "".join(
+            f"""
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ return 200 "hello from backend\\n"; }}
+    location = /16k {{ root {www}; }}
+  }}"""
+            for port in self.backends
+        )
+        conf = self.path("backends.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1;
+daemon off;
+pid {self.path("backends.pid")};
+error_log {self.path("backends-error.log")};
+worker_rlimit_nofile {NOFILE};
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  default_type text/plain;{servers}
+}}
+""")
+        proc = self.start([tool("nginx"), "-c", conf, "-p", self.work], self.args.load_cpus, "backends.log")
+        for port in self.backends:
+            wait_port(port, proc)
+
+    # --- proxies --------------------------------------------------------------------------
+
+    def start_proxy(self, name):
+        """Starts one proxy on a fresh port; returns (process, port)."""
+        port, cpus = free_port(), self.args.proxy_cpus
+        b1, b2 = (f"127.0.0.1:{p}" for p in self.backends)
+        if name == "nginx":
+            conf = self.path("nginx-proxy.conf")
+            with open(conf, "w") as f:
+                f.write(f"""worker_processes 1;
+daemon off;
+pid {self.path(f"nginx-{port}.pid")};
+error_log {self.path("nginx-proxy-error.log")};
+worker_rlimit_nofile {NOFILE};
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  upstream backends {{ server {b1}; server {b2}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+            proc = self.start([tool("nginx"), "-c", conf, "-p", self.work], cpus, "nginx-proxy.log")
+        elif name == "haproxy":
+            conf = self.path("haproxy.cfg")
+            with open(conf, "w") as f:
+                f.write(f"""global
+  nbthread 1
+  no strict-limits
+  maxconn {IDLE_CONNECTIONS + 200}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  balance roundrobin
+  server b1 {b1}
+  server b2 {b2}
+""")
+            proc = self.start([tool("haproxy"), "-f", conf], cpus, "haproxy.log")
+        elif name == "pingora":
+            proc = self.start([self.pingora, f"127.0.0.1:{port}", b1, b2], cpus, "pingora.log")
+        elif name.startswith("fulcrum"):
+            full = name.startswith("fulcrum-full")
+            rev = name[name.index("@"):] if "@" in name else ""
+            conf = self.path(f"{name}-{port}.toml")
+            with open(conf, "w") as f:
+                f.write(self.fulcrum_config(port, full))
+            env = dict(os.environ, RUST_LOG="warn")
+            proc = self.start([self.fulcrum[rev], "run", "--config", conf], cpus, f"{name}.log", env=env)
+        else:
+            raise ValueError(name)
+        wait_port(port, proc)
+        wait_ok(port)
+        return proc, port
+
+    def fulcrum_config(self, port, full):
+        b1, b2 = (f"127.0.0.1:{p}" for p in self.backends)
+        server = f"""[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{free_port()}"
+threads = 1
+upgrade_sock = "{self.path(f"upgrade-{port}.sock")}"
+log_level = "warn"
+"""
+        if not full:
+            return server + f"""access_log = "off"
+
+[[route]]
+name = "one"
+upstream = "pool"
+
+[upstream.pool]
+backends = [{{ addr = "{b1}" }}, {{ addr = "{b2}" }}]
+"""
+        routes = "".join(
+            f"""
+[[route]]
+name = "svc{i}-{kind}"
+host = "svc{i}.bench.test"
+path = "{path}"
+upstream = "pool"
+rate_limit = {{ rate = 1000000, per = "1s", burst = 1000000, key = "client_ip" }}
+"""
+            for i in range(5)
+            for kind, path in (("api", "/api/"), ("root", "/"))
+        )
+        return server + f"""access_log = "{self.path(f"access-{port}.log")}"
+access_log_format = "json"
+{routes}
+[upstream.pool]
+balance = "least_connections"
+backends = [{{ addr = "{b1}" }}, {{ addr = "{b2}" }}]
+
+[upstream.pool.health_check]
+path = "/"
+interval = "1s"
+
+[upstream.pool.circuit_breaker]
+consecutive_failures = 5
+"""
+
+    # --- load -----------------------------------------------------------------------------
+
+    def wrk(self, port, scenario, seconds):
+        argv = ["taskset", "-c", self.args.load_cpus, "wrk", "-t1", f"-c{self.args.connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}"]
+        if scenario == "close":
+            argv += ["-H", "Connection: close"]
+        argv.append(f"http://127.0.0.1:{port}{PATHS[scenario]}")
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+    def measure(self, name, scenario):
+        if name == "direct":
+            proc, port = None, self.backends[0]
+        else:
+            proc, port = self.start_proxy(name)
+        try:
+            self.wrk(port, scenario, 1)  # warm-up: pools, caches
+            perf = None
+            if proc and self.args.profile == name:
+                data = self.path(f"perf-{name}-{scenario}-{port}.data")
+                perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", data, "-p", ",".join(map(str, family(proc.pid)))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            before = cpu_ticks(proc.pid) if proc else (0, 0)
+            out = self.wrk(port, scenario, self.args.seconds)
+            after = cpu_ticks(proc.pid) if proc else (0, 0)
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
+        finally:
+            if proc:
+                self.stop(proc)
+        row = parse_wrk(out)
+        if proc:
+            row["user"] = (after[0] - before[0]) / HZ * 1e6 / row["requests"]
+            row["sys"] = (after[1] - before[1]) / HZ * 1e6 / row["requests"]
+            row["cpu"] = row["user"] + row["sys"]
+        return row
+
+    def measure_idle(self, name):
+        proc, port = self.start_proxy(name)
+        try:
+            self.wrk(port, "keepalive", 1)
+            time.sleep(0.5)
+            before = rss_kib(proc.pid)
+            held = asyncio.run(hold_idle(port, IDLE_CONNECTIONS))
+            time.sleep(0.5)
+            after = rss_kib(proc.pid)
+        finally:
+            self.stop(proc)
+        return {"before": before, "after": after, "held": held}
+
+
+def parse_wrk(out):
+    row = {"errors": 0}
+    for line in out.splitlines():
+        f = line.split()
+        if "requests in" in line:
+            row["requests"] = int(f[0])
+        elif line.startswith("Requests/sec:"):
+            row["rps"] = float(f[1])
+        elif f and f[0] == "50%":
+            row["p50"] = to_ms(f[1])
+        elif f and f[0] == "99%":
+            row["p99"] = to_ms(f[1])
+        elif line.startswith("  Non-2xx or 3xx responses:"):
+            row["errors"] += int(f[-1])
+        elif line.startswith("  Socket errors:"):
+            row["errors"] += sum(int(x.rstrip(",")) for x in f[3::2])
+    return row
+
+
+def to_ms(s):
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if s.endswith(unit):
+            return float(s[: -len(unit)]) * scale
+    raise ValueError(s)
+
+
+async def hold_idle(port, n):
+    """Opens n client connections, sends one request on each, keeps them all open and idle."""
+    request = f"GET /api/items HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    gate = asyncio.Semaphore(200)
+    conns = []
+
+    async def one():
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            conns.append(writer)
+
+    results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    held = len(conns)
+    await asyncio.sleep(0.5)
+    still = sum(1 for w in conns if not w.transport.is_closing())
+    for w in conns:
+        w.close()
+    errors = [r for r in results if isinstance(r, Exception)]
+    if errors:
+        print(f"  {len(errors)} idle connections failed: {errors[0]!r}", file=sys.stderr)
+    return min(held, still)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def print_load_table(scenario, rows, proxies):
+    """rows[proxy] = list of per-round dicts; ratios are taken within each round."""
+    title = {"keepalive": "keep-alive GET, 19-byte body", "close": "new connection per request", "16k": "keep-alive GET, 16 KiB body"}[scenario]
+    print(f"\n### {scenario}: {title}\n")
+    print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | req/s | × nginx | p50 | p99 | × nginx | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def ratio(name, key, ref):
+        if ref not in rows or name not in rows:
+            return "–"
+        pairs = [a[key] / b[key] for a, b in zip(rows[name], rows[ref]) if key in a and key in b and b[key]]
+        return f"{median(pairs):.2f}" if pairs else "–"
+
+    for name in proxies:
+        rs = rows.get(name)
+        if not rs:
+            continue
+        if "cpu" in rs[0]:
+            cpu = f"{median([r['cpu'] for r in rs]):.1f} ({median([r['user'] for r in rs]):.1f} + {median([r['sys'] for r in rs]):.1f})"
+            cpu_n, cpu_p = ratio(name, "cpu", "nginx"), ratio(name, "cpu", "pingora")
+        else:
+            cpu, cpu_n, cpu_p = "–", "–", "–"
+        rps = median([r["rps"] for r in rs])
+        print(
+            f"| {name} | {cpu} | {cpu_n} | {cpu_p} | {rps / 1000:.1f} k | {ratio(name, 'rps', 'nginx')} "
+            f"| {median([r['p50'] for r in rs]):.2f} ms | {median([r['p99'] for r in rs]):.2f} ms | {ratio(name, 'p99', 'nginx')} "
+            f"| {sum(r['errors'] for r in rs)} |"
+        )
+
+
+def print_idle_table(rows, proxies):
+    print(f"\n### idle: RSS with {IDLE_CONNECTIONS} idle keep-alive client connections\n")
+    print("| proxy | RSS before | RSS with connections | KiB per connection | × nginx | connections held |")
+    print("|---|---|---|---|---|---|")
+    nginx = median([r["after"] for r in rows["nginx"]]) if "nginx" in rows else None
+    for name in proxies:
+        rs = rows.get(name)
+        if not rs:
+            continue
+        before, after = median([r["before"] for r in rs]), median([r["after"] for r in rs])
+        held = min(r["held"] for r in rs)
+        per = (after - before) / held if held else float("nan")
+        ratio = f"{after / nginx:.2f}" if nginx else "–"
+        print(f"| {name} | {before / 1024:.1f} MiB | {after / 1024:.1f} MiB | {per:.1f} | {ratio} | {held} |")
+
+
+def describe_machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+    kernel = os.uname().release
+    versions = []
+    for argv in ([tool("nginx"), "-v"], [tool("haproxy"), "-v"]):
+        out = subprocess.run(argv, capture_output=True, text=True)
+        versions.append((out.stdout + out.stderr).splitlines()[0])
+    return f"{os.cpu_count()} CPUs ({model}), Linux {kernel}; {'; '.join(versions)}"
+
+
+def main():
+    args = parse_args()
+    args.keep = args.keep or bool(args.profile)
+    scenarios = args.scenarios.split(",")
+    proxies = args.proxies.split(",")
+    for s in scenarios:
+        if s not in ("keepalive", "close", "16k", "idle"):
+            sys.exit(f"unknown scenario {s!r}")
+    for p in proxies:
+        if p not in ALL_PROXIES:
+            sys.exit(f"unknown proxy {p!r}; known: {', '.join(ALL_PROXIES)}")
+    global NOFILE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    NOFILE = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    if NOFILE < IDLE_CONNECTIONS + 1000 and "idle" in scenarios:
+        sys.exit(f"the idle scenario needs {IDLE_CONNECTIONS + 1000} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
+
+    install_missing()
+    bench = Bench(args)
+    if args.baseline:
+        proxies += [p + "@" + args.baseline for p in ("fulcrum", "fulcrum-full") if p in proxies]
+    try:
+        bench.build()
+        bench.start_backends()
+        results = {s: {} for s in scenarios}
+        for r in range(args.rounds):
+            for s in scenarios:
+                for p in proxies:
+                    if s == "idle":
+                        if p != "direct":
+                            results[s].setdefault(p, []).append(bench.measure_idle(p))
+                    else:
+                        results[s].setdefault(p, []).append(bench.measure(p, s))
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        print(f"\nMachine: {describe_machine()}. Proxy on CPU {args.proxy_cpus}, wrk and backends on CPU {args.load_cpus}; "
+              f"{args.connections} connections, {args.seconds} s per run, medians of {args.rounds} rounds.")
+        for s in scenarios:
+            if s == "idle":
+                print_idle_table(results[s], proxies)
+            else:
+                print_load_table(s, results[s], proxies)
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()
