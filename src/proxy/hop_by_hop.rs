@@ -27,34 +27,42 @@ pub fn strip_response(resp: &mut ResponseHeader) {
     }
 }
 
-/// The hop-by-hop headers present, including those named by `Connection`. Allocates only when
-/// there is something to remove.
+/// The hop-by-hop headers present, including those named by `Connection`. One pass over the
+/// header names (comparisons, no hashing); a `Connection` header's tokens are then looked up
+/// only when it is there. Allocates only when there is something to remove.
 fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut out = Vec::new();
-    let upgrade = headers.contains_key(UPGRADE);
+    let (mut connection, mut upgrade) = (false, false);
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        } else if name == UPGRADE {
+            upgrade = true;
+        } else if name == TE || name == TRAILER || ALWAYS.contains(&name.as_str()) {
+            out.push(name.clone());
+        }
+    }
+    if !connection {
+        return out;
+    }
     for v in headers.get_all(CONNECTION) {
         for token in v.to_str().unwrap_or("").split(',').map(str::trim) {
             let keep = (upgrade && token.eq_ignore_ascii_case("upgrade"))
-                || token.eq_ignore_ascii_case("transfer-encoding");
-            // Looked up by &str first: most tokens ("keep-alive", "close") name no header present.
+                || token.eq_ignore_ascii_case("transfer-encoding")
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.is_empty();
+            // "close" and "keep-alive" are options, and a Keep-Alive header is on the list already.
             if !keep && headers.contains_key(token) {
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    out.push(name);
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
                 }
             }
         }
     }
-    for name in ALWAYS {
-        if headers.contains_key(name) && !out.iter().any(|n| n == name) {
-            out.push(HeaderName::from_static(name));
-        }
-    }
-    for name in [TE, TRAILER] {
-        if headers.contains_key(&name) {
-            out.push(name);
-        }
-    }
-    if !upgrade && headers.contains_key(CONNECTION) {
+    if !upgrade {
         out.push(CONNECTION);
     }
     out
