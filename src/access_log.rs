@@ -87,7 +87,7 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     match e.client {
         Some(ip) => {
             out.push(b'"');
-            let _ = write!(out, "{ip}");
+            ip_addr(ip, out);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -116,7 +116,8 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     field("duration_ms", out);
     let micros = e.duration.as_micros();
     out.extend_from_slice(num.format(micros / 1000).as_bytes());
-    let _ = write!(out, ".{:03}", micros % 1000);
+    out.push(b'.');
+    padded((micros % 1000) as u64, 3, out);
     for (key, value) in [
         ("route", e.route),
         ("upstream", e.upstream),
@@ -149,31 +150,64 @@ fn json_str(s: &str, out: &mut Vec<u8>) {
 }
 
 /// `s` as the inside of a JSON string: `"` and `\` escaped, control characters as `\u00XX`.
+/// Runs of plain bytes are copied whole.
 fn json_escaped(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f | 0x7f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
         }
     }
+    out.extend_from_slice(&bytes[plain..]);
+}
+
+/// An address as `Display` writes it, without the formatting machinery for IPv4.
+pub(crate) fn ip_addr(ip: IpAddr, out: &mut Vec<u8>) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(num.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn padded(n: u64, width: usize, out: &mut Vec<u8>) {
+    let mut num = itoa::Buffer::new();
+    let digits = num.format(n).as_bytes();
+    out.resize(out.len() + width.saturating_sub(digits.len()), b'0');
+    out.extend_from_slice(digits);
 }
 
 /// `client - - [24/Nov/2026:22:40:00 +0000] "GET /path HTTP/1.1" 200 1234 "referer" "agent"`
 fn combined(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     match e.client {
-        Some(ip) => {
-            let _ = write!(out, "{ip}");
-        }
+        Some(ip) => ip_addr(ip, out),
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" - - [");
@@ -245,13 +279,19 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u64, u32) {
 /// `2026-11-24T22:40:00.123Z`
 fn rfc3339(t: SystemTime, out: &mut Vec<u8>) {
     let (y, mo, d, s, ms) = civil(t);
-    let _ = write!(
-        out,
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    );
+    padded(y as u64, 4, out);
+    for (sep, n, width) in [
+        (b'-', mo as u64, 2),
+        (b'-', d as u64, 2),
+        (b'T', s / 3600, 2),
+        (b':', s / 60 % 60, 2),
+        (b':', s % 60, 2),
+        (b'.', ms as u64, 3),
+    ] {
+        out.push(sep);
+        padded(n, width, out);
+    }
+    out.push(b'Z');
 }
 
 /// `24/Nov/2026:22:40:00 +0000`
@@ -631,6 +671,24 @@ mod tests {
             line(&entry(), AccessLogFormat::Combined, false),
             "10.0.0.1 - - [29/Feb/2024:13:05:09 +0000] \"GET /v1/users HTTP/1.1\" 200 1234 \"-\" \"curl/8.0 \\\"x\\\"\"\n"
         );
+    }
+
+    #[test]
+    fn escaping_keeps_plain_runs_and_addresses_print_as_display_does() {
+        let mut out = Vec::new();
+        json_escaped("plain \"q\" back\\slash\u{7f}tab\tend", &mut out);
+        assert_eq!(out, br#"plain \"q\" back\\slash\u007ftab\tend"#);
+        for ip in [
+            "10.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let mut out = Vec::new();
+            ip_addr(ip.parse().unwrap(), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), ip);
+        }
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
-use pingora::Result;
+use pingora::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -60,12 +61,19 @@ pub fn apply(
     peer: Option<IpAddr>,
     trusted: bool,
     proto: &'static str,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
 ) -> Result<()> {
     let prior = trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten();
     match (prior, peer) {
         (Some(chain), Some(ip)) => req.insert_header(X_FORWARDED_FOR, format!("{chain}, {ip}"))?,
-        (None, Some(ip)) => req.insert_header(X_FORWARDED_FOR, ip.to_string())?,
+        (None, Some(ip)) => {
+            // Written without the formatting machinery, into the buffer the value then owns.
+            let mut text = Vec::with_capacity(15);
+            crate::access_log::ip_addr(ip, &mut text);
+            let value = HeaderValue::from_maybe_shared(Bytes::from(text))
+                .or_err(InvalidHTTPHeader, "client address")?;
+            req.insert_header(X_FORWARDED_FOR, value)?
+        }
         // A Unix-socket client has no address to append.
         (Some(chain), None) => req.insert_header(X_FORWARDED_FOR, chain)?,
         (None, None) => {
@@ -129,7 +137,14 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
         ]);
-        apply(&mut r, PEER, false, "http", Some("a.test")).unwrap();
+        apply(
+            &mut r,
+            PEER,
+            false,
+            "http",
+            Some(HeaderValue::from_static("a.test")),
+        )
+        .unwrap();
         assert_eq!(get(&r, &X_FORWARDED_FOR), "10.1.2.3");
         assert_eq!(get(&r, &X_FORWARDED_PROTO), "http");
         assert_eq!(get(&r, &X_FORWARDED_HOST), "a.test");
@@ -143,7 +158,14 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "public.test"),
         ]);
-        apply(&mut r, PEER, true, "http", Some("internal.test")).unwrap();
+        apply(
+            &mut r,
+            PEER,
+            true,
+            "http",
+            Some(HeaderValue::from_static("internal.test")),
+        )
+        .unwrap();
         assert_eq!(get(&r, &X_FORWARDED_FOR), "1.1.1.1, 2.2.2.2, 10.1.2.3");
         assert_eq!(get(&r, &X_FORWARDED_PROTO), "https");
         assert_eq!(get(&r, &X_FORWARDED_HOST), "public.test");

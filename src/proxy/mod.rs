@@ -120,6 +120,14 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.headers.get(HOST).and_then(|v| v.to_str().ok()))
 }
 
+/// [`request_host`] as a header value: the client's `Host` value itself (shared, not copied).
+fn request_host_value(req: &RequestHeader) -> Option<HeaderValue> {
+    match req.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers.get(HOST).cloned(),
+    }
+}
+
 /// The status logged and counted for a request that got no response: the client went away.
 const CLIENT_GONE: u16 = 499;
 
@@ -366,7 +374,7 @@ impl ProxyHttp for Proxy {
         hop_by_hop::strip_request(upstream_request);
         let peer = forwarded::peer_ip(session);
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
-        let host = request_host(session.req_header());
+        let host = request_host_value(session.req_header());
         forwarded::apply(upstream_request, peer, trusted, "http", host)?;
         upstream_request.insert_header(request_id::HEADER, &ctx.request_id)?;
         let route = &route.config;
@@ -475,8 +483,7 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    /// pingora's own "Fail to proxy" lines would repeat what the access log says.
-    /// pingora's own error line repeats the access log's; it stays when the access log is off.
+    /// pingora's own "Fail to proxy" line repeats the access log's; it stays when the log is off.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
         self.access_log.is_on()
     }
