@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -131,7 +132,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let app = Linger::new(app, metrics.connections.clone());
     let mut service = Service::new("fulcrum proxy".to_owned(), app);
     for addr in &s.listen {
-        service.add_tcp(&addr.to_string());
+        // No L4 read buffer: pingora's HTTP/1 reader has its own, so the default 64 KiB one per
+        // client connection only adds a copy of every read and memory per idle connection.
+        let buffers = L4BufferSettings::default().read(0);
+        service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     server.add_service(service);
 
