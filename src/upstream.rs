@@ -515,6 +515,15 @@ mod tests {
     }
 
     #[test]
+    fn peers_keep_pingoras_request_policy_which_strips_hop_by_hop_headers() {
+        // proxy/hop_by_hop.rs leaves the request side to this policy.
+        let p = upstream(1).peer(0, Duration::from_secs(1));
+        let policy = p.options.http_upstream_request_policy;
+        assert_eq!(policy, Default::default());
+        assert!(policy.strip_hop_by_hop && policy.strip_connection_nominated);
+    }
+
+    #[test]
     fn lease_counts_in_flight_until_dropped() {
         let u = upstream(2);
         let lease = u.lease(1);

@@ -1,10 +1,14 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and must not be forwarded.
-//! `Transfer-Encoding` is left to pingora, which owns message framing, and an `Upgrade`
-//! handshake keeps `Connection: upgrade` + `Upgrade` so that WebSockets pass through.
+//! On the way to a backend pingora removes them itself, before `upstream_request_filter`
+//! (`HttpUpstreamRequestPolicy`, which fulcrum leaves at its default: standard hop-by-hop
+//! headers, the ones `Connection` names, and any upgrade but WebSocket's); this module does the
+//! same for responses on their way to the client, which pingora does not. `Transfer-Encoding` is
+//! left to pingora, which owns message framing, and an `Upgrade` handshake keeps
+//! `Connection: upgrade` + `Upgrade` so that WebSockets pass through.
 
 use http::header::{HeaderName, CONNECTION, TE, TRAILER, UPGRADE};
 use http::HeaderMap;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 
 const ALWAYS: [&str; 4] = [
     "keep-alive",
@@ -12,13 +16,6 @@ const ALWAYS: [&str; 4] = [
     "proxy-authenticate",
     "proxy-authorization",
 ];
-
-/// Removes hop-by-hop headers from the request sent to a backend.
-pub fn strip_request(req: &mut RequestHeader) {
-    for name in to_remove(&req.headers) {
-        req.remove_header(&name);
-    }
-}
 
 /// Removes hop-by-hop headers from the response sent to the client.
 pub fn strip_response(resp: &mut ResponseHeader) {
@@ -49,10 +46,9 @@ fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
         for token in v.to_str().unwrap_or("").split(',').map(str::trim) {
             let keep = (upgrade && token.eq_ignore_ascii_case("upgrade"))
                 || token.eq_ignore_ascii_case("transfer-encoding")
-                || token.eq_ignore_ascii_case("close")
                 || token.eq_ignore_ascii_case("keep-alive")
                 || token.is_empty();
-            // "close" and "keep-alive" are options, and a Keep-Alive header is on the list already.
+            // A Keep-Alive header is on the fixed list already.
             if !keep && headers.contains_key(token) {
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                     if !out.contains(&name) {
@@ -73,20 +69,21 @@ mod tests {
     use super::*;
 
     fn stripped(pairs: &[(&str, &str)]) -> Vec<String> {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut resp = ResponseHeader::build(200, None).unwrap();
         for (k, v) in pairs {
-            req.append_header(k.to_string(), *v).unwrap();
+            resp.append_header(k.to_string(), *v).unwrap();
         }
-        let mut removed: Vec<String> = to_remove(&req.headers)
+        let mut removed: Vec<String> = to_remove(&resp.headers)
             .iter()
             .map(|n| n.to_string())
             .collect();
         removed.sort();
-        strip_request(&mut req);
+        strip_response(&mut resp);
         for name in &removed {
-            assert!(!req.headers.contains_key(name.as_str()));
+            assert!(!resp.headers.contains_key(name.as_str()));
         }
-        assert!(req.headers.contains_key("accept") || !pairs.iter().any(|(k, _)| *k == "accept"));
+        let kept = |k: &str| resp.headers.contains_key(k) || !pairs.iter().any(|(n, _)| *n == k);
+        assert!(kept("accept") && kept("server"));
         removed
     }
 
@@ -100,6 +97,12 @@ mod tests {
             ("accept", "*/*"),
         ]);
         assert_eq!(r, vec!["connection", "keep-alive", "te", "x-secret"]);
+    }
+
+    #[test]
+    fn a_header_named_by_a_connection_option_goes_whatever_the_option() {
+        let r = stripped(&[("connection", "close"), ("close", "x"), ("server", "s")]);
+        assert_eq!(r, vec!["close", "connection"]);
     }
 
     #[test]

@@ -360,8 +360,8 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    /// Sets forwarding headers, drops hop-by-hop headers and applies `host_rewrite` and
-    /// `strip_prefix`.
+    /// Sets forwarding headers and applies `host_rewrite` and `strip_prefix`. Hop-by-hop headers
+    /// are gone already: pingora's default `HttpUpstreamRequestPolicy` removed them.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -371,7 +371,6 @@ impl ProxyHttp for Proxy {
         let Some((snap, route)) = ctx.route() else {
             return Ok(());
         };
-        hop_by_hop::strip_request(upstream_request);
         let peer = forwarded::peer_ip(session);
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host_value(session.req_header());
