@@ -124,7 +124,13 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 fn request_host_value(req: &RequestHeader) -> Option<HeaderValue> {
     match req.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers.get(HOST).cloned(),
+        // Only a value request_host() reads too (visible ASCII), so routing, the access log and
+        // X-Forwarded-Host agree on whether there was a host.
+        None => req
+            .headers
+            .get(HOST)
+            .filter(|v| v.to_str().is_ok())
+            .cloned(),
     }
 }
 
