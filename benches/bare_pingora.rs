@@ -1,6 +1,7 @@
-//! The engine's own reference for `benches/compare.sh`: the smallest pingora `ProxyHttp` that
+//! The engine's own reference for `benches/compare.py`: the smallest pingora `ProxyHttp` that
 //! round-robins over its backends, with one worker thread and everything else at pingora's
-//! defaults. Nothing of fulcrum is in it.
+//! defaults. Nothing of fulcrum is in it. `bare_pingora_tuned.rs` runs the same proxy with
+//! fulcrum's engine settings.
 //!
 //!   bare_pingora LISTEN BACKEND [BACKEND ...]
 
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
@@ -32,7 +34,9 @@ impl ProxyHttp for RoundRobin {
     }
 }
 
-fn main() {
+/// Serves until killed; `l4_read_buffer: false` drops the listener's L4 read buffer, as
+/// fulcrum does.
+pub fn run(l4_read_buffer: bool) {
     let mut args = std::env::args().skip(1);
     let listen = args
         .next()
@@ -51,7 +55,16 @@ fn main() {
         next: AtomicUsize::new(0),
     };
     let mut service = http_proxy_service(&server.configuration, proxy);
-    service.add_tcp(&listen);
+    let mut listener = ListenerConfig::tcp(listen);
+    if !l4_read_buffer {
+        listener = listener.l4_buffer(L4BufferSettings::default().read(0));
+    }
+    service.add_listener(listener);
     server.add_service(service);
     server.run_forever();
+}
+
+#[allow(dead_code)] // bare_pingora_tuned.rs includes this file as a module and has its own main
+fn main() {
+    run(true);
 }

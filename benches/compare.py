@@ -13,17 +13,19 @@ Scenarios:
   idle       RSS of the proxy before and after 10 000 idle keep-alive client connections
 
 Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
-haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone), fulcrum
-(one route, round-robin, access log off) and fulcrum-full (10 host+path routes,
-least_connections, active health checks, circuit breaker, a rate limit that never triggers,
-JSON access log to a file; metrics are always on). --baseline REV adds fulcrum@REV and
-fulcrum-full@REV built from another revision.
+haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone, with its
+defaults), pingora-tuned (the same with fulcrum's engine settings: mimalloc, no L4 read buffer
+on the listener), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
+host+path routes, least_connections, active health checks, circuit breaker, a rate limit that
+never triggers, JSON access log to a file; metrics are always on). Each --baseline REV (it may
+be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision.
 
 Installs nginx, haproxy and wrk from Debian when they are missing. Bounded: every run lasts
 --seconds (plus a one-second warm-up), and every process it starts is stopped at the end.
 
   benches/compare.py [--rounds N] [--seconds S] [--scenarios keepalive,close,16k,idle]
-                     [--proxies direct,nginx,...] [--baseline REV] [--connections C]
+                     [--proxies direct,nginx,...] [--baseline REV ...] [--connections C]
+                     [--profile PROXY] [--keep]
 """
 
 import argparse
@@ -43,7 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
 PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k"}
-ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "fulcrum", "fulcrum-full"]
+ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "fulcrum", "fulcrum-full"]
 IDLE_CONNECTIONS = 10_000
 NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
 
@@ -55,7 +57,7 @@ def parse_args():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--scenarios", default="keepalive,close,16k,idle")
     p.add_argument("--proxies", default=",".join(ALL_PROXIES))
-    p.add_argument("--baseline", help="git revision of fulcrum to compare with")
+    p.add_argument("--baseline", action="append", default=[], help="git revision of fulcrum to compare with (repeatable)")
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
@@ -63,8 +65,10 @@ def parse_args():
     return p.parse_args()
 
 
-def install_missing():
+def install_missing(profile):
     need = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "cmake": "cmake"}
+    if profile:
+        need["perf"] = "linux-perf"
     missing = [pkg for cmd, pkg in need.items() if not shutil.which(cmd) and not os.path.exists(f"/usr/sbin/{cmd}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -189,19 +193,25 @@ class Bench:
     # --- binaries -------------------------------------------------------------------------
 
     def build(self):
-        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum", "--example", "bare_pingora"], cwd=ROOT, check=True)
+        examples = ["--example", "bare_pingora", "--example", "bare_pingora_tuned"]
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum"] + examples, cwd=ROOT, check=True)
         self.fulcrum = {"": os.path.join(ROOT, "target/release/fulcrum")}
-        self.pingora = os.path.join(ROOT, "target/release/examples/bare_pingora")
-        rev = self.args.baseline
-        if rev:
+        self.pingora = {
+            "pingora": os.path.join(ROOT, "target/release/examples/bare_pingora"),
+            "pingora-tuned": os.path.join(ROOT, "target/release/examples/bare_pingora_tuned"),
+        }
+        # Baselines share one target directory (only fulcrum itself recompiles) and keep
+        # their binaries by commit.
+        target = os.path.join(ROOT, "target", "compare-base")
+        for rev in self.args.baseline:
             sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-            target = os.path.join(ROOT, "target", f"compare-base-{sha}")
-            binary = os.path.join(target, "release", "fulcrum")
+            binary = os.path.join(target, f"fulcrum-{sha}")
             if not os.path.exists(binary):
-                tree = self.path("base-tree")
+                tree = self.path(f"tree-{sha}")
                 subprocess.run(["git", "worktree", "add", "-f", "-q", tree, sha], cwd=ROOT, check=True)
                 try:
                     subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum"], cwd=tree, check=True, env=dict(os.environ, CARGO_TARGET_DIR=target))
+                    shutil.copy(os.path.join(target, "release", "fulcrum"), binary)
                 finally:
                     subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=True)
             self.fulcrum["@" + rev] = binary
@@ -294,8 +304,8 @@ backend be
   server b2 {b2}
 """)
             proc = self.start([tool("haproxy"), "-f", conf], cpus, "haproxy.log")
-        elif name == "pingora":
-            proc = self.start([self.pingora, f"127.0.0.1:{port}", b1, b2], cpus, "pingora.log")
+        elif name in self.pingora:
+            proc = self.start([self.pingora[name], f"127.0.0.1:{port}", b1, b2], cpus, f"{name}.log")
         elif name.startswith("fulcrum"):
             full = name.startswith("fulcrum-full")
             rev = name[name.index("@"):] if "@" in name else ""
@@ -370,19 +380,19 @@ consecutive_failures = 5
             proc, port = None, self.backends[0]
         else:
             proc, port = self.start_proxy(name)
+        perf = None
         try:
             self.wrk(port, scenario, 1)  # warm-up: pools, caches
-            perf = None
             if proc and self.args.profile == name:
                 data = self.path(f"perf-{name}-{scenario}-{port}.data")
                 perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", data, "-p", ",".join(map(str, family(proc.pid)))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             before = cpu_ticks(proc.pid) if proc else (0, 0)
             out = self.wrk(port, scenario, self.args.seconds)
             after = cpu_ticks(proc.pid) if proc else (0, 0)
+        finally:
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
-        finally:
             if proc:
                 self.stop(proc)
         row = parse_wrk(out)
@@ -398,9 +408,7 @@ consecutive_failures = 5
             self.wrk(port, "keepalive", 1)
             time.sleep(0.5)
             before = rss_kib(proc.pid)
-            held = asyncio.run(hold_idle(port, IDLE_CONNECTIONS))
-            time.sleep(0.5)
-            after = rss_kib(proc.pid)
+            held, after = asyncio.run(hold_idle(port, IDLE_CONNECTIONS, lambda: rss_kib(proc.pid)))
         finally:
             self.stop(proc)
         return {"before": before, "after": after, "held": held}
@@ -432,8 +440,10 @@ def to_ms(s):
     raise ValueError(s)
 
 
-async def hold_idle(port, n):
-    """Opens n client connections, sends one request on each, keeps them all open and idle."""
+async def hold_idle(port, n, measure):
+    """Opens n client connections, sends one request on each and keeps them open and idle; then,
+    with every one still open, calls measure(). Returns (the connections the proxy kept open,
+    what measure returned)."""
     request = f"GET /api/items HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     gate = asyncio.Semaphore(200)
     conns = []
@@ -445,18 +455,18 @@ async def hold_idle(port, n):
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
             await reader.readexactly(length)
-            conns.append(writer)
+            conns.append((reader, writer))
 
     results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
-    held = len(conns)
-    await asyncio.sleep(0.5)
-    still = sum(1 for w in conns if not w.transport.is_closing())
-    for w in conns:
-        w.close()
+    await asyncio.sleep(1.0)  # the proxy settles; a connection it closed shows as EOF by now
+    held = sum(1 for reader, _ in conns if not reader.at_eof())
+    value = measure()
+    for _, writer in conns:
+        writer.close()
     errors = [r for r in results if isinstance(r, Exception)]
     if errors:
         print(f"  {len(errors)} idle connections failed: {errors[0]!r}", file=sys.stderr)
-    return min(held, still)
+    return held, value
 
 
 def median(xs):
@@ -467,8 +477,8 @@ def print_load_table(scenario, rows, proxies):
     """rows[proxy] = list of per-round dicts; ratios are taken within each round."""
     title = {"keepalive": "keep-alive GET, 19-byte body", "close": "new connection per request", "16k": "keep-alive GET, 16 KiB body"}[scenario]
     print(f"\n### {scenario}: {title}\n")
-    print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | req/s | × nginx | p50 | p99 | × nginx | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | × pingora-tuned | req/s | × nginx | p50 | p99 | × nginx | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
 
     def ratio(name, key, ref):
         if ref not in rows or name not in rows:
@@ -482,12 +492,12 @@ def print_load_table(scenario, rows, proxies):
             continue
         if "cpu" in rs[0]:
             cpu = f"{median([r['cpu'] for r in rs]):.1f} ({median([r['user'] for r in rs]):.1f} + {median([r['sys'] for r in rs]):.1f})"
-            cpu_n, cpu_p = ratio(name, "cpu", "nginx"), ratio(name, "cpu", "pingora")
+            cpu_n, cpu_p, cpu_t = (ratio(name, "cpu", ref) for ref in ("nginx", "pingora", "pingora-tuned"))
         else:
-            cpu, cpu_n, cpu_p = "–", "–", "–"
+            cpu, cpu_n, cpu_p, cpu_t = "–", "–", "–", "–"
         rps = median([r["rps"] for r in rs])
         print(
-            f"| {name} | {cpu} | {cpu_n} | {cpu_p} | {rps / 1000:.1f} k | {ratio(name, 'rps', 'nginx')} "
+            f"| {name} | {cpu} | {cpu_n} | {cpu_p} | {cpu_t} | {rps / 1000:.1f} k | {ratio(name, 'rps', 'nginx')} "
             f"| {median([r['p50'] for r in rs]):.2f} ms | {median([r['p99'] for r in rs]):.2f} ms | {ratio(name, 'p99', 'nginx')} "
             f"| {sum(r['errors'] for r in rs)} |"
         )
@@ -537,10 +547,10 @@ def main():
         sys.exit(f"the idle scenario needs {IDLE_CONNECTIONS + 1000} file descriptors; the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
 
-    install_missing()
+    install_missing(args.profile)
     bench = Bench(args)
-    if args.baseline:
-        proxies += [p + "@" + args.baseline for p in ("fulcrum", "fulcrum-full") if p in proxies]
+    for rev in args.baseline:
+        proxies += [p + "@" + rev for p in ("fulcrum", "fulcrum-full") if p in proxies]
     try:
         bench.build()
         bench.start_backends()
