@@ -14,6 +14,12 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+// The same names for pingora's insert_header: a `&'static str` becomes the header's case name as
+// it is, where a non-standard `HeaderName` is copied into a new buffer on every insert.
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFH: &str = "x-forwarded-host";
+
 /// The connection's peer address. An IPv4 client of a dual-stack (`[::]`) listener arrives as
 /// `::ffff:a.b.c.d`; it is returned as the IPv4 address it is, so that IPv4 `trusted_proxies`,
 /// `X-Forwarded-For` and `ip_hash` see the same client on either kind of listener.
@@ -65,27 +71,27 @@ pub fn apply(
 ) -> Result<()> {
     let prior = trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten();
     match (prior, peer) {
-        (Some(chain), Some(ip)) => req.insert_header(X_FORWARDED_FOR, format!("{chain}, {ip}"))?,
+        (Some(chain), Some(ip)) => req.insert_header(XFF, format!("{chain}, {ip}"))?,
         (None, Some(ip)) => {
             // Written without the formatting machinery, into the buffer the value then owns.
             let mut text = Vec::with_capacity(15);
             crate::access_log::ip_addr(ip, &mut text);
             let value = HeaderValue::from_maybe_shared(Bytes::from(text))
                 .or_err(InvalidHTTPHeader, "client address")?;
-            req.insert_header(X_FORWARDED_FOR, value)?
+            req.insert_header(XFF, value)?
         }
         // A Unix-socket client has no address to append.
-        (Some(chain), None) => req.insert_header(X_FORWARDED_FOR, chain)?,
+        (Some(chain), None) => req.insert_header(XFF, chain)?,
         (None, None) => {
             req.remove_header(&X_FORWARDED_FOR);
         }
     }
     if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
-        req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+        req.insert_header(XFP, HeaderValue::from_static(proto))?;
     }
     if !(trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
         match host {
-            Some(h) => req.insert_header(X_FORWARDED_HOST, h)?,
+            Some(h) => req.insert_header(XFH, h)?,
             None => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
