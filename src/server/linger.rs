@@ -8,9 +8,9 @@
 //! request is read and served (and counted in flight, so the drain waits for it); connections
 //! still idle after it are closed as before.
 //!
-//! It also keeps `fulcrum_downstream_connections_active`: pingora calls `process_new` once per
-//! request of a connection, in a loop with no pause in between, so a connection is counted from
-//! the start of its first request to the end of its last.
+//! It also keeps `fulcrum_downstream_connections_active`: pingora 0.9 calls `process_new` once
+//! per client connection and serves all of its keep-alive requests inside it, so a connection is
+//! counted from its accept to its close, idle time between requests included.
 
 use std::sync::Arc;
 use std::time::Duration;
