@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounter;
 
-use crate::config::{AccessLogFormat, AccessLogTarget, Config, ConfigError};
+use crate::config::{AccessLogFormat, AccessLogTarget, ConfigError, Places};
 
 /// Lines the channel holds before new ones are dropped.
 pub const CHANNEL_LINES: usize = 8192;
@@ -408,15 +408,9 @@ fn reopen_flag() -> &'static Arc<AtomicBool> {
 
 /// The located error of an `access_log` destination that cannot be opened (`file`: the config
 /// file, `None` for a built-in config).
-pub fn open_error(config: &Config, file: Option<&Path>, e: &io::Error) -> ConfigError {
-    let place = config.places.0.get("server.access_log");
-    ConfigError {
-        file: file.unwrap_or(Path::new("-")).to_path_buf(),
-        line: place.map_or(0, |p| p.line),
-        column: place.map_or(0, |p| p.column),
-        field: "server.access_log".into(),
-        message: format!("{e}; a writable file, \"stdout\", \"stderr\" or \"off\""),
-    }
+pub fn open_error(places: &Places, file: Option<&Path>, e: &io::Error) -> ConfigError {
+    let message = format!("{e}; a writable file, \"stdout\", \"stderr\" or \"off\"");
+    places.error(file, "server.access_log", message)
 }
 
 /// A destination opened by [`AccessLog::open`], not yet written to.
@@ -497,13 +491,6 @@ impl AccessLog {
         let on = opened.0.is_some();
         self.send_control(Msg::Switch(opened.0));
         self.on.store(on, Ordering::Relaxed);
-    }
-
-    /// [`AccessLog::open`] then [`AccessLog::switch`]: a file that cannot be opened keeps the
-    /// old destination and is the error.
-    pub fn set_target(&self, target: &AccessLogTarget) -> io::Result<()> {
-        self.switch(AccessLog::open(target)?);
-        Ok(())
     }
 
     /// Reopens the current file, as SIGUSR1 does.

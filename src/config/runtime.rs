@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -34,6 +34,21 @@ pub struct Place {
 /// Field path (`"server.listen"`) → where its value was written; absent keys are not here.
 #[derive(Debug, Clone, Default)]
 pub struct Places(pub BTreeMap<&'static str, Place>);
+
+impl Places {
+    /// An error about `field`, found after validation, at the place the field was written
+    /// (line and column 0 when it was not). `file`: the config file, `None` for a built-in one.
+    pub fn error(&self, file: Option<&Path>, field: &str, message: String) -> super::ConfigError {
+        let place = self.0.get(field);
+        super::ConfigError {
+            file: file.unwrap_or(Path::new("-")).to_path_buf(),
+            line: place.map_or(0, |p| p.line),
+            column: place.map_or(0, |p| p.column),
+            field: field.to_owned(),
+            message,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

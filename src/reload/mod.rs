@@ -267,7 +267,11 @@ impl Runtime {
                     Ok(opened) => Some(opened),
                     Err(e) => {
                         return Outcome::Rejected {
-                            errors: vec![access_log::open_error(&config, self.path.as_deref(), &e)],
+                            errors: vec![access_log::open_error(
+                                &config.places,
+                                self.path.as_deref(),
+                                &e,
+                            )],
                         }
                     }
                 }
@@ -446,14 +450,8 @@ fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -
         .into_iter()
         .filter(|(_, changed)| *changed)
         .map(|(field, _)| {
-            let place = config.places.0.get(field);
-            ConfigError {
-                file: file.unwrap_or(Path::new("-")).to_path_buf(),
-                line: place.map_or(0, |p| p.line),
-                column: place.map_or(0, |p| p.column),
-                field: field.to_owned(),
-                message: format!("{field} changed: restart, or run a graceful upgrade, to apply"),
-            }
+            let message = format!("{field} changed: restart, or run a graceful upgrade, to apply");
+            config.places.error(file, field, message)
         })
         .collect()
 }

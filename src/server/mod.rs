@@ -90,7 +90,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         .map(Arc::new)
         .map_err(|e| {
             let file = options.source.as_ref().map(|s| s.path.as_path());
-            ServerError::AccessLog(crate::access_log::open_error(&config, file, &e))
+            ServerError::AccessLog(crate::access_log::open_error(&config.places, file, &e))
         })?;
     let (supervisor, health) = Supervisor::new();
 
