@@ -10,15 +10,15 @@ use ipnet::IpNet;
 use pingora::http::RequestHeader;
 use pingora::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-// The same names for pingora's insert_header: a `&'static str` becomes the header's case name as
-// it is, where a non-standard `HeaderName` is copied into a new buffer on every insert.
+// The names as `&'static str` for pingora's insert_header, which keeps such a name as it is
+// (a non-standard `HeaderName` is copied into a new buffer on every insert), and as
+// `HeaderName`s for lookups.
 const XFF: &str = "x-forwarded-for";
 const XFP: &str = "x-forwarded-proto";
 const XFH: &str = "x-forwarded-host";
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(XFF);
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(XFP);
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(XFH);
 
 /// The connection's peer address. An IPv4 client of a dual-stack (`[::]`) listener arrives as
 /// `::ffff:a.b.c.d`; it is returned as the IPv4 address it is, so that IPv4 `trusted_proxies`,

@@ -120,17 +120,13 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.headers.get(HOST).and_then(|v| v.to_str().ok()))
 }
 
-/// [`request_host`] as a header value: the client's `Host` value itself (shared, not copied).
+/// [`request_host`] as a header value: the client's `Host` value itself (shared, not copied)
+/// when that is where the host came from, else a copy of the URI's authority.
 fn request_host_value(req: &RequestHeader) -> Option<HeaderValue> {
-    match req.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        // Only a value request_host() reads too (visible ASCII), so routing, the access log and
-        // X-Forwarded-Host agree on whether there was a host.
-        None => req
-            .headers
-            .get(HOST)
-            .filter(|v| v.to_str().is_ok())
-            .cloned(),
+    let host = request_host(req)?;
+    match req.headers.get(HOST) {
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
