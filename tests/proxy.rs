@@ -316,3 +316,59 @@ async fn admin_listener_serves_healthz_and_never_proxies() {
     assert_eq!(r.status, 404);
     assert_eq!(be.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_hop_by_hop_headers_stay_with_the_backend_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers every request with hop-by-hop headers and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let be = listener.local_addr().unwrap();
+    let backend = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, X-Secret\r\n\
+                          X-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nX-Kept: yes\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    let f = Fulcrum::start(
+        "",
+        &format!("[[route]]\nupstream = \"e\"\n{}", upstream("e", &[be], "")),
+    );
+    let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    for round in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: h.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("response in time")
+                .unwrap();
+            assert!(
+                n > 0,
+                "round {round}: closed after {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(text.contains("x-kept: yes"), "{text}");
+        for hop in ["x-secret:", "keep-alive:", "te:", "connection: close"] {
+            let found = text.lines().any(|l| l.starts_with(hop));
+            assert!(!found, "round {round}: {hop} reached the client:\n{text}");
+        }
+        // The client's connection is its own: kept alive whatever the backend's did.
+        assert!(text.contains("connection: keep-alive"), "{text}");
+    }
+    backend.abort();
+}

@@ -17,17 +17,22 @@ const ALWAYS: [&str; 4] = [
     "proxy-authorization",
 ];
 
-/// Removes hop-by-hop headers from the response sent to the client.
+/// Removes hop-by-hop headers from the response sent to the client. `Connection` itself stays
+/// on a final response: pingora writes its own value over it (keep-alive or close, from the
+/// client connection's state), and replacing a header is cheaper than removing it and having
+/// pingora add it back.
 pub fn strip_response(resp: &mut ResponseHeader) {
-    for name in to_remove(&resp.headers) {
+    let interim = resp.status.is_informational();
+    for name in to_remove(&resp.headers, interim) {
         resp.remove_header(&name);
     }
 }
 
 /// The hop-by-hop headers present, including those named by `Connection`. One pass over the
 /// header names (comparisons, no hashing); a `Connection` header's tokens are then looked up
-/// only when it is there. Allocates only when there is something to remove.
-fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
+/// only when it is there. Allocates only when there is something to remove. `Connection` is
+/// listed only with `connection_too` (an interim response, which pingora leaves as it is).
+fn to_remove(headers: &HeaderMap, connection_too: bool) -> Vec<HeaderName> {
     let mut out = Vec::new();
     let (mut connection, mut upgrade) = (false, false);
     for name in headers.keys() {
@@ -58,7 +63,7 @@ fn to_remove(headers: &HeaderMap) -> Vec<HeaderName> {
             }
         }
     }
-    if !upgrade {
+    if connection_too && !upgrade {
         out.push(CONNECTION);
     }
     out
@@ -69,11 +74,15 @@ mod tests {
     use super::*;
 
     fn stripped(pairs: &[(&str, &str)]) -> Vec<String> {
-        let mut resp = ResponseHeader::build(200, None).unwrap();
+        stripped_with(103, pairs)
+    }
+
+    fn stripped_with(status: u16, pairs: &[(&str, &str)]) -> Vec<String> {
+        let mut resp = ResponseHeader::build(status, None).unwrap();
         for (k, v) in pairs {
             resp.append_header(k.to_string(), *v).unwrap();
         }
-        let mut removed: Vec<String> = to_remove(&resp.headers)
+        let mut removed: Vec<String> = to_remove(&resp.headers, resp.status.is_informational())
             .iter()
             .map(|n| n.to_string())
             .collect();
@@ -103,6 +112,12 @@ mod tests {
     fn a_header_named_by_a_connection_option_goes_whatever_the_option() {
         let r = stripped(&[("connection", "close"), ("close", "x"), ("server", "s")]);
         assert_eq!(r, vec!["close", "connection"]);
+    }
+
+    #[test]
+    fn a_final_response_keeps_connection_for_pingora_to_overwrite() {
+        let r = stripped_with(200, &[("connection", "close, X-Secret"), ("x-secret", "1")]);
+        assert_eq!(r, vec!["x-secret"]);
     }
 
     #[test]
