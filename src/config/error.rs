@@ -1,5 +1,6 @@
 //! Config errors: each one names the file, line, column, field, what was found and what is accepted.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error at a byte span of `source`.
+    /// An error at a byte span of `source`. While `parse` loads `source` its line and column are
+    /// a lookup in the line index built for the load; elsewhere `source` is indexed first.
     pub fn at(
         file: &Path,
         source: &str,
@@ -28,7 +30,7 @@ impl ConfigError {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        let (line, column) = span.map_or((0, 0), |s| line_column(source, s.start));
+        let (line, column) = span.map_or((0, 0), |s| LineIndex::locate(source, s.start));
         ConfigError {
             file: file.to_path_buf(),
             line,
@@ -75,28 +77,175 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `source`.
-fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
-    let before = source.get(..offset).unwrap_or(source);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+thread_local! {
+    /// The index of the source that [`LineIndex::scope`] is loading on this thread.
+    static LOADING: RefCell<Option<LineIndex>> = const { RefCell::new(None) };
+}
+
+/// Bytes per stretch of source whose characters a [`LineIndex`] counts ahead of time.
+const CHUNK: usize = 256;
+
+/// Where each line of one source starts, and how many characters come before every
+/// [`CHUNK`]th byte: a byte offset's line is a binary search and its column a count of at most
+/// `2 * CHUNK` bytes, however long the file or the line. Locating N problems in a file of L
+/// bytes costs O(L + N log L) instead of a rescan of the file per problem, O(N L).
+pub(super) struct LineIndex {
+    /// Address and length of the source it indexes, to recognise it; never dereferenced.
+    of: (usize, usize),
+    /// Byte offset of the first byte of each line; the first is 0.
+    line_starts: Vec<usize>,
+    /// Characters before byte `k * CHUNK`, for every `k` up to the source's length / `CHUNK`.
+    chars_before_chunk: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(source: &str) -> Self {
+        let bytes = source.as_bytes();
+        let newlines = bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n');
+        let line_starts = std::iter::once(0)
+            .chain(newlines.map(|(i, _)| i + 1))
+            .collect();
+        let mut chars_before_chunk = Vec::with_capacity(bytes.len() / CHUNK + 2);
+        let mut chars = 0;
+        for chunk in bytes.chunks(CHUNK) {
+            chars_before_chunk.push(chars);
+            chars += char_starts(chunk);
+        }
+        chars_before_chunk.push(chars);
+        LineIndex {
+            of: (source.as_ptr() as usize, source.len()),
+            line_starts,
+            chars_before_chunk,
+        }
+    }
+
+    /// Runs `f` with `source` indexed once for this thread: every [`ConfigError::at`] about
+    /// `source` inside `f` (parsing, validating and resolving alike) is then a lookup.
+    ///
+    /// The index is kept here rather than handed to every caller because `at` is called from
+    /// outside `config` with nothing but the text. Recognising the text by address and length is
+    /// sound because `f` runs while `source` is borrowed, so no other text can have them; the
+    /// index is gone once `f` returns, before `source` can be freed and its memory reused.
+    pub(super) fn scope<R>(source: &str, f: impl FnOnce() -> R) -> R {
+        /// Puts back the index of an enclosing scope, also when `f` panics.
+        struct Restore(Option<LineIndex>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                LOADING.set(self.0.take());
+            }
+        }
+        let _restore = Restore(LOADING.replace(Some(LineIndex::new(source))));
+        f()
+    }
+
+    /// 1-based line and column (in characters) of byte `offset` of `source`, with the index of
+    /// the enclosing [`LineIndex::scope`] if it is for `source`, or else a new one.
+    fn locate(source: &str, offset: usize) -> (usize, usize) {
+        LOADING.with_borrow(|loading| match loading {
+            Some(index) if index.of == (source.as_ptr() as usize, source.len()) => {
+                index.line_column(source, offset)
+            }
+            _ => LineIndex::new(source).line_column(source, offset),
+        })
+    }
+
+    /// 1-based line and column (in characters) of byte `offset` of `source`, the text this
+    /// indexes. An offset past the end is the end; one inside a character is that character.
+    fn line_column(&self, source: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // Lines that start at or before `offset`: at least the first, which starts at 0.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self.chars_before(source, offset) - self.chars_before(source, start) + 1;
+        (line, column)
+    }
+
+    /// Characters in `source` before byte `offset`, a character boundary.
+    fn chars_before(&self, source: &str, offset: usize) -> usize {
+        let chunk = offset / CHUNK;
+        self.chars_before_chunk[chunk] + char_starts(&source.as_bytes()[chunk * CHUNK..offset])
+    }
+}
+
+/// Characters that start in `bytes`: every byte but UTF-8's continuation bytes, `0b10xx_xxxx`.
+fn char_starts(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// How `ConfigError::at` located errors before the index: a rescan up to `offset`.
+    fn scan(source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        let before = source.get(..offset).unwrap_or(source);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
     #[test]
     fn line_and_column_are_one_based() {
         let src = "a = 1\nbb = \"é\"\n";
-        assert_eq!(line_column(src, 0), (1, 1));
-        assert_eq!(line_column(src, 6), (2, 1));
-        assert_eq!(line_column(src, 11), (2, 6));
+        let index = LineIndex::new(src);
+        assert_eq!(index.line_column(src, 0), (1, 1));
+        assert_eq!(index.line_column(src, 6), (2, 1));
+        assert_eq!(index.line_column(src, 11), (2, 6));
         // a multi-byte character counts once
-        assert_eq!(line_column(src, 14), (2, 8));
+        assert_eq!(index.line_column(src, 14), (2, 8));
+    }
+
+    #[test]
+    fn index_agrees_with_a_rescan_at_every_offset() {
+        let long_line = format!("x = \"{}\"", "é日🦀a".repeat(3 * CHUNK));
+        let sources = [
+            "",
+            "a",
+            "\n",
+            "\n\n\n",
+            "a = 1\nbb = \"é\"\n",
+            "no trailing newline = \"ü\"",
+            "crlf = 1\r\nname = \"日本語\"\r\n\r\nlast",
+            "🦀\n🦀🦀\n\n🦀",
+            long_line.as_str(),
+        ];
+        for src in sources {
+            let index = LineIndex::new(src);
+            for offset in 0..=src.len() + 2 {
+                // A span starts at a character; inside one, the index names that character
+                // (the rescan named the end of the file).
+                let mut at = offset;
+                while at < src.len() && !src.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let got = index.line_column(src, offset);
+                assert_eq!(got, scan(src, at), "{src:?} at byte {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_in_a_scope_use_its_index_and_the_scope_ends() {
+        let src = "x = 1\ny = \"é\"\nz = 3";
+        let z = src.find('z').map(|i| i..i + 1);
+        let outside = ConfigError::at(Path::new("f.toml"), src, z.clone(), "z", "bad");
+        let inside = LineIndex::scope(src, || {
+            let key = (src.as_ptr() as usize, src.len());
+            assert!(LOADING.with_borrow(|l| l.as_ref().is_some_and(|i| i.of == key)));
+            // another text, even an equal one, is indexed on its own
+            let copy = src.to_owned();
+            let other = ConfigError::at(Path::new("f.toml"), &copy, z.clone(), "z", "bad");
+            assert_eq!(other, outside);
+            ConfigError::at(Path::new("f.toml"), src, z.clone(), "z", "bad")
+        });
+        assert_eq!((inside.line, inside.column), (3, 1));
+        assert_eq!(inside, outside);
+        assert!(LOADING.with_borrow(Option::is_none));
     }
 
     #[test]

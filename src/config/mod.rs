@@ -17,6 +17,7 @@ mod validate;
 
 use std::path::Path;
 
+use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
 
@@ -59,6 +60,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// );
 /// ```
 pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    // One line index for every error of this load, however many there are.
+    LineIndex::scope(source, || parse_indexed(source, path))
+}
+
+fn parse_indexed(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {

@@ -91,8 +91,12 @@ pub(super) fn validate(
             .push(ConfigError::at(path, source, None, "route", msg));
     }
 
-    for (i, (name, u)) in file.upstreams.iter().enumerate() {
-        if !routes.iter().any(|r| r.upstream == i) {
+    let mut used = vec![false; file.upstreams.len()];
+    for r in &routes {
+        used[r.upstream] = true;
+    }
+    for ((name, u), used) in file.upstreams.iter().zip(used) {
+        if !used {
             let msg = format!("upstream \"{name}\" is not used by any route");
             c.warn(u.span(), format!("upstream.{name}"), msg);
         }

@@ -36,12 +36,21 @@ pub(super) fn routes(
                 None
             }
         };
-        let upstream = upstreams.iter().position(|u| *u == r.upstream.get_ref());
+        // The names come sorted (from the table's map): a binary search, not a scan per route.
+        debug_assert!(upstreams.is_sorted());
+        let upstream = upstreams
+            .binary_search_by(|u| (*u).cmp(r.upstream.get_ref().as_str()))
+            .ok();
         if upstream.is_none() {
-            let defined = if upstreams.is_empty() {
-                "none is defined; add an [upstream.NAME] table".to_owned()
-            } else {
-                format!("defined upstreams: {}", upstreams.join(", "))
+            const SHOWN: usize = 20;
+            let defined = match upstreams.len() {
+                0 => "none is defined; add an [upstream.NAME] table".to_owned(),
+                n if n <= SHOWN => format!("defined upstreams: {}", upstreams.join(", ")),
+                n => format!(
+                    "defined upstreams: {}, … ({} more)",
+                    upstreams[..SHOWN].join(", "),
+                    n - SHOWN
+                ),
             };
             let msg = format!(
                 "upstream \"{}\" is not defined; {defined}",
