@@ -85,6 +85,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Client connections open now.
     pub connections: IntGauge,
+    /// Client connections or requests refused by the client-side limits, by reason.
+    pub refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +160,11 @@ impl Metrics {
                 "Client connections open now",
             )
             .expect("valid metric"),
+            refused: counter_vec(
+                "fulcrum_downstream_refused_total",
+                "Client connections closed by a client-side limit (header_timeout, header_too_large, max_connections)",
+                &["reason"],
+            ),
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -169,6 +176,7 @@ impl Metrics {
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.refused.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.duration.clone()),
             Box::new(m.upstream_response.clone()),

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::access_log::Style;
+use crate::config::runtime::ClientLimits;
 use crate::config::{Config, RouteConfig};
 use crate::health::{SupervisorHandle, Target};
 use crate::metrics::{Keep, Metrics, RouteMetrics};
@@ -38,6 +39,10 @@ pub struct Snapshot {
     pub unrouted: RouteMetrics,
     /// How access-log lines are written.
     pub access_log: Style,
+    /// Client-side limits, taken by each new connection.
+    pub client: ClientLimits,
+    pub max_connections: usize,
+    pub merge_slashes: bool,
 }
 
 impl Snapshot {
@@ -80,6 +85,9 @@ impl Snapshot {
                 format: config.server.access_log_format,
                 query: config.server.access_log_query,
             },
+            client: config.server.client,
+            max_connections: config.server.max_connections,
+            merge_slashes: config.server.merge_slashes,
         }
     }
 

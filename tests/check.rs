@@ -31,7 +31,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`",
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
@@ -73,6 +73,22 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("[[route]]\nupstream = \"web\"\ntimeout = \"30\"\n{UPSTREAM}"),
             "error: bad.toml:3:11: route[0].timeout: invalid duration \"30\" (time unit needed, for example 30sec or 30ms); expected e.g. \"250ms\", \"2s\", \"1m\" or \"1h\"",
+        ),
+        (
+            format!("[server]\nmax_headers = 300\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:15: server.max_headers: must be between 1 and 256 (got 300)",
+        ),
+        (
+            format!("[server]\nmax_header_size = \"100B\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:19: server.max_header_size: must be between 1KiB and 1MiB (pingora's own limit), e.g. \"32KiB\" (got 100 bytes)",
+        ),
+        (
+            format!("[server]\nrequest_header_timeout = \"0s\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:26: server.request_header_timeout: must be longer than 0s, e.g. \"2s\"",
+        ),
+        (
+            format!("[server]\nmax_connections = 0\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:19: server.max_connections: must be at least 1 (got 0)",
         ),
         (
             format!("[server]\nmax_request_body = \"10 MiBs\"\n{route}{UPSTREAM}"),

@@ -129,6 +129,22 @@ fn allowed(path: &str) -> Option<&'static str> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // Admin requests carry no body: the next bytes are the next request's header, under the
+        // client limits again. One that does carry a body ends its connection.
+        let req = session.req_header();
+        let bodyless = !req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        match (bodyless, session.stream()) {
+            (true, Some(stream)) => crate::server::guard::rearm(stream),
+            _ => session.set_keepalive(None),
+        }
+        if bodyless {
+            // No timer of pingora's between requests: the guard has the keep-alive limit.
+            session.set_keepalive(Some(0));
+        }
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         let get = method == Method::GET || method == Method::HEAD;

@@ -67,6 +67,20 @@ pub struct ServerConfig {
     pub access_log_format: AccessLogFormat,
     /// Whether logged paths keep their query string.
     pub access_log_query: bool,
+    pub client: ClientLimits,
+    pub max_connections: usize,
+    pub merge_slashes: bool,
+}
+
+/// What one client connection is held to (`[server]`'s client-side limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub request_header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub client_body_timeout: Duration,
+    /// Bytes.
+    pub max_header_size: usize,
+    pub max_headers: usize,
 }
 
 /// `[server].access_log`

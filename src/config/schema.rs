@@ -18,6 +18,23 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// `[server].max_request_body` when absent: 10 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
+/// `[server].request_header_timeout` when absent (nginx's `client_header_timeout` is 60 s;
+/// 10 s is what a slowloris-aware edge uses).
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[server].keepalive_timeout` when absent: nginx's.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// `[server].client_body_timeout` when absent: nginx's.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[server].max_header_size` when absent: 32 KiB (nginx: 4 buffers of 8 KiB).
+pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
+/// The largest `max_header_size` accepted: pingora's own limit.
+pub const MAX_HEADER_SIZE_LIMIT: u64 = 1 << 20;
+/// `[server].max_headers` when absent (Envoy's `max_headers_count`).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// The largest `max_headers` accepted: pingora parses at most 256 headers.
+pub const MAX_HEADERS_LIMIT: usize = 256;
+/// `[server].max_connections` when absent.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// `[server].upgrade_sock` when absent.
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/fulcrum-upgrade.sock";
 /// `[server].log_level` when absent and `RUST_LOG` is unset.
@@ -131,6 +148,27 @@ pub struct ServerSection {
     pub access_log_format: Option<Spanned<String>>,
     /// Whether logged paths keep their query string. Default: false (tokens stay out of logs).
     pub access_log_query: Option<bool>,
+    /// The whole request header must arrive within this of its first byte (else 408); also
+    /// how long a new connection may wait before it sends one. Default:
+    /// [`DEFAULT_REQUEST_HEADER_TIMEOUT`].
+    pub request_header_timeout: Option<Spanned<HumanDuration>>,
+    /// How long an idle keep-alive connection waits for its next request. Default:
+    /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
+    pub keepalive_timeout: Option<Spanned<HumanDuration>>,
+    /// The longest wait between two reads of a request body (else the request fails with 408).
+    /// Default: [`DEFAULT_CLIENT_BODY_TIMEOUT`].
+    pub client_body_timeout: Option<Spanned<HumanDuration>>,
+    /// Largest request header section (request line included); larger gets 431. Default:
+    /// [`DEFAULT_MAX_HEADER_SIZE`].
+    pub max_header_size: Option<Spanned<ByteSize>>,
+    /// Most header lines in a request; more gets 431. Default: [`DEFAULT_MAX_HEADERS`].
+    pub max_headers: Option<Spanned<usize>>,
+    /// Most client connections open at once in this process; past it a new connection is
+    /// closed as soon as it is accepted. Default: [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: Option<Spanned<usize>>,
+    /// Whether `//` in a request path is read as `/` (for routing and for the backend).
+    /// Default: true (nginx's `merge_slashes on`).
+    pub merge_slashes: Option<bool>,
 }
 
 /// `[[route]]`

@@ -23,6 +23,13 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("malformed request")]
     BadRequest,
+    /// A request refused by the edge checks, with the reason.
+    #[error("bad request: {0}")]
+    Invalid(&'static str),
+    #[error("request header too large: {0}")]
+    HeaderTooLarge(&'static str),
+    #[error("request body not received in time")]
+    ClientTimeout,
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited {
         retry_after: u64,
@@ -51,7 +58,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => 404,
             ProxyError::BodyTooLarge { .. } => 413,
-            ProxyError::BadRequest => 400,
+            ProxyError::BadRequest | ProxyError::Invalid(_) => 400,
+            ProxyError::ClientTimeout => 408,
+            ProxyError::HeaderTooLarge(_) => 431,
             ProxyError::RateLimited { .. } => 429,
             ProxyError::NoBackend { .. }
             | ProxyError::CircuitOpen { .. }
@@ -67,6 +76,9 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequest
+            | ProxyError::Invalid(_)
+            | ProxyError::HeaderTooLarge(_)
+            | ProxyError::ClientTimeout
             | ProxyError::RateLimited { .. } => Cause::Client,
             ProxyError::NoBackend { .. }
             | ProxyError::CircuitOpen { .. }
@@ -102,11 +114,13 @@ impl ProxyError {
         use ErrorType::*;
         match (e.esource(), e.etype()) {
             (_, HTTPStatus(413)) => Some(ProxyError::BodyTooLarge { limit: 0 }),
+            (_, HTTPStatus(408)) => Some(ProxyError::ClientTimeout),
             (_, HTTPStatus(code)) if (400..500).contains(code) => Some(ProxyError::BadRequest),
             (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => {
                 Some(ProxyError::UpstreamTimeout)
             }
             (ErrorSource::Upstream, _) => Some(ProxyError::UpstreamFailed),
+            (ErrorSource::Downstream, ReadTimedout) => Some(ProxyError::ClientTimeout),
             (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
             (ErrorSource::Downstream, _) => Some(ProxyError::BadRequest),
             (_, ConnectTimedout) => Some(ProxyError::UpstreamTimeout),

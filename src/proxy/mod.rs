@@ -2,9 +2,11 @@
 //! the decision (router, rate limit, upstream/breaker/balancer, forwarded headers, error mapping)
 //! and records what happened in the request context.
 
+mod edge;
 mod error;
 mod forwarded;
 mod hop_by_hop;
+mod normalize;
 mod request_id;
 
 pub use error::{Cause, ProxyError};
@@ -27,6 +29,7 @@ use crate::breaker::Probe;
 use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
+use crate::server::guard;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
 use crate::upstream::{Refusal, Upstream};
 
@@ -191,13 +194,31 @@ impl ProxyHttp for Proxy {
     /// limit announced by `Content-Length`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.snapshot.load_full();
+        ctx.snapshot = Some(Arc::clone(&snap));
+        // Keep-alive without pingora's own timeout (which would wrap every later header read in
+        // a timer, and which the client's Keep-Alive header could stretch): the connection's
+        // guard enforces `keepalive_timeout` and `request_header_timeout` itself.
+        session.set_keepalive(Some(0));
+        session.set_read_timeout(Some(snap.client.client_body_timeout));
+        session.set_pipelining_enabled(true);
         let req = session.req_header();
         let peer = forwarded::peer_ip(session);
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         ctx.request_id = request_id::pick(req, trusted);
         ctx.client = forwarded::client_ip(peer, req, &snap.trusted_proxies);
+        let checked = edge::check(
+            session.req_header_mut(),
+            snap.client.max_headers,
+            snap.merge_slashes,
+        );
+        if let Err(e) = checked {
+            // What follows a request that was not understood cannot be trusted either.
+            session.set_keepalive(None);
+            refuse(session, ctx, e).await;
+            return Ok(true);
+        }
+        let req = session.req_header();
         let index = snap.router.route(request_host(req), req.uri.path());
-        ctx.snapshot = Some(Arc::clone(&snap));
         let Some(index) = index else {
             refuse(session, ctx, ProxyError::NoRoute).await;
             return Ok(true);
@@ -504,6 +525,15 @@ impl ProxyHttp for Proxy {
     where
         RequestCtx: Send + Sync,
     {
+        // The next request on this connection starts a new header for the guard, unless part of
+        // this one's body is still unread (pingora would drain it): then the connection closes.
+        if session.is_body_done() {
+            if let Some(stream) = session.stream() {
+                guard::rearm(stream);
+            }
+        } else {
+            session.set_keepalive(None);
+        }
         // No response at all: the client went away first (nginx's 499).
         let status = session
             .response_written()

@@ -10,8 +10,11 @@
 //!
 //! It also keeps `fulcrum_downstream_connections_active`: pingora 0.9 calls `process_new` once
 //! per client connection and serves all of its keep-alive requests inside it, so a connection is
-//! counted from its accept to its close, idle time between requests included.
+//! counted from its accept to its close, idle time between requests included. That count is
+//! also where `max_connections` is enforced: pingora accepts without limit, so a connection past
+//! it is closed as soon as it is accepted (it does not wait in the backlog).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,9 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
+
+use crate::snapshot::SharedSnapshot;
 
 /// How long connections accepted before the listeners closed get to deliver a request.
 pub const LINGER: Duration = Duration::from_millis(250);
@@ -28,24 +33,36 @@ pub const LINGER: Duration = Duration::from_millis(250);
 /// everything else is the wrapped app's.
 pub struct Linger<A> {
     app: Arc<A>,
+    snapshot: SharedSnapshot,
+    open: AtomicUsize,
     connections: IntGauge,
+    over_limit: IntCounter,
 }
 
 impl<A> Linger<A> {
-    pub fn new(app: A, connections: IntGauge) -> Linger<A> {
+    pub fn new(
+        app: A,
+        snapshot: SharedSnapshot,
+        connections: IntGauge,
+        refused: &prometheus::IntCounterVec,
+    ) -> Linger<A> {
         Linger {
             app: Arc::new(app),
+            snapshot,
+            open: AtomicUsize::new(0),
             connections,
+            over_limit: refused.with_label_values(&["max_connections"]),
         }
     }
 }
 
-/// Counts a connection while a request of it is being served.
-struct Open<'a>(&'a IntGauge);
+/// Counts a connection from its accept to its close.
+struct Open<'a>(&'a AtomicUsize, &'a IntGauge);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
     }
 }
 
@@ -56,8 +73,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Linger<A> {
         session: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let max = self.snapshot.load().max_connections;
+        if self.open.fetch_add(1, Ordering::Relaxed) >= max {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.over_limit.inc();
+            return None;
+        }
         self.connections.inc();
-        let _open = Open(&self.connections);
+        let _open = Open(&self.open, &self.connections);
         ServerApp::process_new(&self.app, session, shutdown).await
     }
 

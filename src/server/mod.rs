@@ -3,6 +3,7 @@
 //! rate-limit pruning), runs it, and shuts it down on signals.
 
 pub mod drain;
+pub mod guard;
 mod linger;
 mod signals;
 
@@ -27,6 +28,7 @@ use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
 use crate::reload::{LogControl, Reloader, Runtime, Source};
 use drain::Drain;
+use guard::GuardApp;
 use linger::Linger;
 
 /// Requests served on one client connection before it is closed (nginx's `keepalive_requests`).
@@ -129,7 +131,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
     app.server_options = Some(server_options);
-    let app = Linger::new(app, metrics.connections.clone());
+    let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &metrics.refused);
+    let app = Linger::new(
+        app,
+        Arc::clone(runtime.snapshot()),
+        metrics.connections.clone(),
+        &metrics.refused,
+    );
     let mut service = Service::new("fulcrum proxy".to_owned(), app);
     for addr in &s.listen {
         // No L4 read buffer: pingora's HTTP/1 reader has its own, so the default 64 KiB one per
@@ -140,7 +148,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     server.add_service(service);
 
     if let Some(addr) = s.admin_listen {
+        let refused = metrics.refused.clone();
         let app = AdminApp::new(reload, Arc::clone(&runtime), metrics, Arc::clone(&drain));
+        let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &refused);
         let mut admin = Service::new("fulcrum admin".to_owned(), app);
         admin.add_tcp(&addr.to_string());
         admin.threads = Some(1);

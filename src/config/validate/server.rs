@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::Checker;
+use super::{positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
@@ -44,10 +44,11 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
                 );
             }
             let mut out: Vec<SocketAddr> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for (i, a) in list.get_ref().iter().enumerate() {
                 let field = format!("server.listen[{i}]");
                 if let Some(addr) = listen_addr(c, a, &field) {
-                    if out.contains(&addr) {
+                    if !seen.insert(addr) {
                         c.error(a.span(), field, format!("{addr} is listed twice"));
                     } else {
                         out.push(addr);
@@ -130,6 +131,81 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
             }
         },
         access_log_query: s.access_log_query.unwrap_or(false),
+        client: client_limits(c, &s),
+        max_connections: at_least_one(
+            c,
+            &s.max_connections,
+            "server.max_connections",
+            usize::MAX,
+            DEFAULT_MAX_CONNECTIONS,
+        ),
+        merge_slashes: s.merge_slashes.unwrap_or(true),
+    }
+}
+
+fn client_limits(c: &mut Checker, s: &ServerSection) -> ClientLimits {
+    let max_header_size = match &s.max_header_size {
+        Some(b) if !(1024..=MAX_HEADER_SIZE_LIMIT).contains(&b.get_ref().0) => {
+            let msg = format!(
+                "must be between 1KiB and 1MiB (pingora's own limit), e.g. \"32KiB\" (got {} bytes)",
+                b.get_ref().0
+            );
+            c.error(b.span(), "server.max_header_size", msg);
+            DEFAULT_MAX_HEADER_SIZE
+        }
+        Some(b) => b.get_ref().0,
+        None => DEFAULT_MAX_HEADER_SIZE,
+    };
+    ClientLimits {
+        request_header_timeout: positive(
+            c,
+            &s.request_header_timeout,
+            "server.request_header_timeout".into(),
+            DEFAULT_REQUEST_HEADER_TIMEOUT,
+        ),
+        keepalive_timeout: positive(
+            c,
+            &s.keepalive_timeout,
+            "server.keepalive_timeout".into(),
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        ),
+        client_body_timeout: positive(
+            c,
+            &s.client_body_timeout,
+            "server.client_body_timeout".into(),
+            DEFAULT_CLIENT_BODY_TIMEOUT,
+        ),
+        max_header_size: max_header_size as usize,
+        max_headers: at_least_one(
+            c,
+            &s.max_headers,
+            "server.max_headers",
+            MAX_HEADERS_LIMIT,
+            DEFAULT_MAX_HEADERS,
+        ),
+    }
+}
+
+/// A count between 1 and `max`; anything else is reported and read as `default`.
+fn at_least_one(
+    c: &mut Checker,
+    n: &Option<Spanned<usize>>,
+    field: &str,
+    max: usize,
+    default: usize,
+) -> usize {
+    match n {
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > max => {
+            let msg = if max == usize::MAX {
+                format!("must be at least 1 (got {})", n.get_ref())
+            } else {
+                format!("must be between 1 and {max} (got {})", n.get_ref())
+            };
+            c.error(n.span(), field, msg);
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
     }
 }
 

@@ -1,0 +1,484 @@
+//! Client-side limits on the request header, enforced underneath pingora.
+//!
+//! pingora 0.9 reads a request header with a timeout per read (so one byte a second keeps a
+//! slowloris connection open for ever), lets a header grow to its fixed 1 MiB
+//! `MAX_HEADER_SIZE`, and, after a response, keeps an HTTP/1.1 connection open without limit.
+//! Its public API has no hook while the header is being read, so [`Guarded`] wraps the client
+//! connection's transport and watches the bytes pingora reads while a header is expected:
+//!
+//! - the whole header section must arrive within `request_header_timeout` of its first byte
+//!   (else `408` and close), and an idle connection gets `keepalive_timeout` between requests
+//!   (`request_header_timeout` for its first one) before it is closed silently;
+//! - the header section (request line included) may be at most `max_header_size` bytes and
+//!   `max_headers` lines (else `431` and close), so pingora never buffers more than that.
+//!
+//! The guard looks for the empty line that ends the header; after it, bytes pass untouched
+//! (body, upgraded tunnel) until the proxy says the request is over ([`rearm`], from its
+//! logging phase, only when the request body was read to its end, so that no drain of an
+//! unread body is mistaken for the next header). Bytes a client pipelined behind a request are
+//! already in pingora's buffer when the next header starts; the proxy's own checks (header count)
+//! cover those.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN, IO,
+};
+use pingora::server::ShutdownWatch;
+use pingora::tls::TlsRef;
+use prometheus::{IntCounter, IntCounterVec};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::runtime::ClientLimits;
+use crate::snapshot::SharedSnapshot;
+
+/// What a refusal counts in (`fulcrum_downstream_refused_total{reason}`).
+#[derive(Clone)]
+pub struct Refusals {
+    header_timeout: IntCounter,
+    header_too_large: IntCounter,
+}
+
+impl Refusals {
+    pub fn new(refused: &IntCounterVec) -> Refusals {
+        Refusals {
+            header_timeout: refused.with_label_values(&["header_timeout"]),
+            header_too_large: refused.with_label_values(&["header_too_large"]),
+        }
+    }
+}
+
+/// A pingora app whose connections get the [`Guarded`] transport, with the client limits of
+/// the config published when each is accepted.
+pub struct GuardApp<A> {
+    app: Arc<A>,
+    snapshot: SharedSnapshot,
+    refusals: Refusals,
+}
+
+impl<A> GuardApp<A> {
+    pub fn new(app: A, snapshot: SharedSnapshot, refused: &IntCounterVec) -> GuardApp<A> {
+        GuardApp {
+            app: Arc::new(app),
+            snapshot,
+            refusals: Refusals::new(refused),
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let limits = self.snapshot.load().client;
+        let stream: Stream = Box::new(Guarded::new(stream, limits, self.refusals.clone()));
+        ServerApp::process_new(&self.app, stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+const TIMEOUT_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+const TOO_LARGE_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+/// A client connection's transport with the header limits applied; pingora sees an ordinary
+/// [`IO`].
+pub struct Guarded {
+    inner: Stream,
+    limits: ClientLimits,
+    refusals: Refusals,
+    /// Set by [`rearm`]: the next read starts a new header.
+    rearm: AtomicBool,
+    state: State,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+enum State {
+    /// A header is expected or under way.
+    Header(Header),
+    /// The header is complete: bytes pass untouched.
+    Pass,
+    /// Refused: every read ends the connection.
+    Closed,
+}
+
+struct Header {
+    /// When the wait ends: before the first byte the idle limit, after it the header limit.
+    deadline: Instant,
+    started: bool,
+    bytes: usize,
+    lines: usize,
+    /// Bytes of the current line seen so far (a line may span reads), `\r` included.
+    line: usize,
+    /// The last byte of the previous read.
+    last: u8,
+}
+
+impl Header {
+    fn new(wait: Duration) -> Header {
+        Header {
+            deadline: Instant::now() + wait,
+            started: false,
+            bytes: 0,
+            lines: 0,
+            line: 0,
+            last: 0,
+        }
+    }
+}
+
+/// What scanning newly read bytes found.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    More,
+    Complete,
+    TooLarge,
+}
+
+impl Header {
+    /// Feeds bytes just read: line ends are found with `memchr`, and the header ends at the
+    /// first empty line (`\r\n` or `\n`). Empty lines before the request line are skipped,
+    /// as RFC 9112 §2.2 allows.
+    fn scan(&mut self, mut bytes: &[u8], limits: &ClientLimits) -> Scan {
+        if !self.started {
+            let skip = bytes
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(bytes.len());
+            bytes = &bytes[skip..];
+            if bytes.is_empty() {
+                return Scan::More;
+            }
+            self.started = true;
+        }
+        let mut consumed = 0;
+        for end in memchr::memchr_iter(b'\n', bytes) {
+            let line = self.line + (end - consumed);
+            self.line = 0;
+            consumed = end + 1;
+            let before = if end > 0 { bytes[end - 1] } else { self.last };
+            let empty = line == 0 || (line == 1 && before == b'\r');
+            if empty {
+                self.bytes += consumed;
+                return if self.bytes > limits.max_header_size {
+                    Scan::TooLarge
+                } else {
+                    Scan::Complete
+                };
+            }
+            self.lines += 1;
+            // The request line plus max_headers header lines.
+            if self.lines > limits.max_headers + 1 {
+                return Scan::TooLarge;
+            }
+        }
+        self.line += bytes.len() - consumed;
+        self.bytes += bytes.len();
+        self.last = bytes.last().copied().unwrap_or(self.last);
+        if self.bytes > limits.max_header_size {
+            Scan::TooLarge
+        } else {
+            Scan::More
+        }
+    }
+}
+
+impl Guarded {
+    pub fn new(inner: Stream, limits: ClientLimits, refusals: Refusals) -> Guarded {
+        Guarded {
+            inner,
+            state: State::Header(Header::new(limits.request_header_timeout)),
+            limits,
+            refusals,
+            rearm: AtomicBool::new(false),
+            timer: None,
+        }
+    }
+
+    /// Answers `reply` if the socket takes it at once, and refuses every later read.
+    fn refuse(&mut self, cx: &mut Context<'_>, reply: &'static [u8]) -> io::Error {
+        self.state = State::Closed;
+        let inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(n)) = inner.poll_write(cx, reply) {
+            if n == reply.len() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            }
+        }
+        io::Error::new(io::ErrorKind::InvalidData, "request header refused")
+    }
+}
+
+/// Tells the guard under `stream` (if any) that the request is over: the next bytes read are
+/// a new header, under the keep-alive and header limits.
+pub fn rearm(stream: &Stream) {
+    let io: &dyn IO = &**stream;
+    if let Some(g) = io.as_any().downcast_ref::<Guarded>() {
+        g.rearm.store(true, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if *me.rearm.get_mut() {
+            *me.rearm.get_mut() = false;
+            me.state = State::Header(Header::new(me.limits.keepalive_timeout));
+        }
+        let header = match &mut me.state {
+            State::Pass => return Pin::new(&mut me.inner).poll_read(cx, buf),
+            State::Closed => return Poll::Ready(Ok(())),
+            State::Header(h) => h,
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut me.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let was_started = header.started;
+                match header.scan(&buf.filled()[before..], &me.limits) {
+                    Scan::More => {
+                        if !was_started && header.started {
+                            header.deadline = Instant::now() + me.limits.request_header_timeout;
+                        }
+                        Poll::Ready(Ok(()))
+                    }
+                    Scan::Complete => {
+                        me.state = State::Pass;
+                        Poll::Ready(Ok(()))
+                    }
+                    Scan::TooLarge => {
+                        me.refusals.header_too_large.inc();
+                        buf.set_filled(before);
+                        Poll::Ready(Err(me.refuse(cx, TOO_LARGE_431)))
+                    }
+                }
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let deadline = header.deadline;
+                let started = header.started;
+                let timer = me
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                // The timer is moved only to an earlier deadline: a keep-alive connection's
+                // idle deadline moves later with every request, and re-registering the timer
+                // for each would cost more than letting it fire early once and checking.
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
+                loop {
+                    ready!(timer.as_mut().poll(cx));
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                if started {
+                    me.refusals.header_timeout.inc();
+                    Poll::Ready(Err(me.refuse(cx, TIMEOUT_408)))
+                } else {
+                    // Idle between requests: close without a word, as nginx does.
+                    me.state = State::Closed;
+                    Poll::Ready(Ok(()))
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for Guarded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guarded")
+            .field("inner", &self.inner)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ClientLimits = ClientLimits {
+        request_header_timeout: Duration::from_secs(10),
+        keepalive_timeout: Duration::from_secs(75),
+        client_body_timeout: Duration::from_secs(60),
+        max_header_size: 64,
+        max_headers: 3,
+    };
+
+    fn scan_all(chunks: &[&[u8]]) -> (Scan, usize) {
+        let mut h = Header::new(Duration::from_secs(1));
+        for c in chunks {
+            let s = h.scan(c, &LIMITS);
+            if s != Scan::More {
+                return (s, h.bytes);
+            }
+        }
+        (Scan::More, h.bytes)
+    }
+
+    #[test]
+    fn finds_the_end_of_the_header_across_reads_with_crlf_or_lf() {
+        let (s, n) = scan_all(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n\r", b"\nbody"]);
+        assert_eq!((s, n), (Scan::Complete, 27));
+        assert_eq!(scan_all(&[b"GET / HTTP/1.0\n\nrest"]).0, Scan::Complete);
+        assert_eq!(scan_all(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]).0, Scan::More);
+        // Empty lines before the request line are not its end.
+        assert_eq!(scan_all(&[b"\r\n\r\nGET / HTTP/1.1\r\n"]).0, Scan::More);
+    }
+
+    #[test]
+    fn any_split_into_reads_gives_the_same_answer() {
+        let texts: [&[u8]; 4] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\nbody",
+            b"\r\nGET / HTTP/1.0\n\nrest",
+            b"GET / HTTP/1.1\r\nA: \r\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n",
+        ];
+        for text in texts {
+            // The byte count matters where the header is complete.
+            let outcome = |r: (Scan, usize)| (r.1 * usize::from(r.0 == Scan::Complete), r.0);
+            let whole = outcome(scan_all(&[text]));
+            for i in 0..=text.len() {
+                for j in i..=text.len() {
+                    let split = outcome(scan_all(&[&text[..i], &text[i..j], &text[j..]]));
+                    assert_eq!(
+                        split,
+                        whole,
+                        "{:?} split at {i}, {j}",
+                        String::from_utf8_lossy(text)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_a_header_over_the_size_or_line_limit() {
+        let big = [b'a'; 65];
+        assert_eq!(scan_all(&[b"GET /", &big]).0, Scan::TooLarge);
+        let lines = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n";
+        assert_eq!(scan_all(&[lines]).0, Scan::More);
+        assert_eq!(scan_all(&[lines, b"d: 4\r\n"]).0, Scan::TooLarge);
+        assert_eq!(scan_all(&[lines, b"\r\n"]).0, Scan::Complete);
+    }
+}
