@@ -57,6 +57,9 @@ impl RawBackend {
                         buf.drain(..end + 4 + body_len);
                         let path = head.split(' ').nth(1).unwrap_or("").to_owned();
                         log.lock().unwrap().push(head);
+                        if path.starts_with("/slow") {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
                         let body = format!("raw {path}");
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
@@ -445,6 +448,57 @@ async fn pipelined_requests_are_all_answered_in_order() {
             .unwrap_or_else(|| panic!("no answer for {path}"));
         assert_eq!((r.0, r.2), (200, format!("raw {path}")));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_request_is_not_held_to_the_header_limits() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start(
+        "keepalive_timeout = \"1s\"\nrequest_header_timeout = \"1s\"\nmax_header_size = \"1KiB\"",
+        &one_route(&be),
+    );
+    // The second request takes longer than keepalive_timeout at the backend.
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(
+        b"GET /a HTTP/1.1\r\nHost: h.test\r\n\r\nGET /slow HTTP/1.1\r\nHost: h.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for path in ["/a", "/slow"] {
+        let r = response(&mut s)
+            .await
+            .unwrap_or_else(|| panic!("no answer for {path}"));
+        assert_eq!((r.0, r.2), (200, format!("raw {path}")));
+    }
+    // The second one's body is larger than max_header_size and comes slower than
+    // request_header_timeout: it is a body, not a header.
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: h.test\r\n\r\nPOST /p HTTP/1.1\r\nHost: h.test\r\nContent-Length: 4000\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(&[b'x'; 1000]).await.unwrap();
+    }
+    for path in ["/a", "/p"] {
+        let r = response(&mut s)
+            .await
+            .unwrap_or_else(|| panic!("no answer for {path}"));
+        assert_eq!((r.0, r.2), (200, format!("raw {path}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_lines_before_the_request_line_count_against_the_limit() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("", &one_route(&be));
+    let mut flood = "\r\n".repeat(20 << 10).into_bytes();
+    flood.extend_from_slice(GET);
+    assert_eq!(exchange(f.addr, &flood).await.map(|r| r.0), Some(431));
+    // A few are fine (RFC 9112 §2.2).
+    let mut few = b"\r\n\r\n".to_vec();
+    few.extend_from_slice(GET);
+    assert_eq!(exchange(f.addr, &few).await.map(|r| r.0), Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,6 +193,9 @@ impl ProxyHttp for Proxy {
     /// Routes the request, takes a token from the route's rate limit and enforces the body
     /// limit announced by `Content-Length`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(stream) = session.stream() {
+            guard::header_done(stream);
+        }
         let snap = self.snapshot.load_full();
         ctx.snapshot = Some(Arc::clone(&snap));
         // Keep-alive without pingora's own timeout (which would wrap every later header read in

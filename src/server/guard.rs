@@ -15,15 +15,19 @@
 //! The guard looks for the empty line that ends the header; after it, bytes pass untouched
 //! (body, upgraded tunnel) until the proxy says the request is over ([`rearm`], from its
 //! logging phase, only when the request body was read to its end, so that no drain of an
-//! unread body is mistaken for the next header). Bytes a client pipelined behind a request are
-//! already in pingora's buffer when the next header starts; the proxy's own checks (header count)
-//! cover those.
+//! unread body is mistaken for the next header). A request the client pipelined behind another
+//! may already be in pingora's buffer, whole or in part, when the first one ends: it is parsed
+//! without a read, or with reads the guard takes as the rest of a header. So the proxy also says
+//! when a header has been parsed ([`header_done`], first thing in its request phase), and the
+//! guard lets bytes pass from then on whatever it had been expecting. The part of such a header
+//! that was already buffered is not counted against `max_header_size` (pingora's own 1 MiB limit
+//! still holds; `max_headers` is checked again on the parsed request).
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -105,8 +109,8 @@ pub struct Guarded {
     inner: Stream,
     limits: ClientLimits,
     refusals: Refusals,
-    /// Set by [`rearm`]: the next read starts a new header.
-    rearm: AtomicBool,
+    /// What the proxy said last ([`REARM`] or [`PASS`]), applied at the next read.
+    said: AtomicU8,
     state: State,
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -163,6 +167,11 @@ impl Header {
                 .iter()
                 .position(|&b| b != b'\r' && b != b'\n')
                 .unwrap_or(bytes.len());
+            // Skipped, but counted: a client must not fill the buffer with empty lines.
+            self.bytes += skip;
+            if self.bytes > limits.max_header_size {
+                return Scan::TooLarge;
+            }
             bytes = &bytes[skip..];
             if bytes.is_empty() {
                 return Scan::More;
@@ -208,7 +217,7 @@ impl Guarded {
             state: State::Header(Header::new(limits.request_header_timeout)),
             limits,
             refusals,
-            rearm: AtomicBool::new(false),
+            said: AtomicU8::new(NOTHING),
             timer: None,
         }
     }
@@ -226,12 +235,27 @@ impl Guarded {
     }
 }
 
+const NOTHING: u8 = 0;
+const REARM: u8 = 1;
+const PASS: u8 = 2;
+
 /// Tells the guard under `stream` (if any) that the request is over: the next bytes read are
 /// a new header, under the keep-alive and header limits.
 pub fn rearm(stream: &Stream) {
+    tell(stream, REARM);
+}
+
+/// Tells the guard under `stream` (if any) that a request header has been parsed: what is read
+/// from now on is that request's body (or tunnel), even if the header came out of pingora's
+/// buffer without the guard seeing its end.
+pub fn header_done(stream: &Stream) {
+    tell(stream, PASS);
+}
+
+fn tell(stream: &Stream, what: u8) {
     let io: &dyn IO = &**stream;
     if let Some(g) = io.as_any().downcast_ref::<Guarded>() {
-        g.rearm.store(true, Ordering::Relaxed);
+        g.said.store(what, Ordering::Relaxed);
     }
 }
 
@@ -242,9 +266,10 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        if *me.rearm.get_mut() {
-            *me.rearm.get_mut() = false;
-            me.state = State::Header(Header::new(me.limits.keepalive_timeout));
+        match std::mem::replace(me.said.get_mut(), NOTHING) {
+            REARM => me.state = State::Header(Header::new(me.limits.keepalive_timeout)),
+            PASS if matches!(me.state, State::Header(_)) => me.state = State::Pass,
+            _ => {}
         }
         let header = match &mut me.state {
             State::Pass => return Pin::new(&mut me.inner).poll_read(cx, buf),
@@ -442,8 +467,10 @@ mod tests {
         assert_eq!((s, n), (Scan::Complete, 27));
         assert_eq!(scan_all(&[b"GET / HTTP/1.0\n\nrest"]).0, Scan::Complete);
         assert_eq!(scan_all(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]).0, Scan::More);
-        // Empty lines before the request line are not its end.
+        // Empty lines before the request line are not its end, but they count.
         assert_eq!(scan_all(&[b"\r\n\r\nGET / HTTP/1.1\r\n"]).0, Scan::More);
+        assert_eq!(scan_all(&[&[b'\n'; 70]]).0, Scan::TooLarge);
+        assert_eq!(scan_all(&[&[b'\n'; 40], &[b'\r'; 30]]).0, Scan::TooLarge);
     }
 
     #[test]
