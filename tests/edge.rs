@@ -630,3 +630,20 @@ async fn memory_held_by_unfinished_headers_is_bounded() {
     );
     still_serves(&f).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_served_while_stopping_is_told_to_close() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("grace_period = \"5s\"", &one_route(&be));
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    let (_, head, _) = response(&mut s).await.unwrap();
+    assert_eq!(header(&head, "connection"), Some("keep-alive"), "{head}");
+    f.signal("-TERM");
+    // Inside the 250 ms that requests caught by the stop still get.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(GET).await.unwrap();
+    let (status, head, _) = response(&mut s).await.expect("served while stopping");
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+}

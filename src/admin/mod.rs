@@ -141,7 +141,7 @@ impl ServeHttp for AdminApp {
             (true, Some(stream)) => crate::server::guard::rearm(stream),
             _ => session.set_keepalive(None),
         }
-        if bodyless {
+        if bodyless && session.get_keepalive().is_some() {
             // No timer of pingora's between requests: the guard has the keep-alive limit.
             session.set_keepalive(Some(0));
         }

@@ -200,8 +200,11 @@ impl ProxyHttp for Proxy {
         ctx.snapshot = Some(Arc::clone(&snap));
         // Keep-alive without pingora's own timeout (which would wrap every later header read in
         // a timer, and which the client's Keep-Alive header could stretch): the connection's
-        // guard enforces `keepalive_timeout` and `request_header_timeout` itself.
-        session.set_keepalive(Some(0));
+        // guard enforces `keepalive_timeout` and `request_header_timeout` itself. A connection
+        // pingora already set to close (the server is shutting down) stays so.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(0));
+        }
         session.set_read_timeout(Some(snap.client.client_body_timeout));
         session.set_pipelining_enabled(true);
         let req = session.req_header();
