@@ -81,8 +81,8 @@ fn host(req: &mut RequestHeader, authority: Option<&[u8]>) -> Result<(), ProxyEr
     Ok(())
 }
 
-/// The bytes of a registered name (RFC 3986 §3.2.2: unreserved, sub-delims and `%` of a
-/// percent-encoding), as a table: one lookup per byte.
+/// The bytes of a registered name (RFC 3986 §3.2.2: unreserved and sub-delims; not the `%` of
+/// a percent-encoding, which no real host name needs), as a table: one lookup per byte.
 const REG_NAME: [bool; 256] = {
     let mut table = [false; 256];
     let mut c = 0;
@@ -94,7 +94,6 @@ const REG_NAME: [bool; 256] = {
                 b'-' | b'.'
                     | b'_'
                     | b'~'
-                    | b'%'
                     | b'!'
                     | b'$'
                     | b'&'
@@ -112,7 +111,7 @@ const REG_NAME: [bool; 256] = {
     table
 };
 
-/// `host[:port]`: a registered name (unreserved, sub-delims, percent-encodings), an IPv4
+/// `host[:port]`: a registered name (unreserved, sub-delims), an IPv4
 /// address or a bracketed IPv6 literal, then an optional port of at most five digits. Empty is
 /// allowed (a request without an authority, RFC 9112 §3.2).
 fn valid_host(b: &[u8]) -> bool {
@@ -241,6 +240,7 @@ mod tests {
             "[]",
             "[::1]x",
             "a\\b",
+            "evil.example%2f",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }

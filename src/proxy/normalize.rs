@@ -7,8 +7,9 @@
 //! Three steps, in one pass over the bytes:
 //! 1. Percent-encodings are put in normal form (RFC 3986 §6.2.2): encoded unreserved characters
 //!    are decoded, every other encoding is kept with its hex digits upper-cased. `%2F` is refused:
-//!    a router sees one segment where a backend that decodes it sees two. `%25`, `%5C` and `%00`
-//!    stay encoded, so that no backend can decode them into something the router did not see.
+//!    a router sees one segment where a backend that decodes it sees two; so is `%5C` (and a raw
+//!    '\\'), which IIS and some URL parsers read as '/'. `%25` and `%00` stay encoded, so that no
+//!    backend can decode them into something the router did not see.
 //! 2. With `merge_slashes`, runs of '/' collapse to one — before step 3, so `/a//../b` is `/b`
 //!    (as in nginx).
 //! 3. Dot segments are removed (RFC 3986 §5.2.4), those that became `.` or `..` in step 1 too.
@@ -27,11 +28,12 @@ pub enum PathError {
     NotOriginForm,
     /// A '%' not followed by two hex digits.
     BadPercent,
-    /// `%2F` or `%2f`, an encoded '/'.
+    /// `%2F`, an encoded '/', or `%5C`, an encoded '\\' (which some backends read as '/').
     EncodedSlash,
     /// A `..` segment that would climb above the root.
     AboveRoot,
-    /// A raw control character (0x00-0x1F, 0x7F), space or '#'.
+    /// A raw control character (0x00-0x1F, 0x7F), space, '#' or '\\' (which IIS and some URL
+    /// parsers read as '/', so that `/public/..\\admin` would climb out of `/public/` there).
     Control,
 }
 
@@ -41,9 +43,9 @@ impl PathError {
         match self {
             PathError::NotOriginForm => "request target is not an absolute path",
             PathError::BadPercent => "malformed percent-encoding in path",
-            PathError::EncodedSlash => "encoded slash (%2F) in path",
+            PathError::EncodedSlash => "encoded slash (%2F or %5C) in path",
             PathError::AboveRoot => "path climbs above the root",
-            PathError::Control => "control character, space or '#' in path",
+            PathError::Control => "control character, space, '#' or backslash in path",
         }
     }
 }
@@ -89,6 +91,7 @@ const CLASS: [Class; 256] = {
     t[0x7f] = Class::Refused;
     t[b' ' as usize] = Class::Refused;
     t[b'#' as usize] = Class::Refused;
+    t[b'\\' as usize] = Class::Refused;
     t[b'/' as usize] = Class::Slash;
     t[b'%' as usize] = Class::Percent;
     t
@@ -192,7 +195,7 @@ fn decode(path: &[u8], i: usize) -> Result<u8, PathError> {
     let digit = |j: usize| path.get(j).and_then(|&b| (b as char).to_digit(16));
     match (digit(i + 1), digit(i + 2)) {
         (Some(hi), Some(lo)) => match (hi << 4 | lo) as u8 {
-            b'/' => Err(PathError::EncodedSlash),
+            b'/' | b'\\' => Err(PathError::EncodedSlash),
             byte => Ok(byte),
         },
         _ => Err(PathError::BadPercent),
@@ -240,7 +243,6 @@ mod tests {
                 "/api/items",
                 "/a/b/",
                 "/a%2Bb",
-                "/%5C",
                 "/%00",
                 "/%25",
                 "/caf\u{e9}",
@@ -270,8 +272,8 @@ mod tests {
         rewritten("/%7euser", true, "/~user");
         rewritten("/%41%62%30%2D%2E%5F%7E", true, "/Ab0-._~");
         rewritten("/a%2bb", true, "/a%2Bb");
-        rewritten("/%5c%e9%3f", true, "/%5C%E9%3F");
-        rewritten("/%7e%5c", true, "/~%5C");
+        rewritten("/%e9%3f", true, "/%E9%3F");
+        rewritten("/%7e%3f", true, "/~%3F");
         for p in ["/%", "/%4", "/a%zz", "/%4g", "/%g4", "/%%41", "/a%/b"] {
             refused(p, true, PathError::BadPercent);
         }
@@ -325,6 +327,8 @@ mod tests {
         refused("/%zz/..", true, PathError::BadPercent);
         refused("/a b/%2f", true, PathError::Control);
         refused("/ok/%2e%2e/%2f", true, PathError::EncodedSlash);
+        refused("/public/..\\admin", true, PathError::Control);
+        refused("/public/..%5cadmin", true, PathError::EncodedSlash);
     }
 
     #[test]
@@ -356,7 +360,7 @@ mod tests {
             let mut i = 0;
             while i < segment.len() {
                 match segment[i] {
-                    0..=0x1f | 0x7f | b' ' | b'#' => return Err(PathError::Control),
+                    0..=0x1f | 0x7f | b' ' | b'#' | b'\\' => return Err(PathError::Control),
                     b'%' => {
                         let hex = segment.get(i + 1..i + 3).ok_or(PathError::BadPercent)?;
                         let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadPercent)?;
@@ -365,7 +369,7 @@ mod tests {
                         }
                         let byte = u8::from_str_radix(hex, 16).unwrap();
                         match byte {
-                            b'/' => return Err(PathError::EncodedSlash),
+                            b'/' | b'\\' => return Err(PathError::EncodedSlash),
                             b if is_unreserved(b) => seg.push(b),
                             b => seg.extend(format!("%{b:02X}").bytes()),
                         }
