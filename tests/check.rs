@@ -31,7 +31,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`",
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `send_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
@@ -275,6 +275,19 @@ fn valid_config_passes_with_warnings_for_unused_upstreams() {
         stderr.contains(
             "warning: bad.toml:5:1: upstream.spare: upstream \"spare\" is not used by any route"
         ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn merge_slashes_off_is_a_warning() {
+    let text =
+        format!("[server]\nmerge_slashes = false\n[[route]]\nupstream = \"web\"\n{UPSTREAM}");
+    let (ok, _, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr
+            .contains("warning: bad.toml:2:17: server.merge_slashes: false: a path like //admin/"),
         "{stderr}"
     );
 }

@@ -60,7 +60,11 @@ impl RawBackend {
                         if path.starts_with("/slow") {
                             tokio::time::sleep(Duration::from_millis(1500)).await;
                         }
-                        let body = format!("raw {path}");
+                        let body = if path == "/big" {
+                            "b".repeat(64 << 20)
+                        } else {
+                            format!("raw {path}")
+                        };
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
@@ -305,7 +309,13 @@ async fn paths_are_routed_and_forwarded_in_normal_form() {
         let r = exchange(f.addr, get(target).as_bytes()).await.unwrap();
         assert_eq!((r.0, r.2.as_str()), (200, body), "{target}");
     }
-    for target in ["/public/..%2fadmin", "/..", "/public/%zz"] {
+    for target in [
+        "/public/..%2fadmin",
+        "/..",
+        "/public/%zz",
+        "/public/..\\admin",
+        "/public/..%5cadmin",
+    ] {
         let r = exchange(f.addr, get(target).as_bytes()).await.unwrap();
         assert_eq!(r.0, 400, "{target}: {}", r.2);
     }
@@ -612,10 +622,11 @@ async fn memory_held_by_unfinished_headers_is_bounded() {
     }
     // Let the proxy read what was sent.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = rss_kib(pid);
-    let per_conn = (held.saturating_sub(before)) / CONNS as u64;
+    let held = rss_kib(pid).max(before);
+    let per_conn = (held - before) / CONNS as u64;
     eprintln!("RSS {before} KiB -> {held} KiB with {CONNS} unfinished 30 KiB headers: {per_conn} KiB each");
-    assert!(per_conn <= 96, "{per_conn} KiB per connection");
+    // The target is 64 KiB; measured 55 KiB (a debug build). Some room for other machines.
+    assert!(per_conn <= 80, "{per_conn} KiB per connection");
     drop(conns);
     // The allocator hands freed pages back as the workers allocate again.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -625,7 +636,7 @@ async fn memory_held_by_unfinished_headers_is_bounded() {
     let after = rss_kib(pid);
     eprintln!("RSS {after} KiB after they closed and 200 requests more");
     assert!(
-        after - before < (held - before) * 3 / 4,
+        after.saturating_sub(before) < (held - before) * 3 / 4,
         "RSS stayed at {after} KiB (was {before} before, {held} with the connections)"
     );
     still_serves(&f).await;
@@ -646,4 +657,61 @@ async fn a_request_served_while_stopping_is_told_to_close() {
     let (status, head, _) = response(&mut s).await.expect("served while stopping");
     assert_eq!(status, 200);
     assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_without_keep_alive_is_closed_after_its_response() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("", &one_route(&be));
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET /ten HTTP/1.0\r\nHost: h.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, head, _) = response(&mut s).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    closed_within(&mut s, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_send_timeout() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("send_timeout = \"1s\"", &one_route(&be));
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: h.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Stop reading: the socket buffers fill and the proxy's writes wait, then give up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    let start = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("still open after reading {got} bytes"),
+        }
+    }
+    assert!(got < 64 << 20, "the whole response arrived ({got} bytes)");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    still_serves(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_admin_requests_are_all_answered() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("", &one_route(&be));
+    let mut s = TcpStream::connect(f.admin).await.unwrap();
+    s.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for n in 0..2 {
+        let r = response(&mut s)
+            .await
+            .unwrap_or_else(|| panic!("no answer {n}"));
+        assert_eq!((r.0, r.2.as_str()), (200, "ok\n"));
+    }
 }

@@ -137,6 +137,7 @@ impl ServeHttp for AdminApp {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_none_or(|v| v.as_bytes() == b"0");
+        session.set_pipelining_enabled(true);
         match (bodyless, session.stream()) {
             (true, Some(stream)) => crate::server::guard::rearm(stream),
             _ => session.set_keepalive(None),

@@ -78,6 +78,7 @@ pub struct ClientLimits {
     pub request_header_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub client_body_timeout: Duration,
+    pub send_timeout: Duration,
     /// Bytes.
     pub max_header_size: usize,
     pub max_headers: usize,

@@ -25,6 +25,8 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// `[server].client_body_timeout` when absent: nginx's.
 pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[server].send_timeout` when absent: nginx's.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[server].max_header_size` when absent: 32 KiB (nginx: 4 buffers of 8 KiB).
 pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
 /// The largest `max_header_size` accepted: pingora's own limit.
@@ -158,6 +160,9 @@ pub struct ServerSection {
     /// The longest wait between two reads of a request body (else the request fails with 408).
     /// Default: [`DEFAULT_CLIENT_BODY_TIMEOUT`].
     pub client_body_timeout: Option<Spanned<HumanDuration>>,
+    /// The longest a write of the response to the client may wait (a client that stops reading
+    /// is dropped). Default: [`DEFAULT_SEND_TIMEOUT`].
+    pub send_timeout: Option<Spanned<HumanDuration>>,
     /// Largest request header section (request line included); larger gets 431. Default:
     /// [`DEFAULT_MAX_HEADER_SIZE`].
     pub max_header_size: Option<Spanned<ByteSize>>,
@@ -168,7 +173,7 @@ pub struct ServerSection {
     pub max_connections: Option<Spanned<usize>>,
     /// Whether `//` in a request path is read as `/` (for routing and for the backend).
     /// Default: true (nginx's `merge_slashes on`).
-    pub merge_slashes: Option<bool>,
+    pub merge_slashes: Option<Spanned<bool>>,
 }
 
 /// `[[route]]`

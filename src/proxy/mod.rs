@@ -206,6 +206,7 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(Some(0));
         }
         session.set_read_timeout(Some(snap.client.client_body_timeout));
+        session.set_write_timeout(Some(snap.client.send_timeout));
         session.set_pipelining_enabled(true);
         let req = session.req_header();
         let peer = forwarded::peer_ip(session);

@@ -139,7 +139,14 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
             usize::MAX,
             DEFAULT_MAX_CONNECTIONS,
         ),
-        merge_slashes: s.merge_slashes.unwrap_or(true),
+        merge_slashes: match &s.merge_slashes {
+            Some(m) if !*m.get_ref() => {
+                let msg = "false: a path like //admin/ does not match an /admin/ route, but a backend that merges slashes serves it as /admin/";
+                c.warn(m.span(), "server.merge_slashes", msg);
+                false
+            }
+            _ => true,
+        },
     }
 }
 
@@ -174,6 +181,12 @@ fn client_limits(c: &mut Checker, s: &ServerSection) -> ClientLimits {
             &s.client_body_timeout,
             "server.client_body_timeout".into(),
             DEFAULT_CLIENT_BODY_TIMEOUT,
+        ),
+        send_timeout: positive(
+            c,
+            &s.send_timeout,
+            "server.send_timeout".into(),
+            DEFAULT_SEND_TIMEOUT,
         ),
         max_header_size: max_header_size as usize,
         max_headers: at_least_one(
