@@ -146,6 +146,16 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
     }
 }
 
+/// Sends `bytes` on a new connection and returns everything read until the proxy closes it
+/// (at most 5 s).
+async fn until_closed(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 fn one_route(be: &RawBackend) -> String {
     format!(
         "[[route]]\nupstream = \"u\"\n{}",
@@ -220,23 +230,12 @@ async fn a_slow_or_endless_header_gets_408_after_request_header_timeout() {
     closed_within(&mut s, Duration::from_secs(2)).await;
 
     // A header that stops half-way: 408 too.
-    let mut s = TcpStream::connect(f.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: h.test\r\nX-Never: ")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    assert!(
-        buf.starts_with(b"HTTP/1.1 408"),
-        "{:?}",
-        String::from_utf8_lossy(&buf)
-    );
+    let reply = until_closed(f.addr, b"GET / HTTP/1.1\r\nHost: h.test\r\nX-Never: ").await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
 
     // A connection that never sends anything is closed without a response.
-    let mut s = TcpStream::connect(f.addr).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    assert!(buf.is_empty(), "{:?}", String::from_utf8_lossy(&buf));
+    let reply = until_closed(f.addr, b"").await;
+    assert!(reply.is_empty(), "{reply:?}");
 
     assert!(be.seen().is_empty(), "the backend saw {:?}", be.seen());
     still_serves(&f).await;
@@ -573,17 +572,8 @@ async fn the_admin_listener_has_the_same_client_limits() {
         exchange(f.admin, big.as_bytes()).await.map(|r| r.0),
         Some(431)
     );
-    let mut s = TcpStream::connect(f.admin).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    assert!(
-        buf.starts_with(b"HTTP/1.1 408"),
-        "{:?}",
-        String::from_utf8_lossy(&buf)
-    );
+    let reply = until_closed(f.admin, b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ").await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
     let mut s = TcpStream::connect(f.admin).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
