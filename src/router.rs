@@ -112,6 +112,7 @@ mod tests {
             upstream: 0,
             retries: 1,
             timeout: Duration::from_secs(1),
+            upgrade_idle_timeout: Duration::from_secs(1),
             rate_limit: None,
         }
     }

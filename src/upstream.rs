@@ -313,17 +313,19 @@ impl Upstream {
     }
 
     /// The peer for backend `i`, with read/write/connect deadlines capped at `remaining` so that
-    /// the route's whole-request timeout holds.
-    pub fn peer(&self, i: usize, remaining: Duration) -> Box<HttpPeer> {
+    /// the route's whole-request timeout holds; for an upgrade request (`idle`), reads and writes
+    /// may instead wait that long each (as nginx's `proxy_read_timeout` for WebSockets).
+    pub fn peer(&self, i: usize, remaining: Duration, idle: Option<Duration>) -> Box<HttpPeer> {
         let mut peer = Box::new(self.backends[i].peer.clone());
         let o = &mut peer.options;
-        for t in [
-            &mut o.connection_timeout,
-            &mut o.total_connection_timeout,
-            &mut o.read_timeout,
-            &mut o.write_timeout,
-        ] {
+        for t in [&mut o.connection_timeout, &mut o.total_connection_timeout] {
             *t = t.map(|t| t.min(remaining));
+        }
+        for t in [&mut o.read_timeout, &mut o.write_timeout] {
+            *t = match idle {
+                Some(idle) => Some(idle),
+                None => t.map(|t| t.min(remaining)),
+            };
         }
         peer
     }
@@ -503,21 +505,33 @@ mod tests {
     #[test]
     fn peer_timeouts_are_capped_by_the_remaining_deadline() {
         let u = upstream(1);
-        let p = u.peer(0, Duration::from_millis(500));
+        let p = u.peer(0, Duration::from_millis(500), None);
         assert_eq!(
             p.options.connection_timeout,
             Some(Duration::from_millis(500))
         );
         assert_eq!(p.options.read_timeout, Some(Duration::from_millis(500)));
         assert_eq!(p.options.idle_timeout, Some(Duration::from_secs(60)));
-        let p = u.peer(0, Duration::from_secs(100));
+        let p = u.peer(0, Duration::from_secs(100), None);
         assert_eq!(p.options.read_timeout, Some(Duration::from_secs(30)));
+        // An upgrade: reads and writes get the idle timeout, connecting stays capped.
+        let p = u.peer(
+            0,
+            Duration::from_millis(500),
+            Some(Duration::from_secs(3600)),
+        );
+        assert_eq!(p.options.read_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(p.options.write_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            p.options.connection_timeout,
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]
     fn peers_keep_pingoras_request_policy_which_strips_hop_by_hop_headers() {
         // proxy/hop_by_hop.rs leaves the request side to this policy.
-        let p = upstream(1).peer(0, Duration::from_secs(1));
+        let p = upstream(1).peer(0, Duration::from_secs(1), None);
         let policy = p.options.http_upstream_request_policy;
         assert_eq!(policy, Default::default());
         assert!(policy.strip_hop_by_hop && policy.strip_connection_nominated);

@@ -35,7 +35,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
-            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`, `rate_limit`",
+            "error: bad.toml:3:1: route[0].strip: unknown field `strip`, expected one of `name`, `host`, `path`, `strip_prefix`, `host_rewrite`, `upstream`, `retries`, `timeout`, `upgrade_idle_timeout`, `rate_limit`",
         ),
         (
             // An emptied file (or a half-written one) must never load.

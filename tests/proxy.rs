@@ -372,3 +372,93 @@ async fn response_hop_by_hop_headers_stay_with_the_backend_connection() {
     }
     backend.abort();
 }
+
+/// A backend that accepts any upgrade with `101 Switching Protocols` and then echoes bytes.
+async fn upgrade_echo_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+                if s.write_all(reply).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_outlives_the_route_timeout_until_it_idles() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (be, task) = upgrade_echo_backend().await;
+    let body = format!(
+        "[[route]]\nupstream = \"ws\"\ntimeout = \"1s\"\nupgrade_idle_timeout = \"2s\"\n{}",
+        upstream("ws", &[be], "read_timeout = \"1s\"")
+    );
+    let f = Fulcrum::start("client_body_timeout = \"1s\"", &body);
+    let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: h.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(
+            s.read(&mut b).await.unwrap(),
+            1,
+            "closed during the handshake"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    // Messages both ways, spread over three times the route (and read) timeouts.
+    let start = Instant::now();
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let msg = format!("message {i}");
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no echo for {msg} after {:?}", start.elapsed()))
+            .unwrap_or_else(|e| panic!("{msg} after {:?}: {e}", start.elapsed()));
+        assert_eq!(buf, msg.as_bytes());
+    }
+    // Silent for longer than upgrade_idle_timeout: closed.
+    let mut buf = [0u8; 16];
+    let idle = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
+        .await
+        .expect("the idle tunnel was not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        idle.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        idle.elapsed()
+    );
+    task.abort();
+}

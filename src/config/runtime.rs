@@ -115,6 +115,7 @@ pub struct RouteConfig {
     pub upstream: usize,
     pub retries: u32,
     pub timeout: Duration,
+    pub upgrade_idle_timeout: Duration,
     pub rate_limit: Option<RateLimitConfig>,
 }
 

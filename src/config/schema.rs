@@ -51,6 +51,8 @@ pub const DEFAULT_PATH: &str = "/";
 pub const DEFAULT_RETRIES: u32 = 1;
 /// `[[route]].timeout` when absent.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[[route]].upgrade_idle_timeout` when absent.
+pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `[upstream.*].connect_timeout` when absent.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `[upstream.*].read_timeout` when absent.
@@ -196,6 +198,9 @@ pub struct RouteSection {
     pub retries: Option<u32>,
     /// Whole-request deadline; past it the client gets 504. Default: [`DEFAULT_ROUTE_TIMEOUT`].
     pub timeout: Option<Spanned<HumanDuration>>,
+    /// For an upgrade request (WebSocket): how long the connection may stay silent in either
+    /// direction, instead of `timeout`. Default: [`DEFAULT_UPGRADE_IDLE_TIMEOUT`].
+    pub upgrade_idle_timeout: Option<Spanned<HumanDuration>>,
     /// `rate_limit = { rate = 100, per = "1s", burst = 50, key = "client_ip" }`: a token bucket
     /// per key; over it the client gets 429. Default: none (unlimited).
     pub rate_limit: Option<Spanned<RateLimitSection>>,

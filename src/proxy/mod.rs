@@ -62,6 +62,8 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     deadline: Option<Instant>,
+    /// An upgrade request (WebSocket): `upgrade_idle_timeout` instead of the deadline.
+    upgrade: bool,
     /// The client's address (X-Forwarded-For only from trusted proxies), computed once.
     client: Option<IpAddr>,
     /// The `RateLimit` value an allowed response carries.
@@ -175,6 +177,7 @@ impl ProxyHttp for Proxy {
             snapshot: None,
             route: None,
             deadline: None,
+            upgrade: false,
             client: None,
             rate_state: None,
             admission: None,
@@ -257,7 +260,14 @@ impl ProxyHttp for Proxy {
             refuse(session, ctx, ProxyError::BodyTooLarge { limit }).await;
             return Ok(true);
         }
-        ctx.deadline = ctx.started.checked_add(route.config.timeout);
+        if session.is_upgrade_req() {
+            // A WebSocket lives as long as it is used: no whole-request deadline, an idle limit
+            // on both sides instead.
+            ctx.upgrade = true;
+            session.set_read_timeout(Some(route.config.upgrade_idle_timeout));
+        } else {
+            ctx.deadline = ctx.started.checked_add(route.config.timeout);
+        }
         Ok(false)
     }
 
@@ -335,7 +345,8 @@ impl ProxyHttp for Proxy {
         if ctx.attempts > 0 {
             upstream.metrics.retries.inc();
         }
-        let peer = upstream.peer(i, remaining);
+        let idle = ctx.upgrade.then_some(route.config.upgrade_idle_timeout);
+        let peer = upstream.peer(i, remaining, idle);
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
         ctx.probe = choice.probe;

@@ -117,6 +117,12 @@ pub(super) fn routes(
                 format!("{field}.timeout"),
                 DEFAULT_ROUTE_TIMEOUT,
             ),
+            upgrade_idle_timeout: positive(
+                c,
+                &r.upgrade_idle_timeout,
+                format!("{field}.upgrade_idle_timeout"),
+                DEFAULT_UPGRADE_IDLE_TIMEOUT,
+            ),
             rate_limit: r
                 .rate_limit
                 .as_ref()
