@@ -6,12 +6,18 @@ mod support;
 use std::process::Command;
 
 fn check(text: &str) -> (bool, String, String) {
+    check_with_env(text, &[])
+}
+
+/// `fulcrum check` on `text` with the environment variables `env` set.
+fn check_with_env(text: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(support::bin())
         .arg("check")
         .arg(&path)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let shown = path.display().to_string();
@@ -288,6 +294,34 @@ fn merge_slashes_off_is_a_warning() {
     assert!(
         stderr
             .contains("warning: bad.toml:2:17: server.merge_slashes: false: a path like //admin/"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
+    let text = format!(
+        "[server]\nlisten = [\"${{FULCRUM_T_LISTEN}}\"] # ${{NOT_A_VALUE}}\n[[route]]\nupstream = \"${{FULCRUM_T_UP:-web}}\"\n{UPSTREAM}"
+    );
+    let (ok, stdout, stderr) = check_with_env(&text, &[("FULCRUM_T_LISTEN", "127.0.0.1:8181")]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim_end(), "bad.toml: ok (1 routes, 1 upstreams)");
+    // The value is used: an upstream that does not exist is reported by its expanded name.
+    let env = [
+        ("FULCRUM_T_LISTEN", "127.0.0.1:8181"),
+        ("FULCRUM_T_UP", "nope"),
+    ];
+    let (ok, _, stderr) = check_with_env(&text, &env);
+    assert!(!ok);
+    assert!(
+        stderr.contains("upstream \"nope\" is not defined"),
+        "{stderr}"
+    );
+    // Unset without a default: located, named.
+    let (ok, _, stderr) = check_with_env(&text, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: bad.toml:2:12: environment variable FULCRUM_T_LISTEN is not set (write ${FULCRUM_T_LISTEN:-default} to give a default)"),
         "{stderr}"
     );
 }

@@ -1,5 +1,6 @@
 //! Configuration: `fulcrum.toml → schema::FileConfig → validate → resolve → runtime::Config`.
 //!
+//! - `env`: `${VAR}` and `${VAR:-default}` in string values, expanded before parsing.
 //! - `schema`: what the user writes (serde, unknown keys rejected, `Option`s, `DEFAULT_*`).
 //! - `units`: human durations and sizes inside the file.
 //! - `validate`: every semantic check, one file per section; all problems are collected, each
@@ -8,6 +9,7 @@
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 
+mod env;
 mod error;
 mod resolve;
 pub mod runtime;
@@ -60,8 +62,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// );
 /// ```
 pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let source = env::expand(source, |name| std::env::var(name).ok()).map_err(|errors| {
+        let errors = errors
+            .into_iter()
+            .map(|(span, message)| ConfigError::at(path, source, Some(span), "", message));
+        ConfigErrors(LineIndex::scope(source, || errors.collect()))
+    })?;
     // One line index for every error of this load, however many there are.
-    LineIndex::scope(source, || parse_indexed(source, path))
+    LineIndex::scope(&source, || parse_indexed(&source, path))
 }
 
 fn parse_indexed(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
