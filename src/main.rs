@@ -1,4 +1,5 @@
-//! The `fulcrum` command line: `run`, `check` and `demo`.
+//! The `fulcrum` command line: `run`, `check`, `demo`, and `completions` / `man` generated from
+//! the same definitions.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use fulcrum::config::{self, Config};
 use fulcrum::reload::{LogControl, Source};
 use fulcrum::server::RunOptions;
@@ -25,11 +26,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "fulcrum",
     version,
-    about = "A layer-7 reverse proxy and load balancer"
+    about = "A layer-7 reverse proxy and load balancer",
+    long_about = "A layer-7 reverse proxy and load balancer on pingora. Routes by one TOML file, \
+which it reloads on change without dropping a request; Prometheus metrics on the admin listener."
 )]
 struct Cli {
-    /// Config file to serve (same as `fulcrum run --config PATH`).
-    #[arg(long, short, global = true)]
+    /// Config file (`fulcrum --config PATH` alone is `fulcrum run PATH`).
+    #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -39,6 +42,9 @@ struct Cli {
 enum Command {
     /// Serve a config file; reload it on change, SIGHUP or `POST /reload` on the admin listener.
     Run {
+        /// The config file (or `--config PATH`).
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
         /// Take the listening sockets over from a running fulcrum, which hands them over when it
         /// gets SIGQUIT (see the README's graceful upgrade).
         #[arg(long)]
@@ -46,12 +52,40 @@ enum Command {
     },
     /// Validate a config file: exit 0, or print every problem and exit 1 (like `nginx -t`).
     Check {
-        /// The config file to check.
+        /// The config file to check (or `--config PATH`).
+        #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
-    /// Start three demo backends and the proxy on the bundled config/demo.toml.
+    /// Start three demo backends and the proxy on the bundled config/demo.toml (or `--config`).
     Demo,
+    /// Print a shell completion script: `fulcrum completions bash > /etc/bash_completion.d/fulcrum`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `fulcrum man > /usr/local/share/man/man1/fulcrum.1`.
+    Man,
 }
+
+/// The one config path of a command that takes it as `PATH` or `--config PATH`; both at once is
+/// an error rather than a silent choice.
+fn one_path(
+    positional: Option<PathBuf>,
+    flag: Option<PathBuf>,
+    usage: &str,
+) -> anyhow::Result<PathBuf> {
+    match (positional, flag) {
+        (Some(p), Some(f)) => Err(anyhow::anyhow!(
+            "two config files given ({} and --config {}); {usage}",
+            p.display(),
+            f.display()
+        )),
+        (Some(p), None) | (None, Some(p)) => Ok(p),
+        (None, None) => Err(anyhow::anyhow!("no config given; {usage}")),
+    }
+}
+
+const RUN_USAGE: &str = "use `fulcrum run PATH` (or `fulcrum demo` to try it out)";
 
 fn main() -> ExitCode {
     // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Until the
@@ -61,31 +95,48 @@ fn main() -> ExitCode {
         eprintln!("fulcrum: cannot handle SIGHUP: {e}");
     }
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Check { path }) => match path.or(cli.config) {
-            Some(path) => return check(&path),
-            None => Err(anyhow::anyhow!("usage: fulcrum check PATH")),
-        },
-        Some(Command::Demo) => demo(cli.config.as_deref(), early_sighup),
-        Some(Command::Run { upgrade }) => match cli.config {
-            Some(path) => run(&path, upgrade, early_sighup),
-            None => Err(anyhow::anyhow!(
-                "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
-            )),
-        },
-        None => match cli.config {
-            Some(path) => run(&path, false, early_sighup),
-            None => Err(anyhow::anyhow!(
-                "no config given: use `fulcrum run --config PATH` (or `fulcrum demo` to try it out)"
-            )),
-        },
-    };
+    let result =
+        match cli.command {
+            Some(Command::Check { path }) => {
+                match one_path(path, cli.config, "use `fulcrum check PATH`") {
+                    Ok(path) => return check(&path),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(Command::Demo) => demo(cli.config.as_deref(), early_sighup),
+            Some(Command::Run { path, upgrade }) => one_path(path, cli.config, RUN_USAGE)
+                .and_then(|path| run(&path, upgrade, early_sighup)),
+            Some(Command::Completions { shell }) => {
+                // Into a buffer first: clap_complete panics when it cannot write (`| head`).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
+                print(&script)
+            }
+            Some(Command::Man) => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut page)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| print(&page))
+            }
+            None => one_path(None, cli.config, RUN_USAGE)
+                .and_then(|path| run(&path, false, early_sighup)),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fulcrum: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes generated text to stdout; a reader that went away (`| head`) is not an error.
+fn print(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -36,7 +36,8 @@ pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}")]
+    // The cause is the error's source: `{:#}` prints it once, after this.
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
