@@ -16,8 +16,18 @@ RUN cargo build --release --locked --bin fulcrum
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/fulcrum /usr/local/bin/fulcrum
 COPY config /etc/fulcrum
-EXPOSE 8080 9901
+# The bundled config reads its listeners from these (see config/fulcrum.toml): inside the
+# container they must be on 0.0.0.0 for `docker run -p 8080:8080` to reach them. The admin
+# listener (metrics, /status, POST /reload) is on 0.0.0.0:9901 inside the image too, which is
+# safe only because it is not published unless you ask for it (`-p 127.0.0.1:9901:9901`);
+# it is deliberately not in EXPOSE, so `docker run -P` leaves it alone.
+ENV FULCRUM_LISTEN=0.0.0.0:8080 \
+    FULCRUM_ADMIN_LISTEN=0.0.0.0:9901
+EXPOSE 8080
 STOPSIGNAL SIGTERM
+# distroless has no curl: fulcrum asks its own admin listener for /healthz.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/fulcrum", "healthcheck", "127.0.0.1:9901"]
 ENTRYPOINT ["/usr/local/bin/fulcrum"]
-# Mount your own file over /etc/fulcrum/fulcrum.toml; listen on 0.0.0.0 inside a container.
-CMD ["run", "--config", "/etc/fulcrum/fulcrum.toml"]
+# Mount your own file over /etc/fulcrum/fulcrum.toml (listening on 0.0.0.0 inside a container).
+CMD ["run", "/etc/fulcrum/fulcrum.toml"]

@@ -65,6 +65,13 @@ enum Command {
     },
     /// Print the man page (roff): `fulcrum man > /usr/local/share/man/man1/fulcrum.1`.
     Man,
+    /// Ask a running fulcrum's admin listener for /healthz: exit 0 when it answers 200 within 2 s
+    /// (for container HEALTHCHECKs, where there is no curl).
+    Healthcheck {
+        /// The admin listener, IP:PORT.
+        #[arg(default_value = "127.0.0.1:9901", value_name = "ADDR")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// The one config path of a command that takes it as `PATH` or `--config PATH`; both at once is
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
                     .map_err(anyhow::Error::from)
                     .and_then(|()| print(&page))
             }
+            Some(Command::Healthcheck { addr }) => healthcheck(addr),
             None => one_path(None, cli.config, RUN_USAGE)
                 .and_then(|path| run(&path, false, early_sighup)),
         };
@@ -128,6 +136,27 @@ fn main() -> ExitCode {
             eprintln!("fulcrum: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `GET /healthz` on the admin listener at `addr`; Ok only for a 200 within 2 s.
+fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let limit = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    write!(s, "GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply)
+        .with_context(|| format!("no answer from {addr}"))?;
+    let status = String::from_utf8_lossy(&reply);
+    let status = status.lines().next().unwrap_or("");
+    if status.split(' ').nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{addr}/healthz answered {status:?}"))
     }
 }
 

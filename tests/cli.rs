@@ -128,3 +128,47 @@ fn a_port_clash_is_reported_once() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_asks_the_admin_listener() {
+    let f = Fulcrum::start("", &upstream_route_to_nothing());
+    let admin = f.admin.to_string();
+    // It asks in HTTP/1.0 and reads to the close: the admin listener must close.
+    let (code, _, err) = fulcrum(&["healthcheck", &admin]);
+    assert_eq!(code, 0, "{err}");
+    // Nothing listening: an error naming the address.
+    let dead = dead_addr().to_string();
+    let (code, _, err) = fulcrum(&["healthcheck", &dead]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("cannot connect to {dead}")), "{err}");
+    // Something that is not fulcrum's admin: not healthy.
+    let (code, _, err) = fulcrum(&["healthcheck", &f.addr.to_string()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/healthz answered \"HTTP/1.1 404"), "{err}");
+}
+
+fn upstream_route_to_nothing() -> String {
+    format!(
+        "[[route]]\npath = \"/app/\"\nupstream = \"u\"\n{}",
+        upstream("u", &[dead_addr()], "")
+    )
+}
+
+#[test]
+fn the_bundled_config_listens_where_its_environment_says() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/fulcrum.toml");
+    let out = Command::new(bin())
+        .arg("check")
+        .arg(&path)
+        .env("FULCRUM_LISTEN", "0.0.0.0:8080")
+        .env("FULCRUM_ADMIN_LISTEN", "0.0.0.0:8080")
+        .output()
+        .unwrap();
+    // The same address for both shows that both were read from the environment.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("0.0.0.0:8080 is also a proxy listener"),
+        "{err}"
+    );
+}

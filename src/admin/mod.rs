@@ -137,12 +137,22 @@ impl ServeHttp for AdminApp {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_none_or(|v| v.as_bytes() == b"0");
+        // pingora's HTTP app keeps every connection alive but for `Connection: close`; an
+        // HTTP/1.0 client that did not ask for keep-alive waits for the close to end the body.
+        let http10_close = req.version == http::Version::HTTP_10
+            && !req
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
         session.set_pipelining_enabled(true);
-        match (bodyless, session.stream()) {
+        match (bodyless && !http10_close, session.stream()) {
             (true, Some(stream)) => crate::server::guard::rearm(stream),
             _ => session.set_keepalive(None),
         }
-        if bodyless && session.get_keepalive().is_some() {
+        if bodyless && !http10_close && session.get_keepalive().is_some() {
             // No timer of pingora's between requests: the guard has the keep-alive limit.
             session.set_keepalive(Some(0));
         }
