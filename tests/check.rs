@@ -37,7 +37,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `send_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`",
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `send_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`; did you mean `listen`?",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
@@ -91,6 +91,10 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("[server]\nrequest_header_timeout = \"0s\"\n{route}{UPSTREAM}"),
             "error: bad.toml:2:26: server.request_header_timeout: must be longer than 0s, e.g. \"2s\"",
+        ),
+        (
+            format!("[server]\nthreads = 5000\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:11: server.threads: must be at most 1024 (got 5000); one per CPU is what a proxy needs, and absent means that",
         ),
         (
             format!("[server]\nmax_connections = 0\n{route}{UPSTREAM}"),
@@ -322,6 +326,83 @@ fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
     assert!(!ok);
     assert!(
         stderr.contains("error: bad.toml:2:12: environment variable FULCRUM_T_LISTEN is not set (write ${FULCRUM_T_LISTEN:-default} to give a default)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_independent_mistake_is_reported_in_one_run() {
+    let text = r#"[server]
+lissten = ["127.0.0.1:1"]
+threads = "two"
+
+[[route]]
+upstream = "web"
+timeot = "5s"
+
+[[route]]
+path = "/b/"
+upstream = "web"
+rate_limit = { rate = "ten", per = "1s", burst = 5 }
+
+[[route]]
+upstream = "nope"
+path = "no-slash"
+
+[upstream.web]
+balance = "roundrobin"
+backends = [{ addr = "127.0.0.1:1", wieght = 2 }, { addr = 5 }, { addr = "127.0.0.1:2", weight = 0 }]
+
+[upstream.web.health_check]
+intervall = "1s"
+timeout = 3
+"#;
+    let (ok, _, stderr) = check(text);
+    assert!(!ok);
+    let want = [
+        "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`,",
+        "error: bad.toml:3:11: server.threads: invalid type: string \"two\", expected usize",
+        "error: bad.toml:7:1: route[0].timeot: unknown field `timeot`, expected one of `name`,",
+        "error: bad.toml:12:23: route[1].rate_limit.rate: invalid type: string \"ten\", expected u32",
+        "error: bad.toml:15:12: route[2].upstream: upstream \"nope\" is not defined; defined upstreams: web",
+        "error: bad.toml:16:8: route[2].path: path \"no-slash\" must start with \"/\"",
+        "error: bad.toml:19:11: upstream.web.balance: unknown variant `roundrobin`, expected one of `round_robin`,",
+        "error: bad.toml:20:37: upstream.web.backends[0].wieght: unknown field `wieght`, expected `addr` or `weight`; did you mean `weight`?",
+        "error: bad.toml:20:60: upstream.web.backends[1].addr: invalid type: integer `5`, expected a string",
+        "error: bad.toml:20:98: upstream.web.backends[2].weight: weight must be between 1 and 1000 (got 0)",
+        "error: bad.toml:23:1: upstream.web.health_check.intervall: unknown field `intervall`",
+        "error: bad.toml:24:11: upstream.web.health_check.timeout: invalid type: integer `3`, expected a duration string",
+        "bad.toml: 12 problem(s) found",
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(want), "want {want}\n got {line}");
+    }
+    assert!(
+        lines[6].ends_with("did you mean `round_robin`?"),
+        "{}",
+        lines[6]
+    );
+}
+
+#[test]
+fn a_single_bracket_route_table_gets_a_hint() {
+    let (ok, _, stderr) = check(&format!("[route]\nupstream = \"web\"\n{UPSTREAM}"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: bad.toml:1:1: route: invalid type: map, expected a sequence; write [[route]] (two brackets) for each route"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_health_check_timeout_not_shorter_than_its_interval_is_a_warning() {
+    let text = format!("[[route]]\nupstream = \"web\"\n{UPSTREAM}[upstream.web.health_check]\ninterval = \"1s\"\ntimeout = \"2s\"\n");
+    let (ok, _, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: bad.toml:7:11: upstream.web.health_check.timeout: timeout (2s) is not shorter than interval (1s)"),
         "{stderr}"
     );
 }

@@ -14,6 +14,7 @@ mod error;
 mod resolve;
 pub mod runtime;
 pub mod schema;
+mod sections;
 pub mod units;
 mod validate;
 
@@ -75,11 +76,8 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
 fn parse_indexed(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
-    let file: schema::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = field_path(e.path());
-        let inner = e.into_inner();
-        ConfigError::at(path, source, inner.span(), field, inner.message().trim())
-    })?;
+    let file: schema::FileConfig = serde_path_to_error::deserialize(de)
+        .map_err(|e| ConfigErrors(every_mistake(e, source, path)))?;
     let (unresolved, mut errors) = validate::validate(file, path, source);
     let (config, unresolvable) = resolve::resolve(unresolved, path, source);
     errors.extend(unresolvable);
@@ -88,6 +86,47 @@ fn parse_indexed(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// serde stops at a file's first unknown key or type error: this finds the others section by
+/// section, then validates what is left without them, so that one run reports every mistake
+/// (but for a backend name's resolution, which waits for a file without them). Sorted by place.
+fn every_mistake(
+    first: serde_path_to_error::Error<toml::de::Error>,
+    source: &str,
+    path: &Path,
+) -> Vec<ConfigError> {
+    let mut found = sections::mistakes(source);
+    if found.is_empty() {
+        let field = field_path(first.path());
+        let inner = first.into_inner();
+        found.push((field, inner.span(), inner.message().trim().to_owned()));
+    }
+    let mut errors: Vec<ConfigError> = found
+        .iter()
+        .map(|(field, span, message)| {
+            let message = explain(field, message);
+            ConfigError::at(path, source, span.clone(), field.clone(), message)
+        })
+        .collect();
+    if let Some(sections::Remains { file, removed }) = sections::without_mistakes(source, &found) {
+        let (_, semantic) = validate::validate(file, path, source);
+        // Not what taking the wrong sections out caused.
+        let caused = |e: &ConfigError| {
+            (removed.routes > 0 && e.message.starts_with("no [[route]]"))
+                || removed.upstreams.iter().any(|u| {
+                    e.message
+                        .starts_with(&format!("upstream \"{u}\" is not defined"))
+                })
+        };
+        errors.extend(semantic.into_iter().filter(|e| !caused(e)).map(|mut e| {
+            e.field = removed.file_field(&e.field);
+            e
+        }));
+    }
+    // By place; problems with none (a missing section) last.
+    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+    errors
 }
 
 /// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.
@@ -113,6 +152,45 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
         out.push_str(name);
     }
     out
+}
+
+/// serde's message, with a hint where a common mistake is behind it: "did you mean" for a
+/// misspelt key or value (the closest accepted one, as HAProxy does), and `[[route]]` for a
+/// `[route]`.
+fn explain(field: &str, message: &str) -> String {
+    if (field == "route" || field.starts_with("upstream.") && field.ends_with(".backends"))
+        && message.starts_with("invalid type: map, expected a sequence")
+    {
+        let example = if field == "route" {
+            "write [[route]] (two brackets) for each route"
+        } else {
+            "write backends = [{ addr = \"...\" }, ...]"
+        };
+        return format!("{message}; {example}");
+    }
+    match closest_choice(message) {
+        Some(choice) => format!("{message}; did you mean `{choice}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the accepted word
+/// nearest to `x`, if it is near enough to be a typo.
+fn closest_choice(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (given, rest) = rest.split_once('`')?;
+    // "expected one of `a`, `b`, `c`", "expected `a` or `b`", "expected `a`".
+    let choices = rest.split_once("expected ")?.1;
+    choices
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|c| (strsim::levenshtein(&given.to_ascii_lowercase(), c), c))
+        .filter(|&(d, c)| d > 0 && d <= (c.len() / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
 }
 
 fn syntax_message(e: &toml::de::Error) -> String {

@@ -35,6 +35,8 @@ pub const MAX_HEADER_SIZE_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// The largest `max_headers` accepted: pingora parses at most 256 headers.
 pub const MAX_HEADERS_LIMIT: usize = 256;
+/// The most `[server].threads` accepted.
+pub const MAX_THREADS: usize = 1024;
 /// `[server].max_connections` when absent.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// `[server].upgrade_sock` when absent.

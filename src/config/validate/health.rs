@@ -85,6 +85,16 @@ pub(super) fn health_check(
         format!("{field}.timeout"),
         DEFAULT_HEALTH_TIMEOUT,
     );
+    // (The defaults never meet this, so one of the two is written.)
+    if let (true, Some(written)) = (
+        timeout >= interval,
+        h.timeout.as_ref().or(h.interval.as_ref()),
+    ) {
+        let msg = format!(
+            "timeout ({timeout:?}) is not shorter than interval ({interval:?}): a slow backend is probed again before the last probe ended"
+        );
+        c.warn(written.span(), format!("{field}.timeout"), msg);
+    }
     HealthCheckConfig {
         kind,
         path,

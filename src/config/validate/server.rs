@@ -67,6 +67,14 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
             );
             1
         }
+        Some(t) if *t.get_ref() > MAX_THREADS => {
+            let msg = format!(
+                "must be at most {MAX_THREADS} (got {}); one per CPU is what a proxy needs, and absent means that",
+                t.get_ref()
+            );
+            c.error(t.span(), "server.threads", msg);
+            MAX_THREADS
+        }
         Some(t) => *t.get_ref(),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
