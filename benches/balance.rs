@@ -24,6 +24,8 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
         outlier: None,
         circuit_breaker: None,
         max_inflight: None,
+        dns_refresh: std::time::Duration::from_secs(30),
+        unresolved: Vec::new(),
         backends: (0..n)
             .map(|i| BackendConfig {
                 name: format!("b{i}"),

@@ -42,6 +42,9 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
+    /// Empty, or "; NAME:PORT does not resolve (yet)" for the backends whose host name did not
+    /// resolve at the last load: what a 503 for want of a backend says.
+    pub unresolved: String,
     pub backends: Vec<Backend>,
     /// `backends[i].state` as one slice, for the balancer and the outlier detector.
     states: Vec<Arc<BackendState>>,
@@ -126,6 +129,10 @@ impl Upstream {
         let states: Vec<_> = backends.iter().map(|b| Arc::clone(&b.state)).collect();
         Upstream {
             name: config.name.clone(),
+            unresolved: match config.unresolved.as_slice() {
+                [] => String::new(),
+                names => format!("; {} does not resolve (yet)", names.join(", ")),
+            },
             balancer: balance::build(config, &states),
             states,
             backends,
@@ -384,6 +391,8 @@ mod tests {
             outlier: None,
             circuit_breaker: None,
             max_inflight: None,
+            dns_refresh: Duration::from_secs(30),
+            unresolved: Vec::new(),
             backends: (0..n)
                 .map(|i| BackendConfig {
                     name: format!("b{i}"),

@@ -2,12 +2,21 @@
 //! IO (DNS). Validation is pure and leaves names here, so that the reload path can run this step
 //! off the async workers, and so that validation can be tested and benchmarked without DNS.
 //!
-//! A name is resolved once per load (an IPv4 result is preferred, as most backends listen on IPv4
-//! even where "localhost" resolves to ::1 first). Two backends of one upstream that end up at the
-//! same address are an error.
+//! A name is resolved at every load, and again every `dns_refresh` (the reloader compares
+//! [`Config::dns`] and applies a change through the reload path). Every address a name returns is
+//! a backend of the pool with the configured weight (a headless service fans out); when a name
+//! has IPv4 addresses only those are used (Envoy's `V4_PREFERRED`: most backends listen on IPv4
+//! even where "localhost" resolves to ::1 first). A name that does not resolve is a warning, not
+//! an error: the upstream serves its other backends (503 naming the host while it has none) and
+//! gets the addresses once it resolves. Two backends of one upstream written as the same
+//! address are an error; an address a name returns that another backend already has is skipped.
+//!
+//! For tests, `FULCRUM_HOSTS_FILE` names a file of `name address...` lines consulted before the
+//! system resolver (read at every resolution, so a test can change what a name returns).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::Path;
 
@@ -53,52 +62,160 @@ pub(super) fn resolve(u: Unresolved, file: &Path, source: &str) -> (Config, Vec<
     let mut errors = Vec::new();
     // (upstream, address) → index in the file of the backend that has it.
     let mut seen: HashMap<(usize, SocketAddr), usize> = HashMap::new();
+    let hosts = hosts_file();
+    let mut dns: Vec<(String, Vec<SocketAddr>)> = Vec::new();
     for b in backends {
         let error = |message: String| {
             ConfigError::at(file, source, Some(b.span.clone()), b.field.clone(), message)
         };
-        let addr = match &b.target {
-            Target::Addr(addr) => *addr,
-            Target::Name(host_port) => match lookup(host_port) {
-                Ok(addr) => addr,
-                Err(message) => {
-                    errors.push(error(message));
+        let addrs = match &b.target {
+            Target::Addr(addr) => {
+                if let Some(prev) = seen.insert((b.upstream, *addr), b.index) {
+                    seen.insert((b.upstream, *addr), prev);
+                    errors.push(error(format!(
+                        "{addr} is already backends[{prev}] of this upstream"
+                    )));
                     continue;
                 }
-            },
+                vec![*addr]
+            }
+            Target::Name(host_port) => {
+                let found = lookup(host_port, hosts.as_ref());
+                let addrs = match found {
+                    Ok(addrs) => addrs,
+                    Err(message) => {
+                        let message = format!("{message}; the upstream gets its addresses when it resolves (every dns_refresh)");
+                        config.warnings.push(error(message));
+                        if let Some(u) = config.upstreams.get_mut(b.upstream) {
+                            u.unresolved.push(b.name.clone());
+                        }
+                        Vec::new()
+                    }
+                };
+                dns.push((host_port.clone(), addrs.clone()));
+                // An address another backend of the upstream already has is not a second one.
+                addrs
+                    .into_iter()
+                    .filter(|a| match seen.entry((b.upstream, *a)) {
+                        Entry::Vacant(v) => {
+                            v.insert(b.index);
+                            true
+                        }
+                        Entry::Occupied(_) => false,
+                    })
+                    .collect()
+            }
         };
-        if let Some(prev) = seen.insert((b.upstream, addr), b.index) {
-            seen.insert((b.upstream, addr), prev);
-            errors.push(error(format!(
-                "{addr} is already backends[{prev}] of this upstream"
-            )));
-            continue;
-        }
         if let Some(u) = config.upstreams.get_mut(b.upstream) {
-            u.backends.push(BackendConfig {
-                name: b.name,
-                addr,
-                weight: b.weight,
-            });
+            for addr in addrs {
+                u.backends.push(BackendConfig {
+                    name: b.name.clone(),
+                    addr,
+                    weight: b.weight,
+                });
+            }
         }
     }
+    dns.sort();
+    config.dns = dns;
     (config, errors)
 }
 
-fn lookup(host_port: &str) -> Result<SocketAddr, String> {
-    match host_port.to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            addrs
-                .iter()
-                .find(|a| a.is_ipv4())
-                .or(addrs.first())
-                .copied()
-                .ok_or_else(|| format!("\"{host_port}\" resolved to no address"))
+/// The test resolver seam: `FULCRUM_HOSTS_FILE`, if set, as name → addresses.
+fn hosts_file() -> Option<HashMap<String, Vec<IpAddr>>> {
+    let path = std::env::var_os("FULCRUM_HOSTS_FILE")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let Some(name) = words.next().filter(|w| !w.starts_with('#')) {
+            let ips = words.filter_map(|w| w.parse().ok()).collect();
+            map.insert(name.to_owned(), ips);
         }
-        Err(e) => Err(format!(
-            "cannot resolve \"{host_port}\": {e}; {}",
-            super::validate::BACKEND_ADDR_ACCEPTED
-        )),
+    }
+    Some(map)
+}
+
+/// Every address `host:port` resolves to (IPv4 only when there is one), sorted.
+fn lookup(
+    host_port: &str,
+    hosts: Option<&HashMap<String, Vec<IpAddr>>>,
+) -> Result<Vec<SocketAddr>, String> {
+    let from_file = host_port.rsplit_once(':').and_then(|(host, port)| {
+        let port: u16 = port.parse().ok()?;
+        let ips = hosts?.get(host)?;
+        Some(
+            ips.iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut addrs: Vec<SocketAddr> = match from_file {
+        Some(addrs) => addrs,
+        None => host_port
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve \"{host_port}\": {e}"))?
+            .collect(),
+    };
+    if addrs.iter().any(SocketAddr::is_ipv4) {
+        addrs.retain(SocketAddr::is_ipv4);
+    }
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("\"{host_port}\" resolved to no address"));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(entries: &[(&str, &[&str])]) -> HashMap<String, Vec<IpAddr>> {
+        entries
+            .iter()
+            .map(|(n, ips)| {
+                (
+                    n.to_string(),
+                    ips.iter().map(|i| i.parse().unwrap()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_name_is_every_address_it_returns_ipv4_first() {
+        let h = hosts(&[
+            ("two", &["10.0.0.2", "10.0.0.1"]),
+            ("dual", &["::1", "10.0.0.9"]),
+            ("six", &["::2", "::1"]),
+        ]);
+        let addrs = |n: &str| lookup(n, Some(&h)).unwrap();
+        let s = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert_eq!(addrs("two:80"), [s("10.0.0.1:80"), s("10.0.0.2:80")]);
+        assert_eq!(addrs("dual:80"), [s("10.0.0.9:80")]);
+        assert_eq!(addrs("six:80"), [s("[::1]:80"), s("[::2]:80")]);
+        assert!(lookup("none.invalid:80", Some(&hosts(&[("none.invalid", &[])]))).is_err());
+    }
+
+    #[test]
+    fn an_unresolvable_name_is_a_warning_and_the_config_still_loads() {
+        let text = "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"127.0.0.1:1\" }, { addr = \"no-such-host.invalid:80\" }]\n";
+        let config = crate::config::parse(text, Path::new("t.toml")).unwrap();
+        let u = &config.upstreams[0];
+        assert_eq!(u.backends.len(), 1);
+        assert_eq!(u.unresolved, ["no-such-host.invalid:80"]);
+        assert!(config.warnings[0]
+            .message
+            .contains("cannot resolve \"no-such-host.invalid:80\""));
+        assert_eq!(
+            config.dns,
+            [("no-such-host.invalid:80".to_owned(), Vec::new())]
+        );
+        assert_eq!(
+            config.dns_refresh(),
+            Some(std::time::Duration::from_secs(30))
+        );
     }
 }

@@ -22,6 +22,26 @@ pub struct Config {
     pub warnings: Vec<super::ConfigError>,
     /// Where the keys a reload cannot change were written, so that a reload can point at them.
     pub places: Places,
+    /// Every backend host name and what it resolved to (sorted), to notice when that changes.
+    pub dns: Vec<(String, Vec<SocketAddr>)>,
+}
+
+impl Config {
+    /// How often the backend names are resolved again: the shortest `dns_refresh` of the
+    /// upstreams that have a name; `None` when no backend is given by name.
+    pub fn dns_refresh(&self) -> Option<Duration> {
+        let named = |u: &&UpstreamConfig| {
+            !u.unresolved.is_empty()
+                || u.backends
+                    .iter()
+                    .any(|b| b.name.parse::<SocketAddr>().is_err())
+        };
+        self.upstreams
+            .iter()
+            .filter(named)
+            .map(|u| u.dns_refresh)
+            .min()
+    }
 }
 
 /// A line and column in the config file, 1-based.
@@ -219,6 +239,10 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<BreakerConfig>,
     /// Requests in flight to the upstream at once; `None` = unlimited.
     pub max_inflight: Option<u32>,
+    /// How often backend host names are resolved again.
+    pub dns_refresh: Duration,
+    /// Backends (`host:port` as written) whose name did not resolve at the last load.
+    pub unresolved: Vec<String>,
 }
 
 /// `[upstream.NAME.circuit_breaker]`

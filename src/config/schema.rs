@@ -25,6 +25,8 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// `[server].client_body_timeout` when absent: nginx's.
 pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[upstream.NAME].dns_refresh` when absent.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 /// `[server].send_timeout` when absent: nginx's.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[server].max_header_size` when absent: 32 KiB (nginx: 4 buffers of 8 KiB).
@@ -261,6 +263,8 @@ pub struct UpstreamSection {
     /// Requests in flight to the upstream at once, at least 1; past it the client gets an
     /// immediate 503 (Envoy's `max_requests`). Default: absent = unlimited.
     pub max_inflight: Option<Spanned<u32>>,
+    /// How often backend host names are resolved again. Default: [`DEFAULT_DNS_REFRESH`].
+    pub dns_refresh: Option<Spanned<HumanDuration>>,
 }
 
 /// `[upstream.NAME.circuit_breaker]`: closed → open → half-open → closed, per backend.

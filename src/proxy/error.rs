@@ -37,8 +37,12 @@ pub enum ProxyError {
         policy: HeaderValue,
         state: HeaderValue,
     },
-    #[error("no healthy backend in upstream {upstream}")]
-    NoBackend { upstream: String },
+    /// `unresolved`: backends whose host name did not resolve (empty, or "; ..." naming them).
+    #[error("no healthy backend in upstream {upstream}{unresolved}")]
+    NoBackend {
+        upstream: String,
+        unresolved: String,
+    },
     #[error("circuit breaker open for every backend of upstream {upstream}")]
     CircuitOpen { upstream: String },
     #[error("upstream {upstream} is at its limit of {limit} requests in flight")]
@@ -147,7 +151,8 @@ mod tests {
         assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
         assert_eq!(
             ProxyError::NoBackend {
-                upstream: "a".into()
+                upstream: "a".into(),
+                unresolved: String::new(),
             }
             .status(),
             503

@@ -336,7 +336,10 @@ impl ProxyHttp for Proxy {
                 let name = upstream.name.clone();
                 let e = match refusal {
                     Refusal::CircuitOpen => ProxyError::CircuitOpen { upstream: name },
-                    Refusal::NoBackend => ProxyError::NoBackend { upstream: name },
+                    Refusal::NoBackend => ProxyError::NoBackend {
+                        upstream: name,
+                        unresolved: upstream.unresolved.clone(),
+                    },
                 };
                 return Err(ctx.fail(e));
             }

@@ -26,6 +26,9 @@ pub enum Cause {
     Sighup,
     /// `POST /reload` (this many requests, coalesced).
     Request(usize),
+    /// `dns_refresh` came round: reload only if a backend name resolves differently (or the
+    /// file's text changed).
+    Dns,
 }
 
 use std::collections::HashSet;
@@ -125,6 +128,9 @@ struct Applied {
     access_log: AccessLogTarget,
     /// The file as last read (applied or not), to skip events that did not change it.
     text: Option<String>,
+    /// What the backend names resolved to in the applied config, and how often to look again.
+    dns: Vec<(String, Vec<SocketAddr>)>,
+    dns_refresh: Option<std::time::Duration>,
 }
 
 impl Runtime {
@@ -162,10 +168,17 @@ impl Runtime {
                 log_level: config.server.log_level.clone(),
                 access_log: config.server.access_log.clone(),
                 text: source.map(|s| s.text),
+                dns: config.dns.clone(),
+                dns_refresh: config.dns_refresh(),
             }),
         };
         runtime.published(&mut *runtime.applied.lock().await, 1, None);
         Arc::new(runtime)
+    }
+
+    /// How often backend names are resolved again (`None`: no backend is given by name).
+    pub async fn dns_refresh(&self) -> Option<std::time::Duration> {
+        self.applied.lock().await.dns_refresh
     }
 
     /// Whether the config comes from a file (and so can be reloaded).
@@ -202,28 +215,38 @@ impl Runtime {
     /// is what was read last time is left alone (`None`). File IO, parsing and DNS run on a
     /// blocking thread, off the async workers.
     pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
-        let only_if_changed = cause == Cause::FileChanged;
+        let only_if_changed = matches!(cause, Cause::FileChanged | Cause::Dns);
         let Some(path) = self.path.clone() else {
             let message = "fulcrum demo serves its built-in config; run `fulcrum demo --config config/demo.toml` to reload edits";
             return Some(self.record(Outcome::Rejected {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let last = self.applied.lock().await.text.clone();
+        let (last, last_dns) = {
+            let applied = self.applied.lock().await;
+            (applied.text.clone(), applied.dns.clone())
+        };
         let read = tokio::task::spawn_blocking(move || {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 ConfigError::at(&path, "", None, "", format!("cannot read config file: {e}"))
             })?;
-            if only_if_changed && last.as_deref() == Some(text.as_str()) {
+            let same_text = last.as_deref() == Some(text.as_str());
+            if only_if_changed && same_text && cause != Cause::Dns {
                 return Ok(None);
             }
             let parsed = config::parse(&text, &path);
+            // A refresh that finds the same text resolving as before changes nothing.
+            if cause == Cause::Dns && same_text && parsed.as_ref().is_ok_and(|c| c.dns == last_dns)
+            {
+                return Ok(None);
+            }
             Ok(Some((text, parsed)))
         })
         .await;
         match (&read, cause) {
             (Ok(Ok(None)), _) => return None,
             (_, Cause::FileChanged) => tracing::info!("config file changed; reloading"),
+            (_, Cause::Dns) => tracing::info!("backend names resolve differently; reloading"),
             (_, Cause::Sighup) => tracing::info!("reload requested by SIGHUP"),
             (_, Cause::Request(requests)) => {
                 tracing::info!(requests, "reload requested by POST /reload")
@@ -287,6 +310,8 @@ impl Runtime {
             &self.metrics,
         )
         .await;
+        applied.dns = config.dns.clone();
+        applied.dns_refresh = config.dns_refresh();
         let old = self.snapshot.load_full();
         let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));

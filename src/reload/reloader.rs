@@ -67,6 +67,8 @@ impl Reloader {
 #[derive(Default)]
 struct Triggers {
     signal: bool,
+    /// `dns_refresh` came round.
+    dns: bool,
     /// `POST /reload` callers waiting for the outcome.
     waiting: Vec<oneshot::Sender<Outcome>>,
 }
@@ -105,12 +107,24 @@ impl BackgroundService for Reloader {
         if self.runtime.has_file() {
             self.run(Triggers {
                 signal: self.early_sighup.swap(false, Ordering::AcqRel),
+                dns: false,
                 waiting: Vec::new(),
             })
             .await;
         }
         loop {
             let mut t = Triggers::default();
+            // Backend names are resolved again every dns_refresh (from the applied config).
+            let dns_refresh = match self.runtime.has_file() {
+                true => self.runtime.dns_refresh().await,
+                false => None,
+            };
+            let dns_due = async {
+                match dns_refresh {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
@@ -121,6 +135,7 @@ impl BackgroundService for Reloader {
                 Some(()) = recv_signal(&mut hangup) => t.signal = true,
                 Some(waiter) = requests.recv() => t.waiting.push(waiter),
                 Some(()) = file_events.recv() => settle(&mut file_events).await,
+                () = dns_due => t.dns = true,
             }
             // Coalesce whatever else is already pending.
             while let Ok(waiter) = requests.try_recv() {
@@ -146,6 +161,8 @@ impl Reloader {
             Cause::Request(t.waiting.len())
         } else if t.signal {
             Cause::Sighup
+        } else if t.dns {
+            Cause::Dns
         } else {
             Cause::FileChanged
         };

@@ -108,6 +108,7 @@ pub(super) fn validate(
             upstreams,
             warnings: c.warnings,
             places,
+            dns: Vec::new(),
         },
         backends,
     };

@@ -98,6 +98,13 @@ pub(super) fn upstream(
             .max_inflight
             .as_ref()
             .map(|m| at_least_one(c, Some(m), format!("{field}.max_inflight"), 1)),
+        dns_refresh: super::positive(
+            c,
+            &u.dns_refresh,
+            format!("{field}.dns_refresh"),
+            DEFAULT_DNS_REFRESH,
+        ),
+        unresolved: Vec::new(),
     }
 }
 

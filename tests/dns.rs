@@ -1,0 +1,119 @@
+//! Backends named by host name: resolved off the request path, again every `dns_refresh`, every
+//! address a backend; a name that does not resolve at start is a warning and a 503 that names it.
+//! Resolution goes through the test seam `FULCRUM_HOSTS_FILE` (set for this test binary only),
+//! and `localhost` through the system resolver.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Writes the hosts file the way an editor does (rename over), so fulcrum never reads half.
+fn write_hosts(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_late_fan_out_and_follow_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    write_hosts(&hosts, "# nothing yet\n");
+    // One test in this binary: the variable is the child processes' only.
+    std::env::set_var("FULCRUM_HOSTS_FILE", &hosts);
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let (pa, pb) = (a.addr.port(), b.addr.port());
+    // Both backends share a port number only in this test's imagination: the name's addresses
+    // all take the port written after it, so each backend gets its own name here.
+    let body = format!(
+        "[[route]]\nupstream = \"svc\"\n[upstream.svc]\ndns_refresh = \"300ms\"\nbackends = [{{ addr = \"svc-a.test:{pa}\" }}, {{ addr = \"svc-b.test:{pb}\" }}]\n"
+    );
+    let f = Fulcrum::start_logging("info", "", &body);
+    // Neither name resolves: fulcrum serves anyway, and says which names it waits for.
+    let r = get(f.addr, "h.test", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("svc-a.test:"), "{}", r.body);
+    assert!(r.body.contains("does not resolve"), "{}", r.body);
+    assert!(
+        f.log().contains("cannot resolve \"svc-a.test:"),
+        "{}",
+        f.log()
+    );
+
+    // svc-a appears: traffic flows within a refresh or two.
+    write_hosts(&hosts, "svc-a.test 127.0.0.1\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get(f.addr, "h.test", "/").await;
+        if r.status == 200 {
+            assert_eq!(r.backend(), "a");
+            break;
+        }
+        assert!(Instant::now() < deadline, "svc-a never served: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // svc-b appears too: both serve; svc-a keeps its state (its in-flight count, its health)
+    // through the change, which is applied like a reload.
+    write_hosts(&hosts, "svc-a.test 127.0.0.1\nsvc-b.test 127.0.0.1\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.hits() == 0 {
+        assert!(Instant::now() < deadline, "svc-b never got traffic");
+        get(f.addr, "h.test", "/").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.wait_for_log(
+        &["backend names resolve differently; reloading"],
+        Duration::from_secs(2),
+    )
+    .await;
+
+    // svc-a goes away: only svc-b is left.
+    write_hosts(&hosts, "svc-b.test 127.0.0.1\n");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = a.hits();
+    for _ in 0..10 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "b");
+    }
+    assert_eq!(a.hits(), before);
+
+    // A name that returns two addresses is two backends (a headless service).
+    let c = Backend::on(
+        ([127, 0, 0, 2], pb).into(),
+        "c",
+        support::Behaviour::default(),
+    )
+    .await;
+    write_hosts(&hosts, "svc-b.test 127.0.0.1 127.0.0.2\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second address never got traffic"
+        );
+        get(f.addr, "h.test", "/").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b_before = b.hits();
+    for _ in 0..10 {
+        get(f.addr, "h.test", "/").await;
+    }
+    assert!(
+        b.hits() > b_before,
+        "the first address stopped getting traffic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_resolves_through_the_system_resolver() {
+    let a = Backend::start("a").await;
+    let body = format!(
+        "[[route]]\nupstream = \"l\"\n[upstream.l]\nbackends = [{{ addr = \"localhost:{}\" }}]\n",
+        a.addr.port()
+    );
+    let f = Fulcrum::start("", &body);
+    let r = get(f.addr, "h.test", "/").await;
+    assert_eq!((r.status, r.backend()), (200, "a"));
+}
