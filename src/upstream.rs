@@ -417,6 +417,34 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_pool_refuses_with_every_strategy() {
+        // A pool whose only backend names do not resolve yet has no backend at all.
+        for balance in [
+            BalanceKind::RoundRobin,
+            BalanceKind::WeightedRoundRobin,
+            BalanceKind::LeastConnections,
+            BalanceKind::P2c,
+            BalanceKind::Random,
+            BalanceKind::IpHash,
+            BalanceKind::ConsistentHash,
+        ] {
+            let mut c = config(0, balance);
+            if matches!(balance, BalanceKind::IpHash | BalanceKind::ConsistentHash) {
+                c.hash_key = Some(HashKey::ClientIp);
+            }
+            let u = build(&c, &Registry::default(), 1);
+            let key = Some(b"10.0.0.1".as_slice());
+            for _ in 0..3 {
+                let refusal = u
+                    .select(&BackendSet::default(), key)
+                    .map(|_| ())
+                    .unwrap_err();
+                assert_eq!(refusal, Refusal::NoBackend, "{balance:?}");
+            }
+        }
+    }
+
+    #[test]
     fn select_never_repeats_a_tried_backend() {
         let u = upstream(3);
         let mut tried = BackendSet::default();
