@@ -462,3 +462,35 @@ async fn an_upgraded_connection_outlives_the_route_timeout_until_it_idles() {
     );
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_header_does_not_lift_the_route_timeout_until_a_101() {
+    let slow = Backend::with(
+        "slow",
+        Behaviour {
+            delay: Duration::from_secs(3),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\ntimeout = \"1s\"\nupgrade_idle_timeout = \"1h\"\n{}",
+        upstream("s", &[slow.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    // Not a WebSocket: an Upgrade pingora strips on the way, which lifts no deadline.
+    let start = Instant::now();
+    let r = get_with(
+        f.addr,
+        "h.test",
+        "/",
+        &[("connection", "upgrade"), ("upgrade", "foo")],
+    )
+    .await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}

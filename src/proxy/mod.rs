@@ -135,6 +135,23 @@ fn request_host_value(req: &RequestHeader) -> Option<HeaderValue> {
     }
 }
 
+/// A WebSocket handshake (`Connection: upgrade` + `Upgrade: websocket`): the only upgrade
+/// pingora's request policy lets through, and the only request that may outlive the route
+/// timeout. Any other `Upgrade` header is stripped on the way and changes nothing here.
+fn is_websocket(req: &RequestHeader) -> bool {
+    let tokens = |name| {
+        req.headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    req.version == http::Version::HTTP_11
+        && tokens(http::header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
+        && tokens(http::header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
 /// The status logged and counted for a request that got no response: the client went away.
 const CLIENT_GONE: u16 = 499;
 
@@ -260,13 +277,12 @@ impl ProxyHttp for Proxy {
             refuse(session, ctx, ProxyError::BodyTooLarge { limit }).await;
             return Ok(true);
         }
-        if session.is_upgrade_req() {
-            // A WebSocket lives as long as it is used: no whole-request deadline, an idle limit
-            // on both sides instead.
+        ctx.deadline = ctx.started.checked_add(route.config.timeout);
+        if is_websocket(session.req_header()) {
+            // A WebSocket lives as long as it is used: once the backend answers 101 the
+            // whole-request deadline goes, and an idle limit on both sides holds instead.
             ctx.upgrade = true;
             session.set_read_timeout(Some(route.config.upgrade_idle_timeout));
-        } else {
-            ctx.deadline = ctx.started.checked_add(route.config.timeout);
         }
         Ok(false)
     }
@@ -448,6 +464,9 @@ impl ProxyHttp for Proxy {
                 .observe(started.elapsed().as_secs_f64());
         }
         let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if upgraded && ctx.upgrade {
+            ctx.deadline = None;
+        }
         if upgraded || !upstream_response.status.is_informational() {
             ctx.record_outcome(!upstream_response.status.is_server_error());
         }
