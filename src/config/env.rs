@@ -31,6 +31,7 @@ pub fn expand(
         copied: 0,
         depth: 0,
         line_start: true,
+        header: false,
     };
     while let Some(s) = lexer.next_string() {
         if !s.is_value || !source[s.body.clone()].contains('$') {
@@ -79,11 +80,12 @@ struct Lexer<'a> {
     depth: usize,
     /// Only whitespace since the last newline.
     line_start: bool,
+    /// Inside a `[table]` / `[[table]]` header, whose strings are all keys.
+    header: bool,
 }
 
 impl Lexer<'_> {
     fn next_string(&mut self) -> Option<Str> {
-        let mut header = false;
         while self.at < self.src.len() {
             let b = self.src[self.at];
             match b {
@@ -95,7 +97,7 @@ impl Lexer<'_> {
                 }
                 b'\n' => {
                     self.line_start = true;
-                    header = false;
+                    self.header = false;
                     self.at += 1;
                     continue;
                 }
@@ -103,14 +105,14 @@ impl Lexer<'_> {
                     self.at += 1;
                     continue;
                 }
-                b'[' if self.line_start && self.depth == 0 => header = true,
-                b'[' | b'{' if !header => self.depth += 1,
-                b']' | b'}' if !header => self.depth = self.depth.saturating_sub(1),
+                b'[' if self.line_start && self.depth == 0 => self.header = true,
+                b'[' | b'{' if !self.header => self.depth += 1,
+                b']' | b'}' if !self.header => self.depth = self.depth.saturating_sub(1),
                 b'"' | b'\'' => {
                     let (body, kind, end) = self.string_at(self.at)?;
                     self.at = end;
                     self.line_start = false;
-                    let is_value = !header && !self.followed_by_key_end();
+                    let is_value = !self.header && !self.followed_by_key_end();
                     return Some(Str {
                         body,
                         kind,
@@ -202,6 +204,14 @@ fn expand_body(
             return;
         };
         let inner = &rest[2..close];
+        if inner.contains("${") {
+            errors.push((
+                span,
+                "a ${...} inside a default is not supported; write the default out".to_owned(),
+            ));
+            i = at + close + 1;
+            continue;
+        }
         let (name, default) = match inner.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (inner, None),
@@ -318,6 +328,8 @@ mod tests {
             "# ${NOPE}\na = 1",
             "a = 1 # \"${NOPE}\"",
             "[[route]]\nname = 'x' # ${NOPE}",
+            "[upstream.\"web\".\"${NOPE}\"]\nx = 1",
+            "[[\"a\".\"$$\"]]\nx = 1",
         ] {
             assert_eq!(ok(src), src);
         }
@@ -328,7 +340,7 @@ mod tests {
 
     #[test]
     fn reports_every_problem_where_it_is() {
-        let src = "a = \"${NOPE}\"\nb = \"${BAD NAME}\"\nc = '${APOS}'\nd = \"${OPEN\"";
+        let src = "a = \"${NOPE}\"\nb = \"${BAD NAME}\"\nc = '${APOS}'\ne = \"${NOPE:-${PORT}}\"\nd = \"${OPEN\"";
         let errors = expand(src, env).unwrap_err();
         let found: Vec<(&str, &str)> = errors
             .iter()
@@ -340,6 +352,7 @@ mod tests {
                 ("${NOPE}", "environment"),
                 ("${BAD NAME}", "invalid"),
                 ("${APOS}", "environment"),
+                ("${NOPE:-${PORT}", "a"),
                 ("${", "unclosed"),
             ]
         );
