@@ -387,6 +387,59 @@ timeout = 3
 }
 
 #[test]
+fn what_taking_the_mistakes_out_leaves_is_still_validated_and_nothing_more() {
+    // Ten routes with a misspelt required key (each needs its route taken out whole), a
+    // semantic error after them, and an upstream whose name has a dot.
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!(
+            "[[route]]\npath = \"/r{i}/\"\nupstrem = \"api.v1\"\n"
+        ));
+    }
+    text.push_str("[[route]]\npath = \"nope\"\nupstream = \"api.v1\"\n");
+    text.push_str("[upstream.\"api.v1\"]\nbalanse = \"p2c\"\nbackends = [{ addr = \"127.0.0.1:1\" }, { adr = \"127.0.0.1:2\" }, { addr = \"127.0.0.1:3\", weight = 0 }]\n");
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    assert_eq!(
+        stderr.matches("unknown field `upstrem`").count(),
+        10,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route[10].path: path \"nope\" must start with \"/\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("upstream.api.v1.balanse: unknown field `balanse`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("backends[1].adr: unknown field `adr`"),
+        "{stderr}"
+    );
+    // The third backend keeps its place in the file after the second was taken out.
+    assert!(
+        stderr.contains("backends[2].weight: weight must be between 1 and 1000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("bad.toml: 14 problem(s) found\n"),
+        "{stderr}"
+    );
+
+    // Taking out the only backend or the [route] table is not a second problem.
+    let (_, _, stderr) = check(
+        "[[route]]\nupstream = \"web\"\n[upstream.web]\nbackends = [{ adr = \"127.0.0.1:1\" }]\n",
+    );
+    assert!(
+        stderr.ends_with("bad.toml: 1 problem(s) found\n"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = check(&format!("[route]\nupstream = \"web\"\n{UPSTREAM}"));
+    assert!(!stderr.contains("no [[route]]"), "{stderr}");
+}
+
+#[test]
 fn a_single_bracket_route_table_gets_a_hint() {
     let (ok, _, stderr) = check(&format!("[route]\nupstream = \"web\"\n{UPSTREAM}"));
     assert!(!ok);

@@ -113,11 +113,14 @@ fn every_mistake(
         let (_, semantic) = validate::validate(file, path, source);
         // Not what taking the wrong sections out caused.
         let caused = |e: &ConfigError| {
-            (removed.routes > 0 && e.message.starts_with("no [[route]]"))
-                || removed.upstreams.iter().any(|u| {
-                    e.message
-                        .starts_with(&format!("upstream \"{u}\" is not defined"))
-                })
+            (removed.routes > 0 && e.field == "route")
+                || (e.field.ends_with(".upstream")
+                    && removed.upstreams.iter().any(|u| {
+                        e.message
+                            .starts_with(&format!("upstream \"{u}\" is not defined"))
+                    }))
+                // A list that lost its wrong elements may be left too short.
+                || removed.lost_from(&e.field)
         };
         errors.extend(semantic.into_iter().filter(|e| !caused(e)).map(|mut e| {
             e.field = removed.file_field(&e.field);

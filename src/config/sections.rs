@@ -5,10 +5,12 @@
 //! deserialized at most three times.
 //!
 //! [`without_mistakes`] then takes the wrong keys out of the tree (and a section that cannot
-//! stand without one, whole), so that the rest of the file can still be validated and its
-//! semantic errors reported in the same run.
+//! stand without one, whole, all of them in the next round), so that the rest of the file can
+//! still be validated and its semantic errors reported in the same run.
 
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+
 use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
@@ -25,9 +27,8 @@ pub fn mistakes(source: &str) -> Vec<Mistake> {
     }
 }
 
-/// What is left of a file once its mistakes are taken out: the file, and the names of the
-/// upstreams and the number of routes taken out whole (whose absence the validation of the
-/// rest must not be blamed for).
+/// What is left of a file once its mistakes are taken out: the file, and what was taken out
+/// (whose absence the validation of the rest must not be blamed for).
 pub struct Remains {
     pub file: FileConfig,
     pub removed: Removed,
@@ -38,32 +39,33 @@ pub struct Removed {
     pub upstreams: Vec<String>,
     pub routes: usize,
     /// For each list that lost elements (`route`, `upstream.NAME.backends`), the indices in the
-    /// file of those it lost, so that errors about the rest can name their place in the file.
-    lists: std::collections::HashMap<String, Vec<usize>>,
+    /// file of those it lost, sorted, so that errors about the rest can name their place.
+    lists: HashMap<String, Vec<usize>>,
 }
 
 impl Removed {
+    /// Whether the list at `path` (`upstream.web.backends`) lost elements.
+    pub fn lost_from(&self, path: &str) -> bool {
+        self.lists.contains_key(path)
+    }
+
     /// `field` of the remains as the file names it: `upstream.web.backends[1]` is `[2]` if the
     /// file's `[1]` was taken out.
     pub fn file_field(&self, field: &str) -> String {
         let mut out = String::new();
         let mut list = String::new();
         for segment in segments(field) {
-            let index = segment
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse::<usize>().ok());
-            match (index, self.lists.get(&list)) {
-                (Some(kept), Some(gone)) => {
-                    let original = (0..)
-                        .filter(|i| !gone.contains(i))
-                        .nth(kept)
-                        .unwrap_or(kept);
+            match index_of(&segment) {
+                Some(kept) => {
+                    let original = self
+                        .lists
+                        .get(&list)
+                        .map_or(kept, |gone| file_index(gone, kept));
                     out.push_str(&format!("[{original}]"));
                     list.push_str(&format!("[{original}]"));
                 }
-                _ => {
-                    if !out.is_empty() && index.is_none() {
+                None => {
+                    if !out.is_empty() {
                         out.push('.');
                         list.push('.');
                     }
@@ -76,46 +78,107 @@ impl Removed {
     }
 }
 
+/// The index in the file of the `kept`-th element left in a list that lost the (sorted) file
+/// indices `gone`.
+fn file_index(gone: &[usize], kept: usize) -> usize {
+    let mut file = kept;
+    loop {
+        let next = kept + gone.partition_point(|&g| g <= file);
+        if next == file {
+            return file;
+        }
+        file = next;
+    }
+}
+
+fn index_of(segment: &str) -> Option<usize> {
+    segment
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse().ok())
+}
+
 /// `source` deserialized without the keys `mistakes` found wrong (and without any section
 /// that cannot stand without them); `None` if that does not work out within a few rounds.
 pub fn without_mistakes(source: &str, mistakes: &[Mistake]) -> Option<Remains> {
     let root = DeTable::parse(source).ok()?;
     let span = root.span();
-    let mut tree = DeValue::Table(root.into_inner());
-    let (mut removed_upstreams, mut removed_routes) = (Vec::new(), 0);
-    let mut removed = std::collections::HashMap::new();
-    let mut wrong: Vec<String> = mistakes.iter().map(|m| m.0.clone()).collect();
-    for _ in 0..8 {
+    let mut tree = root.into_inner();
+    let (routes_before, upstreams_before) = (route_count(&tree), upstream_names(&tree));
+    let mut lists = HashMap::new();
+    let mut wrong: Vec<Vec<String>> = mistakes.iter().map(|m| segments(&m.0)).collect();
+    for _ in 0..4 {
+        // Last first, so that taking an element out of a list leaves the others' indices.
+        wrong.sort_by(|a, b| compare_paths(b, a));
+        wrong.dedup();
         for path in &wrong {
-            let path = segments(path);
-            match path.as_slice() {
-                [section, _] if section == "route" => removed_routes += 1,
-                [section, name] if section == "upstream" => removed_upstreams.push(name.clone()),
-                _ => {}
-            }
-            remove(&mut tree, &path);
+            remove(&mut tree, path, String::new(), &mut lists);
         }
-        sweep(&mut tree, String::new(), &mut removed);
-        match deserialize::<FileConfig>(Spanned::new(span.clone(), tree.clone())) {
-            Ok(file) => {
-                return Some(Remains {
-                    file,
-                    removed: Removed {
-                        upstreams: removed_upstreams,
-                        routes: removed_routes,
-                        lists: removed,
-                    },
-                })
-            }
-            // What is still wrong (a section missing a required key now) goes next.
-            Err((field, ..)) if !field.is_empty() => wrong = vec![field],
-            Err(_) => return None,
+        let value = Spanned::new(span.clone(), DeValue::Table(tree.clone()));
+        if let Ok(file) = deserialize::<FileConfig>(value) {
+            let after = upstream_names(&tree);
+            return Some(Remains {
+                file,
+                removed: Removed {
+                    upstreams: upstreams_before
+                        .into_iter()
+                        .filter(|u| !after.contains(u))
+                        .collect(),
+                    routes: routes_before - route_count(&tree),
+                    lists,
+                },
+            });
+        }
+        // What is still wrong now (a section missing a required key that was taken out), all
+        // of it at once.
+        wrong = mistakes_in(&Spanned::new(span.clone(), tree.clone()))
+            .iter()
+            .map(|m| segments(&m.0))
+            .collect();
+        if wrong.is_empty() {
+            return None;
         }
     }
     None
 }
 
-/// `route[1].rate_limit` → ["route", "[1]", "rate_limit"].
+/// Routes in the file: the `[[route]]` list's length (a `[route]` table counts as one).
+fn route_count(tree: &DeTable<'_>) -> usize {
+    match tree.iter().find(|(k, _)| k.get_ref() == "route") {
+        Some((_, v)) => match v.get_ref() {
+            DeValue::Array(items) => items.len(),
+            _ => 1,
+        },
+        None => 0,
+    }
+}
+
+fn upstream_names(tree: &DeTable<'_>) -> Vec<String> {
+    match tree.iter().find(|(k, _)| k.get_ref() == "upstream") {
+        Some((_, v)) => match v.get_ref() {
+            DeValue::Table(t) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    }
+}
+
+/// Orders paths segment by segment, list indices as numbers.
+fn compare_paths(a: &[String], b: &[String]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = match (index_of(x), index_of(y)) {
+            (Some(i), Some(j)) => i.cmp(&j),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// `route[1].rate_limit` → ["route", "[1]", "rate_limit"]. (A key with a '.' in it, such as an
+/// upstream named "api.v1", comes out in pieces; [`remove`] puts them back together.)
 fn segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     for part in path.split('.') {
@@ -135,95 +198,73 @@ fn segments(path: &str) -> Vec<String> {
     out
 }
 
-/// What an array element taken out is replaced with until [`sweep`] drops it, so that the
-/// indices of the other paths of the same round still hold. (No list in the schema holds a
-/// boolean.)
-const GONE: DeValue<'static> = DeValue::Boolean(false);
-
-/// Takes `path` out of `tree`.
-fn remove(tree: &mut DeValue<'_>, path: &[String]) {
-    let Some((first, rest)) = path.split_first() else {
+/// Takes `path` out of `table`. `at` is the path so far, as the file names it (list indices
+/// are the file's), and `lists` gets the file index of each list element taken out.
+fn remove(
+    table: &mut DeTable<'_>,
+    path: &[String],
+    at: String,
+    lists: &mut HashMap<String, Vec<usize>>,
+) {
+    // The longest run of segments that is a key: "api.v1" is one key if the table has it.
+    let keys = path.iter().take_while(|s| index_of(s).is_none()).count();
+    let found = (1..=keys).rev().find_map(|n| {
+        let name = path[..n].join(".");
+        let key = table
+            .keys()
+            .find(|k| k.get_ref() == name.as_str())
+            .cloned()?;
+        Some((key, name, n))
+    });
+    let Some((key, name, n)) = found else {
         return;
     };
-    match tree {
-        DeValue::Table(table) => {
-            let key = table
-                .keys()
-                .find(|k| k.get_ref().as_ref() == first)
-                .cloned();
-            let Some(key) = key else {
-                return;
-            };
-            if rest.is_empty() {
-                table.remove(&key);
-            } else if let Some(v) = table.get_mut(&key) {
-                remove(v.get_mut(), rest);
-            }
-        }
-        DeValue::Array(items) => {
-            let index = first
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse::<usize>().ok());
-            if let Some(item) = index.and_then(|i| items.get_mut(i)) {
-                if rest.is_empty() {
-                    *item.get_mut() = GONE;
-                } else {
-                    remove(item.get_mut(), rest);
-                }
-            }
-        }
-        _ => {}
+    let at = if at.is_empty() {
+        name
+    } else {
+        format!("{at}.{name}")
+    };
+    let rest = &path[n..];
+    if rest.is_empty() {
+        table.remove(&key);
+        return;
     }
+    let Some(value) = table.get_mut(&key) else {
+        return;
+    };
+    remove_in(value.get_mut(), rest, at, lists);
 }
 
-/// Drops the array elements [`remove`] marked, at any depth, and notes which (by their index
-/// in the file) under the list's path.
-fn sweep<'i>(
-    tree: &mut DeValue<'i>,
-    path: String,
-    removed: &mut std::collections::HashMap<String, Vec<usize>>,
+fn remove_in(
+    value: &mut DeValue<'_>,
+    path: &[String],
+    at: String,
+    lists: &mut HashMap<String, Vec<usize>>,
 ) {
-    match tree {
-        DeValue::Table(table) => {
-            for (key, v) in table.iter_mut() {
-                let key = key.get_ref().as_ref();
-                let inner = if path.is_empty() {
-                    key.to_owned()
-                } else {
-                    format!("{path}.{key}")
-                };
-                sweep(v.get_mut(), inner, removed);
-            }
-        }
+    match value {
+        DeValue::Table(table) => remove(table, path, at, lists),
         DeValue::Array(items) => {
-            let gone = |v: &Spanned<DeValue<'_>>| matches!(v.get_ref(), DeValue::Boolean(false));
-            if items.iter().any(gone) {
-                // Indices in the file: those already taken out in an earlier round come first.
-                let earlier = removed.get(&path).cloned().unwrap_or_default();
-                let in_file: Vec<usize> = (0..)
-                    .filter(|i| !earlier.contains(i))
-                    .take(items.len())
-                    .collect();
-                let now: Vec<usize> = items
-                    .iter()
-                    .zip(&in_file)
-                    .filter(|(v, _)| gone(v))
-                    .map(|(_, &i)| i)
-                    .collect();
-                removed.entry(path.clone()).or_default().extend(now);
-                let empty: DeArray<'i> = std::iter::empty().collect();
-                let kept: DeArray<'i> = std::mem::replace(items, empty)
+            let Some(i) = index_of(&path[0]).filter(|&i| i < items.len()) else {
+                return;
+            };
+            let gone = lists.get(&at).map(Vec::as_slice).unwrap_or_default();
+            let file_i = file_index(gone, i);
+            if path.len() == 1 {
+                let kept: DeArray<'_> = std::mem::replace(items, std::iter::empty().collect())
                     .into_iter()
-                    .filter(|v| !gone(v))
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, v)| v)
                     .collect();
                 *items = kept;
-            }
-            // Elements keep the file's index in their path.
-            let gone_here = removed.get(&path).cloned().unwrap_or_default();
-            let in_file = (0..).filter(|i| !gone_here.contains(i));
-            for (v, i) in items.iter_mut().zip(in_file) {
-                sweep(v.get_mut(), format!("{path}[{i}]"), removed);
+                let gone = lists.entry(at).or_default();
+                let place = gone.partition_point(|&g| g < file_i);
+                gone.insert(place, file_i);
+            } else {
+                let inner = format!("{at}[{file_i}]");
+                if let Some(item) = items.iter_mut().nth(i) {
+                    remove_in(item.get_mut(), &path[1..], inner, lists);
+                }
             }
         }
         _ => {}
