@@ -262,7 +262,7 @@ fn remove_in(
                 gone.insert(place, file_i);
             } else {
                 let inner = format!("{at}[{file_i}]");
-                if let Some(item) = items.iter_mut().nth(i) {
+                if let Some(item) = items.get_mut(i) {
                     remove_in(item.get_mut(), &path[1..], inner, lists);
                 }
             }
