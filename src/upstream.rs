@@ -272,9 +272,11 @@ impl Upstream {
         }
     }
 
-    /// Whether every backend not in `excluded` has a breaker that refuses traffic.
+    /// Whether every backend not in `excluded` has a breaker that refuses traffic (never for
+    /// an empty pool: that is no backend, not an open breaker).
     fn circuit_open(&self, excluded: &BackendSet) -> bool {
         self.breaker.is_some()
+            && !self.backends.is_empty()
             && (0..self.backends.len())
                 .filter(|&i| !excluded.contains(i))
                 .all(|i| !self.breaker_admits(i))
@@ -432,6 +434,15 @@ mod tests {
             if matches!(balance, BalanceKind::IpHash | BalanceKind::ConsistentHash) {
                 c.hash_key = Some(HashKey::ClientIp);
             }
+            // With a breaker too: an empty pool is no backend, not an open breaker.
+            c.circuit_breaker = Some(BreakerConfig {
+                consecutive_failures: 5,
+                failure_rate: None,
+                min_requests: 10,
+                window: Duration::from_secs(10),
+                open_duration: Duration::from_secs(10),
+                half_open_requests: 1,
+            });
             let u = build(&c, &Registry::default(), 1);
             let key = Some(b"10.0.0.1".as_slice());
             for _ in 0..3 {

@@ -70,8 +70,9 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     )
     .await;
 
-    // svc-a goes away: only svc-b is left.
-    write_hosts(&hosts, "svc-b.test 127.0.0.1\n");
+    // svc-a goes away (an answer with no address; a failed lookup would keep what it had):
+    // only svc-b is left.
+    write_hosts(&hosts, "svc-a.test\nsvc-b.test 127.0.0.1\n");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = a.hits();
     for _ in 0..10 {
@@ -104,6 +105,23 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
         b.hits() > b_before,
         "the first address stopped getting traffic"
     );
+
+    // The name stops resolving for a moment (a resolver hiccup): it keeps its addresses.
+    write_hosts(&hosts, "# svc-b.test gone for now\n");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..5 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+
+    // A broken edit of the config file is rejected, and names still follow DNS meanwhile.
+    std::fs::write(f.config_path(), "[server\nbroken").unwrap();
+    write_hosts(&hosts, "svc-b.test 127.0.0.2\n");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b_before = b.hits();
+    for _ in 0..10 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "c");
+    }
+    assert_eq!(b.hits(), b_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// );
 /// ```
 pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    parse_resolving(source, path, &[])
+}
+
+/// [`parse`] for a reload: a backend name whose lookup fails keeps the addresses it has in
+/// `previous` ([`Config::dns`] of the config running now).
+pub fn parse_resolving(
+    source: &str,
+    path: &Path,
+    previous: &[(String, Vec<std::net::SocketAddr>)],
+) -> Result<Config, ConfigErrors> {
     let source = env::expand(source, |name| std::env::var(name).ok()).map_err(|errors| {
         let errors = errors
             .into_iter()
@@ -70,16 +80,20 @@ pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
         ConfigErrors(LineIndex::scope(source, || errors.collect()))
     })?;
     // One line index for every error of this load, however many there are.
-    LineIndex::scope(&source, || parse_indexed(&source, path))
+    LineIndex::scope(&source, || parse_indexed(&source, path, previous))
 }
 
-fn parse_indexed(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+fn parse_indexed(
+    source: &str,
+    path: &Path,
+    previous: &[(String, Vec<std::net::SocketAddr>)],
+) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors(every_mistake(e, source, path)))?;
     let (unresolved, mut errors) = validate::validate(file, path, source);
-    let (config, unresolvable) = resolve::resolve(unresolved, path, source);
+    let (config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
     errors.extend(unresolvable);
     if errors.is_empty() {
         Ok(config)

@@ -54,7 +54,15 @@ pub(super) struct BackendSource {
 
 /// Resolves every backend of `u` into its upstream. Problems are returned beside the config,
 /// which is complete but for the backends that failed.
-pub(super) fn resolve(u: Unresolved, file: &Path, source: &str) -> (Config, Vec<ConfigError>) {
+/// `previous`: what the names resolved to in the config running now; a name whose lookup fails
+/// keeps those addresses (as Envoy's STRICT_DNS and nginx's `resolve` do), so that a resolver
+/// hiccup does not empty a pool.
+pub(super) fn resolve(
+    u: Unresolved,
+    file: &Path,
+    source: &str,
+    previous: &[(String, Vec<SocketAddr>)],
+) -> (Config, Vec<ConfigError>) {
     let Unresolved {
         mut config,
         backends,
@@ -64,7 +72,12 @@ pub(super) fn resolve(u: Unresolved, file: &Path, source: &str) -> (Config, Vec<
     let mut seen: HashMap<(usize, SocketAddr), usize> = HashMap::new();
     let hosts = hosts_file();
     let mut dns: Vec<(String, Vec<SocketAddr>)> = Vec::new();
-    for b in backends {
+    // Literal addresses first: a literal always wins, and what a name returns that a literal
+    // has is skipped (whatever their order in the file), so no DNS answer is a config error.
+    let (literals, names): (Vec<_>, Vec<_>) = backends
+        .into_iter()
+        .partition(|b| matches!(b.target, Target::Addr(_)));
+    for b in literals.into_iter().chain(names) {
         let error = |message: String| {
             ConfigError::at(file, source, Some(b.span.clone()), b.field.clone(), message)
         };
@@ -81,9 +94,27 @@ pub(super) fn resolve(u: Unresolved, file: &Path, source: &str) -> (Config, Vec<
             }
             Target::Name(host_port) => {
                 let found = lookup(host_port, hosts.as_ref());
-                let addrs = match found {
-                    Ok(addrs) => addrs,
-                    Err(message) => {
+                let before = previous
+                    .iter()
+                    .find(|(name, addrs)| name == host_port && !addrs.is_empty());
+                let addrs = match (found, before) {
+                    // An answer with no address is an answer: the name has none now.
+                    (Ok(addrs), _) if addrs.is_empty() => {
+                        let message = format!("\"{host_port}\" resolves to no address; the upstream gets its addresses when it does (every dns_refresh)");
+                        config.warnings.push(error(message));
+                        if let Some(u) = config.upstreams.get_mut(b.upstream) {
+                            u.unresolved.push(b.name.clone());
+                        }
+                        Vec::new()
+                    }
+                    (Ok(addrs), _) => addrs,
+                    (Err(message), Some((_, addrs))) => {
+                        let message =
+                            format!("{message}; keeping the {} address(es) it had", addrs.len());
+                        config.warnings.push(error(message));
+                        addrs.clone()
+                    }
+                    (Err(message), None) => {
                         let message = format!("{message}; the upstream gets its addresses when it resolves (every dns_refresh)");
                         config.warnings.push(error(message));
                         if let Some(u) = config.upstreams.get_mut(b.upstream) {
@@ -162,9 +193,6 @@ fn lookup(
     }
     addrs.sort();
     addrs.dedup();
-    if addrs.is_empty() {
-        return Err(format!("\"{host_port}\" resolved to no address"));
-    }
     Ok(addrs)
 }
 
@@ -196,7 +224,8 @@ mod tests {
         assert_eq!(addrs("two:80"), [s("10.0.0.1:80"), s("10.0.0.2:80")]);
         assert_eq!(addrs("dual:80"), [s("10.0.0.9:80")]);
         assert_eq!(addrs("six:80"), [s("[::1]:80"), s("[::2]:80")]);
-        assert!(lookup("none.invalid:80", Some(&hosts(&[("none.invalid", &[])]))).is_err());
+        let empty = hosts(&[("none.invalid", &[])]);
+        assert_eq!(lookup("none.invalid:80", Some(&empty)).unwrap(), []);
     }
 
     #[test]
@@ -217,5 +246,32 @@ mod tests {
             config.dns_refresh(),
             Some(std::time::Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn a_literal_and_a_name_at_the_same_address_are_one_backend_in_either_order() {
+        for backends in [
+            "[{ addr = \"localhost:9\" }, { addr = \"127.0.0.1:9\" }]",
+            "[{ addr = \"127.0.0.1:9\" }, { addr = \"localhost:9\" }]",
+        ] {
+            let text =
+                format!("[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = {backends}\n");
+            let config = crate::config::parse(&text, Path::new("t.toml"))
+                .unwrap_or_else(|e| panic!("{backends}: {e}"));
+            assert_eq!(config.upstreams[0].backends.len(), 1, "{backends}");
+        }
+    }
+
+    #[test]
+    fn a_name_that_fails_keeps_the_addresses_it_had() {
+        let text = "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"no-such-host.invalid:80\" }]\n";
+        let had: SocketAddr = "10.1.2.3:80".parse().unwrap();
+        let previous = [("no-such-host.invalid:80".to_owned(), vec![had])];
+        let config = crate::config::parse_resolving(text, Path::new("t.toml"), &previous).unwrap();
+        assert_eq!(config.upstreams[0].backends[0].addr, had);
+        assert!(config.upstreams[0].unresolved.is_empty());
+        assert!(config.warnings[0]
+            .message
+            .contains("keeping the 1 address(es) it had"));
     }
 }

@@ -128,6 +128,8 @@ struct Applied {
     access_log: AccessLogTarget,
     /// The file as last read (applied or not), to skip events that did not change it.
     text: Option<String>,
+    /// The text of the config running now (the file may hold a newer, rejected one).
+    applied_text: Option<String>,
     /// What the backend names resolved to in the applied config, and how often to look again.
     dns: Vec<(String, Vec<SocketAddr>)>,
     dns_refresh: Option<std::time::Duration>,
@@ -167,6 +169,7 @@ impl Runtime {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
                 access_log: config.server.access_log.clone(),
+                applied_text: source.as_ref().map(|s| s.text.clone()),
                 text: source.map(|s| s.text),
                 dns: config.dns.clone(),
                 dns_refresh: config.dns_refresh(),
@@ -215,29 +218,33 @@ impl Runtime {
     /// is what was read last time is left alone (`None`). File IO, parsing and DNS run on a
     /// blocking thread, off the async workers.
     pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
-        let only_if_changed = matches!(cause, Cause::FileChanged | Cause::Dns);
         let Some(path) = self.path.clone() else {
             let message = "fulcrum demo serves its built-in config; run `fulcrum demo --config config/demo.toml` to reload edits";
             return Some(self.record(Outcome::Rejected {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let (last, last_dns) = {
+        let (last, last_dns, applied_text) = {
             let applied = self.applied.lock().await;
-            (applied.text.clone(), applied.dns.clone())
+            let texts = (applied.text.clone(), applied.applied_text.clone());
+            (texts.0, applied.dns.clone(), texts.1)
         };
         let read = tokio::task::spawn_blocking(move || {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::at(&path, "", None, "", format!("cannot read config file: {e}"))
-            })?;
-            let same_text = last.as_deref() == Some(text.as_str());
-            if only_if_changed && same_text && cause != Cause::Dns {
+            // A DNS refresh resolves the names of the config running now again: not the file,
+            // which may hold an edit that was rejected (or be gone); edits reload on their own.
+            let text = match (cause, applied_text) {
+                (Cause::Dns, Some(text)) => text,
+                (Cause::Dns, None) => return Ok(None),
+                _ => std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::at(&path, "", None, "", format!("cannot read config file: {e}"))
+                })?,
+            };
+            if cause == Cause::FileChanged && last.as_deref() == Some(text.as_str()) {
                 return Ok(None);
             }
-            let parsed = config::parse(&text, &path);
-            // A refresh that finds the same text resolving as before changes nothing.
-            if cause == Cause::Dns && same_text && parsed.as_ref().is_ok_and(|c| c.dns == last_dns)
-            {
+            let parsed = config::parse_resolving(&text, &path, &last_dns);
+            // A refresh whose names resolve as before changes nothing.
+            if cause == Cause::Dns && parsed.as_ref().is_ok_and(|c| c.dns == last_dns) {
                 return Ok(None);
             }
             Ok(Some((text, parsed)))
@@ -255,9 +262,17 @@ impl Runtime {
         let outcome = match read {
             Ok(Ok(None)) => return None,
             Ok(Ok(Some((text, parsed)))) => {
-                self.applied.lock().await.text = Some(text);
+                if cause != Cause::Dns {
+                    self.applied.lock().await.text = Some(text.clone());
+                }
                 match parsed {
-                    Ok(config) => self.apply(config).await,
+                    Ok(config) => {
+                        let outcome = self.apply(config).await;
+                        if outcome.is_success() {
+                            self.applied.lock().await.applied_text = Some(text);
+                        }
+                        outcome
+                    }
                     Err(errors) => Outcome::Rejected { errors: errors.0 },
                 }
             }
