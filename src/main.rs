@@ -151,9 +151,10 @@ fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut reply = Vec::new();
     s.read_to_end(&mut reply)
         .with_context(|| format!("no answer from {addr}"))?;
-    let status = String::from_utf8_lossy(&reply);
-    let status = status.lines().next().unwrap_or("");
-    if status.split(' ').nth(1) == Some("200") {
+    let text = String::from_utf8_lossy(&reply);
+    let status = text.lines().next().unwrap_or("");
+    // The admin listener's own answer, not any 200 (a proxy listener may route /healthz).
+    if status.split(' ').nth(1) == Some("200") && text.ends_with("\r\n\r\nok\n") {
         Ok(())
     } else {
         Err(anyhow::anyhow!("{addr}/healthz answered {status:?}"))

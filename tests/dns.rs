@@ -37,7 +37,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     assert!(r.body.contains("svc-a.test:"), "{}", r.body);
     assert!(r.body.contains("does not resolve"), "{}", r.body);
     assert!(
-        f.log().contains("cannot resolve \"svc-a.test:"),
+        f.log().contains("\"svc-a.test:") && f.log().contains("resolves to no address"),
         "{}",
         f.log()
     );
@@ -107,7 +107,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     );
 
     // The name stops resolving for a moment (a resolver hiccup): it keeps its addresses.
-    write_hosts(&hosts, "# svc-b.test gone for now\n");
+    write_hosts(&hosts, "svc-b.test !fail\n");
     tokio::time::sleep(Duration::from_secs(1)).await;
     for _ in 0..5 {
         assert_eq!(get(f.addr, "h.test", "/").await.status, 200);

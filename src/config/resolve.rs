@@ -152,41 +152,66 @@ pub(super) fn resolve(
     (config, errors)
 }
 
-/// The test resolver seam: `FULCRUM_HOSTS_FILE`, if set, as name → addresses.
-fn hosts_file() -> Option<HashMap<String, Vec<IpAddr>>> {
+/// The test resolver seam: `FULCRUM_HOSTS_FILE`, if set, as name → addresses (`None`: the word
+/// `!fail`, a lookup that fails).
+fn hosts_file() -> Option<HashMap<String, Option<Vec<IpAddr>>>> {
     let path = std::env::var_os("FULCRUM_HOSTS_FILE")?;
     let text = std::fs::read_to_string(path).ok()?;
     let mut map = HashMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         if let Some(name) = words.next().filter(|w| !w.starts_with('#')) {
-            let ips = words.filter_map(|w| w.parse().ok()).collect();
+            let words: Vec<&str> = words.collect();
+            let ips = (!words.contains(&"!fail"))
+                .then(|| words.iter().filter_map(|w| w.parse().ok()).collect());
             map.insert(name.to_owned(), ips);
         }
     }
     Some(map)
 }
 
-/// Every address `host:port` resolves to (IPv4 only when there is one), sorted.
+/// Whether a lookup error is the resolver's answer that the name does not exist or has no
+/// address (`EAI_NONAME`, `EAI_NODATA`), rather than a failure to ask (`EAI_AGAIN`, `EAI_FAIL`).
+/// std reports getaddrinfo's code only through `gai_strerror`'s text (glibc's and musl's).
+fn is_no_such_name(e: &std::io::Error) -> bool {
+    let text = e.to_string();
+    [
+        "Name or service not known",
+        "No address associated with hostname",
+        "Name does not resolve",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}
+
+/// Every address `host:port` resolves to (IPv4 only when there is one), sorted; empty when the
+/// name does not exist or has none; an error when the resolver could not be asked.
 fn lookup(
     host_port: &str,
-    hosts: Option<&HashMap<String, Vec<IpAddr>>>,
+    hosts: Option<&HashMap<String, Option<Vec<IpAddr>>>>,
 ) -> Result<Vec<SocketAddr>, String> {
     let from_file = host_port.rsplit_once(':').and_then(|(host, port)| {
         let port: u16 = port.parse().ok()?;
         let ips = hosts?.get(host)?;
-        Some(
+        Some(ips.as_ref().map(|ips| {
             ips.iter()
                 .map(|ip| SocketAddr::new(*ip, port))
-                .collect::<Vec<_>>(),
-        )
+                .collect::<Vec<_>>()
+        }))
     });
     let mut addrs: Vec<SocketAddr> = match from_file {
-        Some(addrs) => addrs,
-        None => host_port
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve \"{host_port}\": {e}"))?
-            .collect(),
+        Some(Some(addrs)) => addrs,
+        Some(None) => {
+            return Err(format!(
+                "cannot resolve \"{host_port}\": resolver failure (FULCRUM_HOSTS_FILE)"
+            ))
+        }
+        None => match host_port.to_socket_addrs() {
+            Ok(addrs) => addrs.collect(),
+            // The name does not exist, or has no address: an answer, not a failure to get one.
+            Err(e) if is_no_such_name(&e) => Vec::new(),
+            Err(e) => return Err(format!("cannot resolve \"{host_port}\": {e}")),
+        },
     };
     if addrs.iter().any(SocketAddr::is_ipv4) {
         addrs.retain(SocketAddr::is_ipv4);
@@ -200,14 +225,13 @@ fn lookup(
 mod tests {
     use super::*;
 
-    fn hosts(entries: &[(&str, &[&str])]) -> HashMap<String, Vec<IpAddr>> {
+    fn hosts(entries: &[(&str, &[&str])]) -> HashMap<String, Option<Vec<IpAddr>>> {
         entries
             .iter()
             .map(|(n, ips)| {
-                (
-                    n.to_string(),
-                    ips.iter().map(|i| i.parse().unwrap()).collect(),
-                )
+                let fails = ips.contains(&"!fail");
+                let ips = (!fails).then(|| ips.iter().map(|i| i.parse().unwrap()).collect());
+                (n.to_string(), ips)
             })
             .collect()
     }
@@ -224,8 +248,11 @@ mod tests {
         assert_eq!(addrs("two:80"), [s("10.0.0.1:80"), s("10.0.0.2:80")]);
         assert_eq!(addrs("dual:80"), [s("10.0.0.9:80")]);
         assert_eq!(addrs("six:80"), [s("[::1]:80"), s("[::2]:80")]);
-        let empty = hosts(&[("none.invalid", &[])]);
+        let empty = hosts(&[("none.invalid", &[]), ("down", &["!fail"])]);
         assert_eq!(lookup("none.invalid:80", Some(&empty)).unwrap(), []);
+        assert!(lookup("down:80", Some(&empty)).is_err());
+        // The system resolver's "no such name" is an answer too.
+        assert_eq!(lookup("no-such-host.invalid:80", None).unwrap(), []);
     }
 
     #[test]
@@ -237,7 +264,7 @@ mod tests {
         assert_eq!(u.unresolved, ["no-such-host.invalid:80"]);
         assert!(config.warnings[0]
             .message
-            .contains("cannot resolve \"no-such-host.invalid:80\""));
+            .contains("\"no-such-host.invalid:80\" resolves to no address"));
         assert_eq!(
             config.dns,
             [("no-such-host.invalid:80".to_owned(), Vec::new())]
@@ -260,18 +287,5 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{backends}: {e}"));
             assert_eq!(config.upstreams[0].backends.len(), 1, "{backends}");
         }
-    }
-
-    #[test]
-    fn a_name_that_fails_keeps_the_addresses_it_had() {
-        let text = "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"no-such-host.invalid:80\" }]\n";
-        let had: SocketAddr = "10.1.2.3:80".parse().unwrap();
-        let previous = [("no-such-host.invalid:80".to_owned(), vec![had])];
-        let config = crate::config::parse_resolving(text, Path::new("t.toml"), &previous).unwrap();
-        assert_eq!(config.upstreams[0].backends[0].addr, had);
-        assert!(config.upstreams[0].unresolved.is_empty());
-        assert!(config.warnings[0]
-            .message
-            .contains("keeping the 1 address(es) it had"));
     }
 }

@@ -245,6 +245,11 @@ impl Runtime {
             let parsed = config::parse_resolving(&text, &path, &last_dns);
             // A refresh whose names resolve as before changes nothing.
             if cause == Cause::Dns && parsed.as_ref().is_ok_and(|c| c.dns == last_dns) {
+                // Names kept on their old addresses because the resolver failed: say so.
+                let kept = parsed.iter().flat_map(|c| &c.warnings);
+                for w in kept.filter(|w| w.message.contains("keeping the")) {
+                    tracing::warn!("{w}");
+                }
                 return Ok(None);
             }
             Ok(Some((text, parsed)))

@@ -93,7 +93,12 @@ pub(super) fn health_check(
         let msg = format!(
             "timeout ({timeout:?}) is not shorter than interval ({interval:?}): a slow backend is probed again before the last probe ended"
         );
-        c.warn(written.span(), format!("{field}.timeout"), msg);
+        let key = if h.timeout.is_some() {
+            "timeout"
+        } else {
+            "interval"
+        };
+        c.warn(written.span(), format!("{field}.{key}"), msg);
     }
     HealthCheckConfig {
         kind,
