@@ -63,8 +63,13 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `fulcrum man > /usr/local/share/man/man1/fulcrum.1`.
-    Man,
+    /// Print the man page (roff): `fulcrum man > /usr/local/share/man/man1/fulcrum.1`; with
+    /// `--dir DIR`, write it and one page per command (fulcrum-run.1, ...) into DIR.
+    Man {
+        /// Where to write fulcrum.1 and the command pages.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Ask a running fulcrum's admin listener for /healthz: exit 0 when it answers 200 within 2 s
     /// (for container HEALTHCHECKs, where there is no curl).
     Healthcheck {
@@ -119,7 +124,9 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
                 print(&script)
             }
-            Some(Command::Man) => {
+            Some(Command::Man { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display())),
+            Some(Command::Man { dir: None }) => {
                 let mut page = Vec::new();
                 clap_mangen::Man::new(Cli::command())
                     .render(&mut page)

@@ -109,6 +109,21 @@ fn completions_and_man_page_come_from_the_same_definitions() {
     ] {
         assert!(out.contains(command), "{command}:\n{out}");
     }
+    // Every command gets its own page with --dir.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = fulcrum(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "fulcrum.1",
+        "fulcrum-run.1",
+        "fulcrum-check.1",
+        "fulcrum-healthcheck.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+    let run = std::fs::read_to_string(dir.path().join("fulcrum-run.1")).unwrap();
+    assert!(run.contains("upgrade"), "{run}");
     let (code, _, err) = fulcrum(&["completions", "tcsh"]);
     assert_eq!(code, 2);
     assert!(err.contains("possible values: bash"), "{err}");
