@@ -321,9 +321,18 @@ fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
         stderr.contains("upstream \"nope\" is not defined"),
         "{stderr}"
     );
-    // Unset without a default: located, named.
+    // Unset without a default: located, named, and the rest of the file is still checked.
+    let text = format!("{text}[server.oops]\n");
     let (ok, _, stderr) = check_with_env(&text, &[]);
     assert!(!ok);
+    assert!(
+        stderr.contains("unknown field `oops`") || stderr.contains("oops"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("bad.toml: 2 problem(s) found\n"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("error: bad.toml:2:12: environment variable FULCRUM_T_LISTEN is not set (write ${FULCRUM_T_LISTEN:-default} to give a default)"),
         "{stderr}"

@@ -73,14 +73,43 @@ pub fn parse_resolving(
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
 ) -> Result<Config, ConfigErrors> {
-    let source = env::expand(source, |name| std::env::var(name).ok()).map_err(|errors| {
-        let errors = errors
-            .into_iter()
-            .map(|(span, message)| ConfigError::at(path, source, Some(span), "", message));
-        ConfigErrors(LineIndex::scope(source, || errors.collect()))
-    })?;
-    // One line index for every error of this load, however many there are.
-    LineIndex::scope(&source, || parse_indexed(&source, path, previous))
+    let env_errors = match env::expand(source, |name| std::env::var(name).ok()) {
+        // One line index for every error of this load, however many there are.
+        Ok(source) => return LineIndex::scope(&source, || parse_indexed(&source, path, previous)),
+        Err(errors) => errors,
+    };
+    // The variables that are missing without a default (`${NAME}` at each error's place).
+    let missing: Vec<&str> = env_errors
+        .iter()
+        .filter_map(|(span, _)| {
+            source
+                .get(span.clone())?
+                .strip_prefix("${")?
+                .strip_suffix('}')
+        })
+        .collect();
+    let mut errors: Vec<ConfigError> = LineIndex::scope(source, || {
+        env_errors
+            .iter()
+            .map(|(span, message)| {
+                ConfigError::at(path, source, Some(span.clone()), "", message.clone())
+            })
+            .collect()
+    });
+    // The rest of the file is still checked, with a stand-in for each missing variable; what
+    // is then wrong on a line that has one of them is the variable's fault, not another error.
+    let stand_in = |name: &str| {
+        let real = std::env::var(name).ok();
+        real.or_else(|| missing.contains(&name).then(|| "unset".to_owned()))
+    };
+    if let Ok(text) = env::expand(source, stand_in) {
+        if let Err(more) = LineIndex::scope(&text, || parse_indexed(&text, path, previous)) {
+            let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+            errors.extend(more.0.into_iter().filter(|e| !lines.contains(&e.line)));
+        }
+    }
+    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+    Err(ConfigErrors(errors))
 }
 
 fn parse_indexed(
