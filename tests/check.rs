@@ -326,7 +326,7 @@ fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
     let (ok, _, stderr) = check_with_env(&text, &[]);
     assert!(!ok);
     assert!(
-        stderr.contains("unknown field `oops`") || stderr.contains("oops"),
+        stderr.contains("server.oops: unknown field `oops`"),
         "{stderr}"
     );
     assert!(
