@@ -103,27 +103,28 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// One response read off `s`: (status, header block, body); `None` if the connection closed
-/// (or reset) before a whole one arrived.
+/// (or reset) before a whole one arrived. Reads exactly the response, never into the next one
+/// (pipelined answers follow it on the same connection).
 async fn response(s: &mut TcpStream) -> Option<(u16, String, String)> {
-    let mut buf = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            let len = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
-            if buf.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
-                let status = head.split(' ').nth(1)?.parse().ok()?;
-                return Some((status, head, body));
+    let read = async {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if s.read(&mut byte).await.ok()? == 0 {
+                return None;
             }
+            head.push(byte[0]);
         }
-        let mut chunk = [0u8; 8192];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return None,
-        }
-    }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let len = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.ok()?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, head, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()?
 }
 
 /// Sends `request` on a new connection and reads one response.
