@@ -140,21 +140,17 @@ impl ServeHttp for AdminApp {
         // pingora's HTTP app keeps every connection alive but for `Connection: close`; an
         // HTTP/1.0 client that did not ask for keep-alive waits for the close to end the body.
         let http10_close = req.version == http::Version::HTTP_10
-            && !req
-                .headers
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"));
+            && !crate::proxy::has_token(&req.headers, http::header::CONNECTION, "keep-alive");
         session.set_pipelining_enabled(true);
         match (bodyless && !http10_close, session.stream()) {
-            (true, Some(stream)) => crate::server::guard::rearm(stream),
+            (true, Some(stream)) => {
+                crate::server::guard::rearm(stream);
+                // No timer of pingora's between requests: the guard has the keep-alive limit.
+                if session.get_keepalive().is_some() {
+                    session.set_keepalive(Some(0));
+                }
+            }
             _ => session.set_keepalive(None),
-        }
-        if bodyless && !http10_close && session.get_keepalive().is_some() {
-            // No timer of pingora's between requests: the guard has the keep-alive limit.
-            session.set_keepalive(Some(0));
         }
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());

@@ -62,7 +62,8 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     deadline: Option<Instant>,
-    /// An upgrade request (WebSocket): `upgrade_idle_timeout` instead of the deadline.
+    /// A WebSocket handshake: `upgrade_idle_timeout` for the backend, and no deadline after
+    /// its 101.
     upgrade: bool,
     /// The client's address (X-Forwarded-For only from trusted proxies), computed once.
     client: Option<IpAddr>,
@@ -139,17 +140,20 @@ fn request_host_value(req: &RequestHeader) -> Option<HeaderValue> {
 /// pingora's request policy lets through, and the only request that may outlive the route
 /// timeout. Any other `Upgrade` header is stripped on the way and changes nothing here.
 fn is_websocket(req: &RequestHeader) -> bool {
-    let tokens = |name| {
-        req.headers
-            .get_all(name)
-            .into_iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-    };
     req.version == http::Version::HTTP_11
-        && tokens(http::header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
-        && tokens(http::header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && has_token(&req.headers, http::header::UPGRADE, "websocket")
+        && has_token(&req.headers, http::header::CONNECTION, "upgrade")
+}
+
+/// Whether a comma-separated header (`Connection`, `Upgrade`), in any of its lines, lists
+/// `token` (ASCII case-insensitive).
+pub(crate) fn has_token(headers: &http::HeaderMap, name: http::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// The status logged and counted for a request that got no response: the client went away.

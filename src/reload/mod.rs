@@ -225,9 +225,8 @@ impl Runtime {
             }));
         };
         let (last, last_dns, applied_text) = {
-            let applied = self.applied.lock().await;
-            let texts = (applied.text.clone(), applied.applied_text.clone());
-            (texts.0, applied.dns.clone(), texts.1)
+            let a = self.applied.lock().await;
+            (a.text.clone(), a.dns.clone(), a.applied_text.clone())
         };
         let read = tokio::task::spawn_blocking(move || {
             // A DNS refresh resolves the names of the config running now again: not the file,
