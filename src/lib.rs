@@ -2,6 +2,7 @@
 //!
 //! Modules in the order a request meets them:
 //! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
+//! - `tls`: TLS termination: the handshake under a deadline, certificates chosen by SNI.
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `access_log`: one line per request (JSON or combined) through a bounded channel to a
 //!   writer thread.
@@ -38,4 +39,5 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

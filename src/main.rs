@@ -183,8 +183,14 @@ fn check(path: &Path) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
+            let tls = &c.server.tls;
+            let certificates: usize = tls.iter().map(|t| t.certificates.len()).sum();
+            let tls = match tls.len() {
+                0 => String::new(),
+                n => format!(", {n} TLS listeners, {certificates} certificates"),
+            };
             println!(
-                "{}: ok ({} routes, {} upstreams)",
+                "{}: ok ({} routes, {} upstreams{tls})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len()

@@ -87,6 +87,8 @@ pub struct Metrics {
     pub connections: IntGauge,
     /// Client connections or requests refused by the client-side limits, by reason.
     pub refused: IntCounterVec,
+    /// TLS handshakes by listener and result (success, failure, timeout).
+    pub tls_handshakes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -165,6 +167,11 @@ impl Metrics {
                 "Client connections closed by a client-side limit (header_timeout, header_too_large, max_connections)",
                 &["reason"],
             ),
+            tls_handshakes: counter_vec(
+                "fulcrum_tls_handshakes_total",
+                "TLS handshakes on the TLS listeners by result: success, failure (refused or broken off; no certificate for the name, no common protocol version or cipher, not TLS) or timeout (not finished within request_header_timeout)",
+                &["listener", "result"],
+            ),
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -177,6 +184,7 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.refused.clone()),
+            Box::new(m.tls_handshakes.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.duration.clone()),
             Box::new(m.upstream_response.clone()),
@@ -212,9 +220,11 @@ impl Metrics {
         }
     }
 
-    /// Serves the backend gauges from whatever `snapshot` holds at scrape time.
+    /// Serves the backend gauges and the certificates' expiry from whatever `snapshot` holds at
+    /// scrape time.
     pub fn watch(&self, snapshot: SharedSnapshot) {
-        self.add(Box::new(BackendGauges::new(snapshot)));
+        self.add(Box::new(BackendGauges::new(Arc::clone(&snapshot))));
+        self.add(Box::new(CertificateExpiry::new(snapshot)));
     }
 
     pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
@@ -496,6 +506,51 @@ impl Collector for BackendGauges {
             }
         }
         vecs.iter().flat_map(|v| v.collect()).collect()
+    }
+}
+
+const EXPIRY: (&str, &str) = (
+    "fulcrum_tls_certificate_expiry_timestamp_seconds",
+    "When each certificate the TLS listeners serve expires (its notAfter, Unix seconds), by its first name",
+);
+
+/// `fulcrum_tls_certificate_expiry_timestamp_seconds`, read from the snapshot at scrape time (so
+/// a reload that replaces a certificate leaves no series behind).
+struct CertificateExpiry {
+    snapshot: SharedSnapshot,
+    desc: Desc,
+}
+
+impl CertificateExpiry {
+    fn new(snapshot: SharedSnapshot) -> CertificateExpiry {
+        let (name, help) = EXPIRY;
+        let desc = Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            vec!["name".into()],
+            Default::default(),
+        )
+        .expect("valid metric");
+        CertificateExpiry { snapshot, desc }
+    }
+}
+
+impl Collector for CertificateExpiry {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snap = self.snapshot.load();
+        let (name, help) = EXPIRY;
+        let vec = IntGaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric");
+        for set in &snap.tls {
+            for c in &set.certificates {
+                vec.with_label_values(&[c.label().as_str()])
+                    .set(c.not_after);
+            }
+        }
+        vec.collect()
     }
 }
 

@@ -20,6 +20,7 @@ use crate::metrics::{Keep, Metrics, RouteMetrics};
 use crate::ratelimit::RouteLimit;
 use crate::registry::Registry;
 use crate::router::Router;
+use crate::tls::CertSet;
 use crate::upstream::Upstream;
 
 #[derive(Debug)]
@@ -43,6 +44,11 @@ pub struct Snapshot {
     pub client: ClientLimits,
     pub max_connections: usize,
     pub merge_slashes: bool,
+    /// Each TLS listener's certificates.
+    pub tls: Vec<CertSet>,
+    /// With `redirect_http_to_https`, the port plain-HTTP requests are sent to (the first TLS
+    /// listener's).
+    pub https_redirect: Option<u16>,
 }
 
 impl Snapshot {
@@ -88,6 +94,13 @@ impl Snapshot {
             client: config.server.client,
             max_connections: config.server.max_connections,
             merge_slashes: config.server.merge_slashes,
+            tls: config.server.tls.iter().map(CertSet::new).collect(),
+            https_redirect: config
+                .server
+                .tls
+                .first()
+                .filter(|_| config.server.redirect_http_to_https)
+                .map(|t| t.listen.port()),
         }
     }
 

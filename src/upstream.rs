@@ -17,10 +17,14 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
 use crate::breaker::{self, Probe};
-use crate::config::{BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig};
-use crate::health::{Outlier, SupervisorHandle, Target};
+use crate::config::{
+    BackendConfig, BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig,
+    UpstreamTls,
+};
+use crate::health::{Outlier, ProbeTls, SupervisorHandle, Target};
 use crate::metrics::{BackendMetrics, CheckCounters, Metrics, UpstreamMetrics};
 use crate::registry::{Admission, BackendState, Circuit, Registry, UpstreamState};
+use rustls::pki_types::ServerName;
 
 /// The backend chosen for one attempt.
 #[derive(Debug)]
@@ -77,6 +81,8 @@ pub struct Backend {
     pub metrics: BackendMetrics,
     /// `fulcrum_health_checks_total` of this backend, when it is checked.
     checks: Option<CheckCounters>,
+    /// How its health checks speak TLS, for an HTTPS upstream.
+    probe_tls: Option<ProbeTls>,
 }
 
 /// What this config's pool looks like given the registry's state, as of epoch `synced`.
@@ -88,6 +94,37 @@ struct View {
     /// Backends in service (every backend in panic mode), for load averages.
     available: AtomicUsize,
     syncing: Mutex<()>,
+}
+
+/// A backend reached over HTTPS: SNI and the name verified are `sni`, else the host of its
+/// `addr` as written (an IP literal is verified against the certificate's IP SANs).
+/// Its health checks use the same name.
+fn https_peer(b: &BackendConfig, tls: &UpstreamTls) -> (HttpPeer, Option<ProbeTls>) {
+    let sni = tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| host_of(&b.name).to_ascii_lowercase());
+    let probe = tls.probe.as_ref().and_then(|config| {
+        Some(ProbeTls {
+            config: Arc::clone(config),
+            name: ServerName::try_from(sni.clone()).ok()?,
+        })
+    });
+    let mut peer = HttpPeer::new(b.addr, true, sni);
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+    peer.options.ca = tls.roots.clone();
+    // A connection verified against a ca_file is not one verified without it.
+    peer.group_key = tls.trust;
+    (peer, probe)
+}
+
+/// `host` of `host:port` (`[v6]:port` → `v6`).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 impl Upstream {
@@ -105,7 +142,10 @@ impl Upstream {
             .backends
             .iter()
             .map(|b| {
-                let mut peer = HttpPeer::new(b.addr, false, String::new());
+                let (mut peer, probe_tls) = match &config.tls {
+                    None => (HttpPeer::new(b.addr, false, String::new()), None),
+                    Some(tls) => https_peer(b, tls),
+                };
                 let o = &mut peer.options;
                 o.connection_timeout = Some(config.connect_timeout);
                 o.total_connection_timeout = Some(config.connect_timeout);
@@ -123,6 +163,7 @@ impl Upstream {
                         .health_check
                         .as_ref()
                         .map(|_| metrics.health_checks(&config.name, &b.name)),
+                    probe_tls,
                 }
             })
             .collect();
@@ -317,6 +358,7 @@ impl Upstream {
                 check: Arc::clone(check),
                 host: Arc::from(check.host.as_deref().unwrap_or(&b.name)),
                 counters: b.checks.clone(),
+                tls: b.probe_tls.clone(),
             })
         })
     }
@@ -379,7 +421,7 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendConfig, BalanceKind};
+    use crate::config::BalanceKind;
     use crate::health::Supervisor;
 
     fn config(n: u16, balance: BalanceKind) -> UpstreamConfig {
@@ -395,6 +437,7 @@ mod tests {
             max_inflight: None,
             dns_refresh: Duration::from_secs(30),
             unresolved: Vec::new(),
+            tls: None,
             backends: (0..n)
                 .map(|i| BackendConfig {
                     name: format!("b{i}"),

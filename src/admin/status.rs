@@ -26,9 +26,41 @@ pub fn status(runtime: &Runtime) -> Value {
                 "message": last.message,
             },
         },
+        "tls": tls(&snap),
         "routes": routes(&snap),
         "upstreams": snap.upstreams.iter().map(upstream).collect::<Vec<_>>(),
     })
+}
+
+/// Each TLS listener and the certificates it serves: names, files, expiry.
+fn tls(snap: &Snapshot) -> Vec<Value> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    snap.tls
+        .iter()
+        .map(|set| {
+            let certificates: Vec<Value> = set
+                .certificates
+                .iter()
+                .map(|c| {
+                    let expires = UNIX_EPOCH + Duration::from_secs(c.not_after.max(0) as u64);
+                    json!({
+                        "names": c.names,
+                        "cert": c.cert_path.display().to_string(),
+                        "key": c.key_path.display().to_string(),
+                        "expires": rfc3339(expires),
+                        "expires_in_days": (c.not_after - now).div_euclid(86_400),
+                    })
+                })
+                .collect();
+            json!({
+                "listen": set.listen.to_string(),
+                "default_certificate": set.default().map(|c| c.cert_path.display().to_string()),
+                "certificates": certificates,
+            })
+        })
+        .collect()
 }
 
 fn routes(snap: &Snapshot) -> Vec<Value> {

@@ -6,9 +6,11 @@
 //! - `validate`: every semantic check, one file per section; all problems are collected, each
 //!   with file:line:column. Pure: no IO.
 //! - `resolve`: backend host names → addresses (DNS, the one blocking step after reading).
+//! - `certs`: the certificate, key and CA files the config names, read and checked.
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 
+mod certs;
 mod env;
 mod error;
 mod resolve;
@@ -121,9 +123,11 @@ fn parse_indexed(
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors(every_mistake(e, source, path)))?;
-    let (unresolved, mut errors) = validate::validate(file, path, source);
-    let (config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
+    let (unresolved, files, mut errors) = validate::validate(file, path, source);
+    let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
     errors.extend(unresolvable);
+    errors.extend(certs::load(&mut config, files, path, source));
+    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -153,7 +157,7 @@ fn every_mistake(
         })
         .collect();
     if let Some(sections::Remains { file, removed }) = sections::without_mistakes(source, &found) {
-        let (_, semantic) = validate::validate(file, path, source);
+        let (_, _, semantic) = validate::validate(file, path, source);
         // Not what taking the wrong sections out caused.
         let caused = |e: &ConfigError| {
             (removed.routes > 0 && e.field == "route")

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -90,6 +91,10 @@ pub struct ServerConfig {
     pub client: ClientLimits,
     pub max_connections: usize,
     pub merge_slashes: bool,
+    /// In file order; their certificates are loaded by `certs` after validation.
+    pub tls: Vec<TlsListenerConfig>,
+    pub redirect_http_to_https: bool,
+    pub h2c: bool,
 }
 
 /// What one client connection is held to (`[server]`'s client-side limits).
@@ -243,6 +248,70 @@ pub struct UpstreamConfig {
     pub dns_refresh: Duration,
     /// Backends (`host:port` as written) whose name did not resolve at the last load.
     pub unresolved: Vec<String>,
+    /// HTTPS to the backends; `None` = plain HTTP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `tls = true` on an upstream and how its backends' certificates are checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `sni`; `None` = each backend's host as written in its `addr`.
+    pub sni: Option<String>,
+    /// `ca_file`, resolved against the config file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// The roots the backends' certificates are checked against when `ca_file` is set (its
+    /// certificates and the system's), loaded by `certs`; `None` = pingora's (the system's).
+    pub roots: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// `!insecure_skip_verify`.
+    pub verify: bool,
+    /// Tells apart pooled connections verified against different roots (pingora's pool key
+    /// has no CA in it): a hash of the `ca_file`'s certificates, 0 without one.
+    pub trust: u64,
+    /// What active health checks connect with (the same roots and verification), built by
+    /// `certs`.
+    pub probe: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// `[[server.tls]]`
+#[derive(Debug, Clone)]
+pub struct TlsListenerConfig {
+    pub listen: SocketAddr,
+    /// As listed; empty until `certs` loads them.
+    pub certificates: Vec<Arc<Certificate>>,
+    /// Index into `certificates` of `default_certificate`.
+    pub default_certificate: Option<usize>,
+    pub http2: bool,
+    pub min_version: TlsVersion,
+}
+
+/// `min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// A certificate chain and its key, loaded and checked.
+#[derive(Debug)]
+pub struct Certificate {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// DNS names (lower case, `*.` wildcards kept) and IP addresses of its SANs (the subject's
+    /// common name when it has no SAN).
+    pub names: Vec<String>,
+    /// The leaf's `notAfter`, Unix seconds.
+    pub not_after: i64,
+    pub key: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl Certificate {
+    /// The name it is known by in metrics and `/status`: its first name, else its file.
+    pub fn label(&self) -> String {
+        self.names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.cert_path.display().to_string())
+    }
 }
 
 /// `[upstream.NAME.circuit_breaker]`

@@ -41,6 +41,10 @@ pub const MAX_HEADERS_LIMIT: usize = 256;
 pub const MAX_THREADS: usize = 1024;
 /// `[server].max_connections` when absent.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// `[[server.tls]].min_version` when absent.
+pub const DEFAULT_TLS_MIN_VERSION: &str = "1.2";
+/// A certificate that expires within this is a warning at every load.
+pub const CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// `[server].upgrade_sock` when absent.
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/fulcrum-upgrade.sock";
 /// `[server].log_level` when absent and `RUST_LOG` is unset.
@@ -180,6 +184,40 @@ pub struct ServerSection {
     /// Whether `//` in a request path is read as `/` (for routing and for the backend).
     /// Default: true (nginx's `merge_slashes on`).
     pub merge_slashes: Option<Spanned<bool>>,
+    /// `[[server.tls]]`: TLS listeners. Default: none.
+    pub tls: Option<Vec<Spanned<TlsListenerSection>>>,
+    /// Whether the plain listeners answer every request with a 308 to the same host and path
+    /// on the first TLS listener's port. Default: false.
+    pub redirect_http_to_https: Option<Spanned<bool>>,
+    /// Whether the plain listeners also take HTTP/2 with prior knowledge (h2c). Default: false.
+    pub h2c: Option<Spanned<bool>>,
+}
+
+/// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerSection {
+    /// `IP:PORT`.
+    pub listen: Spanned<String>,
+    /// At least one; each serves the names in its certificate's SANs.
+    pub certificates: Spanned<Vec<Spanned<CertificateSection>>>,
+    /// The `cert` of one of `certificates`, for clients without SNI or with a name no
+    /// certificate has. Default: absent = such handshakes are refused.
+    pub default_certificate: Option<Spanned<String>>,
+    /// ALPN `h2` beside `http/1.1`. Default: true.
+    pub http2: Option<Spanned<bool>>,
+    /// "1.2" or "1.3". Default: [`DEFAULT_TLS_MIN_VERSION`].
+    pub min_version: Option<Spanned<String>>,
+}
+
+/// `{ cert = "...", key = "..." }`: PEM files, relative to the config file's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    /// The certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
 }
 
 /// `[[route]]`
@@ -265,6 +303,16 @@ pub struct UpstreamSection {
     pub max_inflight: Option<Spanned<u32>>,
     /// How often backend host names are resolved again. Default: [`DEFAULT_DNS_REFRESH`].
     pub dns_refresh: Option<Spanned<HumanDuration>>,
+    /// HTTPS to the backends. Default: false.
+    pub tls: Option<Spanned<bool>>,
+    /// The name sent as SNI and verified in the backends' certificates. Default: the backend's
+    /// host as written in `addr` (an IP address is verified against the certificate's IP SANs).
+    pub sni: Option<Spanned<String>>,
+    /// PEM file of CA certificates trusted beside the system's roots, relative to the config
+    /// file's directory. Default: none.
+    pub ca_file: Option<Spanned<String>>,
+    /// Accept any backend certificate (a warning at every load). Default: false.
+    pub insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 /// `[upstream.NAME.circuit_breaker]`: closed → open → half-open → closed, per backend.

@@ -14,6 +14,8 @@
 
 mod outlier;
 mod probe;
+
+pub use probe::ProbeTls;
 mod supervisor;
 
 pub use outlier::Outlier;
@@ -34,6 +36,8 @@ pub struct Target {
     pub host: Arc<str>,
     /// `fulcrum_health_checks_total` of this backend.
     pub counters: Option<CheckCounters>,
+    /// For a backend reached over HTTPS.
+    pub tls: Option<probe::ProbeTls>,
 }
 
 impl Target {
@@ -43,10 +47,17 @@ impl Target {
         Arc::ptr_eq(&self.state, &other.state)
             && self.check == other.check
             && self.host == other.host
+            && self.tls == other.tls
     }
 
     async fn probe(&self) -> Result<(), String> {
-        probe::probe(&self.check, self.state.addr(), &self.host).await
+        probe::probe(
+            &self.check,
+            self.state.addr(),
+            &self.host,
+            self.tls.as_ref(),
+        )
+        .await
     }
 
     /// Applies a probe result, logging a transition once with its reason and announcing it.

@@ -1,24 +1,53 @@
-//! One active probe: a TCP connect, or an HTTP/1.1 `GET path` whose status must match. The
-//! whole probe (connect and answer) is bounded by the check's timeout, and a failure says why.
+//! One active probe: a TCP connect, or an HTTP/1.1 `GET path` whose status must match (over
+//! TLS for an HTTPS upstream, verified as its requests are). The whole probe (connect, handshake
+//! and answer) is bounded by the check's timeout, and a failure says why.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use pingora::tls::TlsConnector;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::{HealthCheckConfig, ProbeKind};
 
 /// Probes `addr`; `Err` carries the reason (for the transition log).
-pub async fn probe(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Result<(), String> {
-    match tokio::time::timeout(check.timeout, attempt(check, addr, host)).await {
+pub async fn probe(
+    check: &HealthCheckConfig,
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<&ProbeTls>,
+) -> Result<(), String> {
+    match tokio::time::timeout(check.timeout, attempt(check, addr, host, tls)).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {:?}", check.timeout)),
     }
 }
 
-async fn attempt(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Result<(), String> {
+/// How an HTTPS upstream's backends are probed: its health-check client config and the name its
+/// certificates are verified against.
+#[derive(Debug, Clone)]
+pub struct ProbeTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+impl PartialEq for ProbeTls {
+    fn eq(&self, other: &ProbeTls) -> bool {
+        Arc::ptr_eq(&self.config, &other.config) && self.name == other.name
+    }
+}
+
+async fn attempt(
+    check: &HealthCheckConfig,
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<&ProbeTls>,
+) -> Result<(), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         _ => format!("connect failed: {e}"),
@@ -26,6 +55,23 @@ async fn attempt(check: &HealthCheckConfig, addr: SocketAddr, host: &str) -> Res
     if check.kind == ProbeKind::Tcp {
         return Ok(());
     }
+    match tls {
+        None => http(check, stream, host).await,
+        Some(tls) => {
+            let connector = TlsConnector::from(Arc::clone(&tls.config));
+            let stream = connector
+                .connect(tls.name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            http(check, stream, host).await
+        }
+    }
+}
+
+async fn http<S>(check: &HealthCheckConfig, stream: S, host: &str) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("http handshake failed: {e}"))?;

@@ -234,6 +234,7 @@ mod tests {
             check: Arc::clone(check),
             host: Arc::from("h"),
             counters: None,
+            tls: None,
         }
     }
 

@@ -20,6 +20,9 @@ pub fn check(
     if req.headers.len() > max_headers {
         return Err(ProxyError::HeaderTooLarge("too many header lines"));
     }
+    if req.version == Version::HTTP_2 {
+        h2_authority(req)?;
+    }
     let absolute = absolute_form(req.raw_path()).map(|(a, rest)| (a.to_vec(), rest.to_vec()));
     host(req, absolute.as_ref().map(|(a, _)| a.as_slice()))?;
     content_length(req)?;
@@ -28,6 +31,27 @@ pub fn check(
         absolute.as_ref().map(|(_, rest)| rest.as_slice()),
         merge_slashes,
     )
+}
+
+/// HTTP/2 names the host in `:authority`, which pingora keeps in the URI: it becomes the `Host`
+/// (what routing, logs and the backend see; nginx does the same) unless one was sent, which
+/// must then name the same host (RFC 9113 §8.3.1).
+fn h2_authority(req: &mut RequestHeader) -> Result<(), ProxyError> {
+    let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) else {
+        return Ok(());
+    };
+    match req.headers.get(HOST) {
+        Some(h) if h.as_bytes() != authority.as_bytes() => Err(ProxyError::Invalid(
+            "Host and :authority name different hosts",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            let value = HeaderValue::from_str(&authority)
+                .map_err(|_| ProxyError::Invalid("invalid :authority"))?;
+            req.insert_header(HOST, value)
+                .map_err(|_| ProxyError::Invalid("invalid :authority"))
+        }
+    }
 }
 
 /// An absolute-form target (`http://authority/path?query`, RFC 9112 §3.2.2) split into its

@@ -156,6 +156,53 @@ pub(crate) fn has_token(headers: &http::HeaderMap, name: http::HeaderName, token
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether the client connection is TLS (the request came in on a TLS listener).
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// Answers a plain-HTTP request with a 308 to the same host (without its port) and target on
+/// the TLS listener's `port` (left out when it is 443). An `Err` is what the access log says.
+async fn redirect_to_https(
+    session: &mut Session,
+    port: u16,
+    request_id: &HeaderValue,
+) -> std::result::Result<(), ProxyError> {
+    let req = session.req_header();
+    let host = request_host(req).unwrap_or("");
+    // Without the port: an IPv6 literal keeps its brackets.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    if name.is_empty() {
+        let e = ProxyError::Invalid("no host to redirect to");
+        respond(session, &e, request_id).await;
+        return Err(e);
+    }
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    let mut resp = ResponseHeader::build(308, Some(3)).expect("valid status code");
+    let written = resp
+        .insert_header(http::header::LOCATION, location)
+        .and_then(|_| resp.insert_header(CONTENT_LENGTH, 0))
+        .and_then(|_| resp.insert_header(request_id::HEADER, request_id));
+    if let Err(err) = written {
+        tracing::debug!(%err, "cannot build the redirect");
+        let e = ProxyError::Invalid("the request cannot be redirected");
+        respond(session, &e, request_id).await;
+        return Err(e);
+    }
+    if let Err(err) = session.write_error_response(resp, Bytes::new()).await {
+        tracing::debug!(%err, "client went away before the redirect");
+    }
+    Ok(())
+}
+
 /// The status logged and counted for a request that got no response: the client went away.
 const CLIENT_GONE: u16 = 499;
 
@@ -246,6 +293,11 @@ impl ProxyHttp for Proxy {
             // What follows a request that was not understood cannot be trusted either.
             session.set_keepalive(None);
             refuse(session, ctx, e).await;
+            return Ok(true);
+        }
+        if let Some(port) = snap.https_redirect.filter(|_| !is_tls(session)) {
+            let status = redirect_to_https(session, port, &ctx.request_id).await;
+            ctx.failure = status.err();
             return Ok(true);
         }
         let req = session.req_header();
@@ -438,7 +490,8 @@ impl ProxyHttp for Proxy {
         let peer = forwarded::peer_ip(session);
         let trusted = peer.is_some_and(|ip| forwarded::is_trusted(ip, &snap.trusted_proxies));
         let host = request_host_value(session.req_header());
-        forwarded::apply(upstream_request, peer, trusted, "http", host)?;
+        let proto = if is_tls(session) { "https" } else { "http" };
+        forwarded::apply(upstream_request, peer, trusted, proto, host)?;
         upstream_request.insert_header(request_id::HEADER, &ctx.request_id)?;
         let route = &route.config;
         if let Some(rewrite) = &route.host_rewrite {

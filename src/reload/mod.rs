@@ -489,6 +489,9 @@ fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -
             "server.upgrade_sock",
             running.upgrade_sock != new.upgrade_sock,
         ),
+        // A TLS listener's address, ALPN and versions; its certificates reload.
+        ("server.tls", tls_listeners(running) != tls_listeners(new)),
+        ("server.h2c", running.h2c != new.h2c),
     ];
     changed
         .into_iter()
@@ -497,6 +500,15 @@ fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -
             let message = format!("{field} changed: restart, or run a graceful upgrade, to apply");
             config.places.error(file, field, message)
         })
+        .collect()
+}
+
+/// What a restart must apply of each TLS listener.
+fn tls_listeners(server: &ServerConfig) -> Vec<(SocketAddr, bool, crate::config::TlsVersion)> {
+    server
+        .tls
+        .iter()
+        .map(|t| (t.listen, t.http2, t.min_version))
         .collect()
 }
 

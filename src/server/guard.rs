@@ -12,6 +12,10 @@
 //! - the header section (request line included) may be at most `max_header_size` bytes and
 //!   `max_headers` lines (else `431` and close), so pingora never buffers more than that.
 //!
+//! HTTP/2 connections are not guarded: over TLS (ALPN `h2`) `GuardApp` does not wrap them, and
+//! an h2c connection's preface (`PRI * HTTP/2.0`, an empty line) reads as a complete header,
+//! after which its frames pass untouched; pingora's `h2_idle_timeout` closes idle ones.
+//!
 //! The guard looks for the empty line that ends the header; after it, bytes pass untouched
 //! (body, upgraded tunnel) until the proxy says the request is over ([`rearm`], from its
 //! logging phase, only when the request body was read to its end, so that no drain of an
@@ -35,12 +39,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::TlsRef;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN, IO,
 };
 use pingora::server::ShutdownWatch;
-use pingora::tls::TlsRef;
 use prometheus::{IntCounter, IntCounterVec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -89,6 +93,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // HTTP/2 over TLS: frames, not a header to scan (pingora's h2 idle timeout holds).
+        if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        }
         let limits = self.snapshot.load().client;
         let stream: Stream = Box::new(Guarded::new(stream, limits, self.refusals.clone()));
         ServerApp::process_new(&self.app, stream, shutdown).await

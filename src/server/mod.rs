@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
 use crate::reload::{LogControl, Reloader, Runtime, Source};
+use crate::tls::TlsApp;
 use drain::Drain;
 use guard::GuardApp;
 use linger::Linger;
@@ -70,7 +71,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let s = config.server.clone();
     if !options.upgrade {
         // pingora reports a failed bind deep in a worker thread; check first to fail clearly.
-        for &addr in s.listen.iter().chain(s.admin_listen.iter()) {
+        let tls = s.tls.iter().map(|t| t.listen);
+        for addr in s.listen.iter().copied().chain(tls).chain(s.admin_listen) {
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         }
     }
@@ -131,8 +133,18 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
+    server_options.h2c = s.h2c;
+    // An HTTP/2 connection is not under the guard (its frames are not a header to scan): its
+    // idle limit is pingora's.
+    server_options.h2_idle_timeout = Some(s.client.keepalive_timeout);
     app.server_options = Some(server_options);
     let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &metrics.refused);
+    let app = TlsApp::new(
+        app,
+        &s.tls,
+        Arc::clone(runtime.snapshot()),
+        &metrics.tls_handshakes,
+    );
     let app = Linger::new(
         app,
         Arc::clone(runtime.snapshot()),
@@ -140,9 +152,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         &metrics.refused,
     );
     let mut service = Service::new("fulcrum proxy".to_owned(), app);
-    for addr in &s.listen {
-        // No L4 read buffer: pingora's HTTP/1 reader has its own, so the default 64 KiB one per
-        // client connection only adds a copy of every read and memory per idle connection.
+    // TLS listeners are plain TCP to pingora: `TlsApp` terminates TLS on their connections.
+    for addr in s.listen.iter().chain(s.tls.iter().map(|t| &t.listen)) {
+        // No L4 read buffer: pingora's HTTP/1 reader and rustls have their own, so the default
+        // 64 KiB one per client connection only adds a copy of every read and memory per idle
+        // connection.
         let buffers = L4BufferSettings::default().read(0);
         service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
@@ -158,7 +172,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         server.add_service(admin);
     }
 
-    tracing::info!(listen = ?s.listen, admin = ?s.admin_listen, threads = s.threads, upgrade = options.upgrade, "fulcrum serving");
+    let tls: Vec<SocketAddr> = s.tls.iter().map(|t| t.listen).collect();
+    tracing::info!(listen = ?s.listen, tls = ?tls, admin = ?s.admin_listen, threads = s.threads, upgrade = options.upgrade, "fulcrum serving");
     let phases = server.watch_execution_phase();
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals::new(

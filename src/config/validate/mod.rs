@@ -13,14 +13,16 @@ mod health;
 mod protect;
 mod route;
 mod server;
+mod tls;
 mod upstream;
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::certs::Files;
 use super::error::ConfigError;
 use super::resolve::Unresolved;
 use super::runtime::*;
@@ -50,6 +52,15 @@ impl Checker<'_> {
         self.warnings.push(e);
     }
 
+    /// A path as written in the file: relative ones are relative to the file's directory.
+    fn relative(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        self.file.parent().unwrap_or(Path::new("")).join(path)
+    }
+
     /// Line and column of a span, for [`Config::places`].
     fn place(&self, span: Range<usize>) -> Place {
         let e = ConfigError::at(self.file, self.source, Some(span), "", "");
@@ -61,12 +72,13 @@ impl Checker<'_> {
 }
 
 /// Validates a deserialized file into the config the proxy runs on, but for backend addresses,
-/// which are left for `resolve`. Returns every problem found beside what could be validated.
+/// which are left for `resolve`, and the files it names (certificates, CAs), left for `certs`.
+/// Returns every problem found beside what could be validated.
 pub(super) fn validate(
     file: FileConfig,
     path: &Path,
     source: &str,
-) -> (Unresolved, Vec<ConfigError>) {
+) -> (Unresolved, Files, Vec<ConfigError>) {
     let mut c = Checker {
         file: path,
         source,
@@ -74,13 +86,19 @@ pub(super) fn validate(
         warnings: Vec::new(),
     };
     let mut places = Places::default();
-    let server = server::server(&mut c, file.server, &mut places);
+    let mut files = Files::default();
+    let server = server::server(&mut c, file.server, &mut places, &mut files);
     let mut backends = Vec::new();
     let upstreams: Vec<UpstreamConfig> = file
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, (name, u))| upstream::upstream(&mut c, i, name, u.get_ref(), &mut backends))
+        .map(|(i, (name, u))| {
+            let mut config = upstream::upstream(&mut c, i, name, u.get_ref(), &mut backends);
+            let field = format!("upstream.{name}");
+            config.tls = tls::upstream(&mut c, i, &field, u.get_ref(), &mut files);
+            config
+        })
         .collect();
     let names: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();
     let routes = route::routes(&mut c, &file.routes, &names);
@@ -112,7 +130,7 @@ pub(super) fn validate(
         },
         backends,
     };
-    (unresolved, c.errors)
+    (unresolved, files, c.errors)
 }
 
 /// A duration that must be longer than zero (timeouts, intervals, ejection times).

@@ -1,18 +1,24 @@
 //! `[server]`: listeners and process-wide settings.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::{positive, Checker};
+use super::{positive, tls, Checker};
+use crate::config::certs::Files;
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
 /// Validates `[server]`; records in `places` where the keys a reload cannot change (and
 /// `access_log`, whose file a reload opens) were written.
-pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> ServerConfig {
+pub(super) fn server(
+    c: &mut Checker,
+    s: ServerSection,
+    places: &mut Places,
+    files: &mut Files,
+) -> ServerConfig {
     let spans = [
         ("server.listen", s.listen.as_ref().map(|l| l.span())),
         (
@@ -25,6 +31,11 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
             s.upgrade_sock.as_ref().map(|u| u.span()),
         ),
         ("server.access_log", s.access_log.as_ref().map(|a| a.span())),
+        (
+            "server.tls",
+            s.tls.as_ref().and_then(|t| t.first()).map(|t| t.span()),
+        ),
+        ("server.h2c", s.h2c.as_ref().map(|h| h.span())),
     ];
     for (key, span) in spans {
         if let Some(span) = span {
@@ -114,7 +125,21 @@ pub(super) fn server(c: &mut Checker, s: ServerSection, places: &mut Places) -> 
         }
         None => DEFAULT_LOG_LEVEL.to_owned(),
     };
+    let taken: Vec<SocketAddr> = listen.iter().copied().chain(admin_listen).collect();
+    let tls = tls::listeners(c, s.tls.as_deref().unwrap_or_default(), &taken, files);
+    let redirect_http_to_https = match &s.redirect_http_to_https {
+        Some(r) if *r.get_ref() && tls.is_empty() => {
+            let msg = "needs a TLS listener to redirect to; add a [[server.tls]] with listen and certificates";
+            c.error(r.span(), "server.redirect_http_to_https", msg);
+            false
+        }
+        Some(r) => *r.get_ref(),
+        None => false,
+    };
     ServerConfig {
+        tls,
+        redirect_http_to_https,
+        h2c: s.h2c.as_ref().is_some_and(|h| *h.get_ref()),
         listen,
         threads,
         admin_listen,
@@ -244,15 +269,7 @@ fn access_log(c: &mut Checker, a: Option<&Spanned<String>>) -> AccessLogTarget {
             c.error(a.span(), "server.access_log", msg);
             AccessLogTarget::Off
         }
-        path => {
-            let path = Path::new(path);
-            let dir = c.file.parent().unwrap_or(Path::new(""));
-            AccessLogTarget::File(if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                dir.join(path)
-            })
-        }
+        path => AccessLogTarget::File(c.relative(path)),
     }
 }
 
@@ -290,7 +307,7 @@ fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
     path
 }
 
-fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+pub(super) fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
     match a.get_ref().parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {

@@ -1,0 +1,258 @@
+//! TLS termination: certificates chosen by SNI, handshakes under a deadline, counted.
+//!
+//! **How it plugs into pingora, and why.** pingora 0.9.1 offers two ways to terminate TLS with
+//! rustls: a listener built from `TlsSettings` (optionally with `set_cert_resolver`), which
+//! handshakes inside pingora's accept loop, and `Acceptor::from_server_config`, which handshakes
+//! a stream given to it. fulcrum uses the second, from its own app layer ([`TlsApp`]), on
+//! listeners added as plain TCP:
+//!
+//! - the rustls `ServerConfig` is fulcrum's: `min_version` (TlsSettings always allows 1.2),
+//!   ALPN, session tickets, and a [`ResolvesServerCert`] ([`SniResolver`]) that reads the
+//!   certificate set of the snapshot published now, so a certificate reload is the snapshot's
+//!   one `ArcSwap` store (new handshakes get the new set; established connections keep theirs);
+//! - a handshake that fails, or that the client does not finish within
+//!   `request_header_timeout`, is seen and counted (`fulcrum_tls_handshakes_total{listener,
+//!   result}`); inside pingora's accept loop it would be neither (pingora has no handshake
+//!   timeout: a client that opens a TCP connection and says nothing would hold it for ever);
+//! - everything after the handshake is pingora's as before: the TLS stream is handed to the
+//!   HTTP app, which picks HTTP/2 or HTTP/1.1 from ALPN.
+//!
+//! No fork or patch of pingora: both types are its public API.
+//!
+//! A certificate serves the names of its SANs: exact names and `*.` wildcards (one label, as
+//! RFC 6125 says; `*.example.com` does not serve `example.com` or `a.b.example.com`). An exact
+//! name wins over a wildcard; between two certificates with the same name, the first listed
+//! wins. A client without SNI, or with a name no certificate has, gets `default_certificate`,
+//! or a failed handshake without one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use prometheus::{IntCounter, IntCounterVec};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::config::runtime::{Certificate, TlsListenerConfig, TlsVersion};
+use crate::snapshot::SharedSnapshot;
+
+/// One TLS listener's certificates, indexed by the names they serve; built once per snapshot.
+#[derive(Debug)]
+pub struct CertSet {
+    pub listen: SocketAddr,
+    /// As listed (for `/status` and the expiry metric).
+    pub certificates: Vec<Arc<Certificate>>,
+    /// Exact name (lower case) → index into `certificates`.
+    exact: HashMap<String, usize>,
+    /// `*.example.com` as "example.com" → index into `certificates`.
+    wildcard: HashMap<String, usize>,
+    default: Option<usize>,
+}
+
+impl CertSet {
+    pub fn new(listener: &TlsListenerConfig) -> CertSet {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (i, cert) in listener.certificates.iter().enumerate() {
+            for name in &cert.names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard.entry(parent.to_owned()).or_insert(i),
+                    None => exact.entry(name.clone()).or_insert(i),
+                };
+            }
+        }
+        CertSet {
+            listen: listener.listen,
+            certificates: listener.certificates.clone(),
+            exact,
+            wildcard,
+            default: listener.default_certificate,
+        }
+    }
+
+    /// `default_certificate`.
+    pub fn default(&self) -> Option<&Certificate> {
+        self.default.map(|i| &*self.certificates[i])
+    }
+
+    /// The certificate for a client that asked for `sni` (`None`: it sent no SNI).
+    pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = sni.and_then(|name| {
+            // rustls gives the name lower-cased already, and without a trailing dot.
+            self.exact.get(name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+        });
+        found
+            .or(self.default.as_ref())
+            .map(|&i| Arc::clone(&self.certificates[i].key))
+    }
+}
+
+/// rustls asks this for the certificate of each handshake on one listener: the listener's
+/// [`CertSet`] in the snapshot published now.
+#[derive(Debug)]
+pub struct SniResolver {
+    listen: SocketAddr,
+    snapshot: SharedSnapshot,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.snapshot.load();
+        let set = snapshot.tls.iter().find(|s| s.listen == self.listen)?;
+        set.resolve(hello.server_name())
+    }
+}
+
+/// The rustls config of one listener: fixed for the process's life but for the certificates,
+/// which [`SniResolver`] reads at every handshake.
+pub fn server_config(listener: &TlsListenerConfig, snapshot: SharedSnapshot) -> ServerConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match listener.min_version {
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            listen: listener.listen,
+            snapshot,
+        }));
+    config.alpn_protocols = if listener.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    // Stateless resumption (nginx's ssl_session_tickets on): keys rotate every 6 hours.
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => config.ticketer = ticketer,
+        Err(e) => tracing::warn!(error = %e, "no TLS session tickets"),
+    }
+    config
+}
+
+/// A TLS listener as the app layer runs it.
+struct Listener {
+    listen: SocketAddr,
+    acceptor: Acceptor,
+    ok: IntCounter,
+    failed: IntCounter,
+    timeout: IntCounter,
+}
+
+/// A pingora app that terminates TLS on the connections of its TLS listeners (found by the
+/// connection's local address) and hands the decrypted stream to the wrapped app; connections
+/// of the other listeners pass as they are.
+pub struct TlsApp<A> {
+    app: Arc<A>,
+    snapshot: SharedSnapshot,
+    listeners: Vec<Listener>,
+}
+
+impl<A> TlsApp<A> {
+    pub fn new(
+        app: A,
+        listeners: &[TlsListenerConfig],
+        snapshot: SharedSnapshot,
+        handshakes: &IntCounterVec,
+    ) -> TlsApp<A> {
+        let listeners = listeners
+            .iter()
+            .map(|l| {
+                let config = server_config(l, Arc::clone(&snapshot));
+                let name = l.listen.to_string();
+                let count = |result| handshakes.with_label_values(&[name.as_str(), result]);
+                Listener {
+                    listen: l.listen,
+                    acceptor: Acceptor::from_server_config(Arc::new(config)),
+                    ok: count("success"),
+                    failed: count("failure"),
+                    timeout: count("timeout"),
+                }
+            })
+            .collect();
+        TlsApp {
+            app: Arc::new(app),
+            snapshot,
+            listeners,
+        }
+    }
+
+    /// The TLS listener a connection came in on: its local address, or a wildcard listener
+    /// (`0.0.0.0`, `[::]`) on its port.
+    fn listener(&self, stream: &Stream) -> Option<&Listener> {
+        if self.listeners.is_empty() {
+            return None;
+        }
+        let local = stream
+            .get_socket_digest()?
+            .local_addr()?
+            .as_inet()?
+            .to_owned();
+        self.listeners
+            .iter()
+            .find(|l| l.listen == local)
+            .or_else(|| {
+                self.listeners.iter().find(|l| {
+                    l.listen.port() == local.port()
+                        && l.listen.ip().is_unspecified()
+                        && l.listen.is_ipv4() == local.is_ipv4()
+                })
+            })
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let Some(listener) = self.listener(&stream) else {
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        };
+        // pingora hands a plain listener's connection over as its TCP stream, boxed.
+        let tcp = match stream.into_any().downcast::<L4Stream>() {
+            Ok(tcp) => *tcp,
+            Err(_) => {
+                tracing::error!(listener = %listener.listen, "not a TCP connection; closed");
+                return None;
+            }
+        };
+        let deadline = self.snapshot.load().client.request_header_timeout;
+        let handshake = listener.acceptor.tls_handshake(tcp);
+        let stream: Stream = match tokio::time::timeout(deadline, handshake).await {
+            Ok(Ok(tls)) => {
+                listener.ok.inc();
+                Box::new(tls)
+            }
+            Ok(Err(e)) => {
+                listener.failed.inc();
+                tracing::debug!(listener = %listener.listen, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                listener.timeout.inc();
+                tracing::debug!(listener = %listener.listen, "TLS handshake timed out");
+                return None;
+            }
+        };
+        ServerApp::process_new(&self.app, stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
