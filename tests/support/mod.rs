@@ -108,6 +108,22 @@ impl Backend {
 
     /// A backend on a given address (to bring a stopped one back on its port).
     pub async fn on(addr: SocketAddr, name: &str, behaviour: Behaviour) -> Backend {
+        Backend::serve(addr, name, behaviour, None).await
+    }
+
+    /// A backend that speaks HTTPS with `config` (its certificate and ALPN).
+    pub async fn https(name: &str, config: Arc<rustls::ServerConfig>) -> Backend {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let addr = "127.0.0.1:0".parse().unwrap();
+        Backend::serve(addr, name, Behaviour::default(), Some(acceptor)).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        name: &str,
+        behaviour: Behaviour,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
         let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -132,6 +148,7 @@ impl Backend {
                 acc.fetch_add(1, Ordering::SeqCst);
                 let (name, hits, paths, b) = (n.clone(), h.clone(), p.clone(), behaviour.clone());
                 let (st, act, pk) = (st.clone(), act.clone(), pk.clone());
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (name, hits, paths, b) =
@@ -199,9 +216,19 @@ impl Backend {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => {
+                            let io = TokioIo::new(stream);
+                            let _ = http1::Builder::new().serve_connection(io, svc).await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let io = TokioIo::new(stream);
+                            let _ = http1::Builder::new().serve_connection(io, svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -748,4 +775,37 @@ pub fn upstream(name: &str, addrs: &[SocketAddr], extra: &str) -> String {
         "[upstream.{name}]\nbackends = [{}]\n{extra}\n",
         list.join(", ")
     )
+}
+
+/// A backend that accepts any upgrade with `101 Switching Protocols` and then echoes bytes.
+pub async fn upgrade_echo_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut b = [0u8; 1];
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+                if s.write_all(reply).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
 }

@@ -1,0 +1,867 @@
+//! TLS termination through the real binary: certificates by SNI, HTTP/2 over TLS and h2c,
+//! WebSockets over TLS, HTTPS backends with a private CA, the HTTP→HTTPS redirect, certificate
+//! checks at `fulcrum check`, and certificate reload. Every certificate is made here with
+//! rcgen; clients are tokio-rustls + hyper on 127.0.0.1.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use support::*;
+
+/// A private certificate authority.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and key as PEM.
+struct Issued {
+    cert: String,
+    key: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses), valid from yesterday for 90 days.
+    fn issue(&self, names: &[&str]) -> Issued {
+        self.issue_valid(names, -1, 90)
+    }
+
+    /// A certificate valid from `from` days to `to` days from now.
+    fn issue_valid(&self, names: &[&str], from: i64, to: i64) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        let now = time_now();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Writes `issued` as `NAME.pem` and `NAME.key` in `dir`; returns the two paths.
+fn write(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, &issued.cert).unwrap();
+    std::fs::write(&key, &issued.key).unwrap();
+    (cert, key)
+}
+
+/// A `[[server.tls]]` table on `port` with `certs` (cert, key) and an optional default.
+fn tls_listener(port: u16, certs: &[&(PathBuf, PathBuf)], default: Option<&Path>) -> String {
+    let list: Vec<String> = certs
+        .iter()
+        .map(|(c, k)| {
+            format!(
+                "{{ cert = \"{}\", key = \"{}\" }}",
+                c.display(),
+                k.display()
+            )
+        })
+        .collect();
+    let mut t = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{}]\n",
+        list.join(", ")
+    );
+    if let Some(d) = default {
+        t.push_str(&format!("default_certificate = \"{}\"\n", d.display()));
+    }
+    t
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client that trusts `ca` and offers `alpn`.
+fn client(ca: &Ca, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A client that takes any certificate (to see which one a name it has none for gets).
+fn trusting_client() -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AnyCertificate(provider())));
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection to `addr` asking for `sni`.
+async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// The DNS names in the certificate the server presented.
+fn presented(stream: &TlsStream<TcpStream>) -> Vec<String> {
+    let certs = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("a certificate");
+    let (_, cert) = X509Certificate::from_der(&certs[0]).unwrap();
+    let san = cert.subject_alternative_name().unwrap().expect("SANs");
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+/// Status and body of `GET path` with `Host: host` over HTTP/1.1 on `stream`.
+async fn h1_get<S>(stream: S, host: &str, path: &str) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Status, version and body of `GET uri` (absolute: its authority is `:authority`) over
+/// HTTP/2 on `stream`.
+async fn h2_get<S>(stream: S, uri: &str) -> (u16, http::Version, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let (status, version) = (resp.status().as_u16(), resp.version());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the echo line `key: value` in a test backend's body.
+fn echoed<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+}
+
+/// Two host routes to two backends, for routing checks over every protocol.
+fn two_routes(api: &Backend, www: &Backend) -> String {
+    format!(
+        "[[route]]\nhost = \"api.example.com\"\nupstream = \"api\"\n\n[[route]]\nhost = \"www.example.com\"\nupstream = \"www\"\n\n{}{}",
+        upstream("api", &[api.addr], ""),
+        upstream("www", &[www.addr], "")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_name_gets_its_certificate_and_an_unknown_one_the_default() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let api = write(dir.path(), "api", &ca.issue(&["api.example.com"]));
+    let www = write(dir.path(), "www", &ca.issue(&["www.example.com"]));
+    let wild = write(dir.path(), "wild", &ca.issue(&["*.apps.example.com"]));
+    let (b_api, b_www) = (Backend::start("api").await, Backend::start("www").await);
+    let port = free_port();
+    let server = format!(
+        "{}http2 = false\n",
+        tls_listener(port, &[&api, &www, &wild], Some(&www.0))
+    );
+    let f = Fulcrum::start(&server, &two_routes(&b_api, &b_www));
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let http1: &[&[u8]] = &[b"http/1.1"];
+
+    for (name, backend) in [("api.example.com", "api"), ("www.example.com", "www")] {
+        let s = connect(tls, name, client(&ca, http1)).await.expect(name);
+        assert_eq!(presented(&s), [name], "{name}");
+        let (status, body) = h1_get(s, name, "/x").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with(&format!("backend {backend}\n")), "{body}");
+        // The backend learns the client came over TLS.
+        assert_eq!(echoed(&body, "x-forwarded-proto"), Some("https"), "{body}");
+    }
+    let s = connect(tls, "a.apps.example.com", client(&ca, http1)).await;
+    assert_eq!(presented(&s.unwrap()), ["*.apps.example.com"]);
+    // One label only: the wildcard does not serve a deeper name; the default does.
+    for unknown in ["a.b.apps.example.com", "nobody.example.org"] {
+        let s = connect(tls, unknown, trusting_client()).await.unwrap();
+        assert_eq!(presented(&s), ["www.example.com"], "{unknown}");
+    }
+    // The plain listener still says http.
+    let plain = get(f.addr, "www.example.com", "/").await;
+    assert_eq!(plain.line("x-forwarded-proto"), Some("http"));
+
+    let ok = f
+        .metric(&format!(
+            "fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"success\"}}"
+        ))
+        .await;
+    assert_eq!(ok, Some(5.0));
+    let metrics = f.metrics().await;
+    for name in ["api.example.com", "www.example.com", "*.apps.example.com"] {
+        let series = format!("fulcrum_tls_certificate_expiry_timestamp_seconds{{name=\"{name}\"}}");
+        let line = metrics.lines().find(|l| l.starts_with(&series));
+        let expires: f64 = line
+            .expect(name)
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let in_days = (expires - time_now().unix_timestamp() as f64) / 86_400.0;
+        assert!((88.0..=90.0).contains(&in_days), "{name}: {in_days}");
+    }
+    let status = get(f.admin, "admin", "/status").await.body;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let listener = &status["tls"][0];
+    assert_eq!(listener["listen"], format!("127.0.0.1:{port}"));
+    assert_eq!(listener["default_certificate"], www.0.display().to_string());
+    assert_eq!(listener["certificates"][0]["names"][0], "api.example.com");
+    let days = listener["certificates"][2]["expires_in_days"].as_i64();
+    assert!(matches!(days, Some(89 | 90)), "{days:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_default_an_unknown_name_fails_the_handshake() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let api = write(dir.path(), "api", &ca.issue(&["api.example.com"]));
+    let b = Backend::start("api").await;
+    let port = free_port();
+    let body = format!(
+        "[[route]]\nupstream = \"api\"\n{}",
+        upstream("api", &[b.addr], "")
+    );
+    let f = Fulcrum::start(&tls_listener(port, &[&api], None), &body);
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let refused = connect(tls, "other.example.com", trusting_client()).await;
+    let e = refused.expect_err("no certificate for the name");
+    assert!(e.to_string().contains("alert"), "{e}");
+    // A client that sends no SNI at all (an IP address as the name): refused too.
+    assert!(connect(tls, "127.0.0.1", trusting_client()).await.is_err());
+    // Not TLS at all.
+    let mut raw = TcpStream::connect(tls).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+
+    let ok = connect(tls, "api.example.com", client(&ca, &[])).await;
+    assert_eq!(presented(&ok.unwrap()), ["api.example.com"]);
+    let series = |result: &str| {
+        format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"{result}\"}}")
+    };
+    wait_metric(&f, &series("failure"), 3.0).await;
+    assert_eq!(f.metric(&series("success")).await, Some(1.0));
+}
+
+/// Waits until `series` reaches `value`.
+async fn wait_metric(f: &Fulcrum, series: &str, value: f64) {
+    for _ in 0..200 {
+        if f.metric(series).await == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{series} never reached {value}:\n{}", f.metrics().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let api = write(dir.path(), "api", &ca.issue(&["api.example.com"]));
+    let b = Backend::start("api").await;
+    let port = free_port();
+    let server = format!(
+        "request_header_timeout = \"1s\"\n{}",
+        tls_listener(port, &[&api], None)
+    );
+    let body = format!(
+        "[[route]]\nupstream = \"api\"\n{}",
+        upstream("api", &[b.addr], "")
+    );
+    let f = Fulcrum::start(&server, &body);
+    // Connects, sends half a ClientHello, waits.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let series =
+        format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"timeout\"}}");
+    wait_metric(&f, &series, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let api = write(
+        dir.path(),
+        "api",
+        &ca.issue(&["api.example.com", "www.example.com"]),
+    );
+    let (b_api, b_www) = (Backend::start("api").await, Backend::start("www").await);
+    let port = free_port();
+    let server = format!(
+        "h2c = true\naccess_log = \"stderr\"\n{}",
+        tls_listener(port, &[&api], None)
+    );
+    let f = Fulcrum::start_logging("info", &server, &two_routes(&b_api, &b_www));
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let s = connect(tls, "api.example.com", client(&ca, &[b"h2", b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(alpn(&s).as_deref(), Some(&b"h2"[..]));
+    let (status, version, body) = h2_get(s, "https://www.example.com/h2?q=1").await;
+    assert_eq!((status, version), (200, http::Version::HTTP_2), "{body}");
+    // Routed by :authority, forwarded as HTTP/1.1 with that Host.
+    assert!(body.starts_with("backend www\n"), "{body}");
+    assert_eq!(echoed(&body, "host"), Some("www.example.com"), "{body}");
+    assert_eq!(echoed(&body, "x-forwarded-proto"), Some("https"), "{body}");
+    assert!(body.contains("uri /h2?q=1\n"), "{body}");
+
+    let s = connect(tls, "api.example.com", client(&ca, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(alpn(&s).as_deref(), Some(&b"http/1.1"[..]));
+    let (status, body) = h1_get(s, "api.example.com", "/h1").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("backend api\n"), "{body}");
+
+    // h2c with prior knowledge on the plain listener; HTTP/1.1 there still works.
+    let plain = TcpStream::connect(f.addr).await.unwrap();
+    let (status, version, body) = h2_get(plain, "http://api.example.com/c").await;
+    assert_eq!((status, version), (200, http::Version::HTTP_2), "{body}");
+    assert!(body.starts_with("backend api\n"), "{body}");
+    assert_eq!(echoed(&body, "x-forwarded-proto"), Some("http"), "{body}");
+    assert_eq!(get(f.addr, "www.example.com", "/").await.backend(), "www");
+
+    // Unknown host over h2: the same 404 as over HTTP/1.1, and logged the same way.
+    let s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
+        .await
+        .unwrap();
+    let (status, _, _) = h2_get(s, "https://nobody.example.com/none").await;
+    assert_eq!(status, 404);
+    f.wait_for_log(&["\"status\":404", "/none"], Duration::from_secs(5))
+        .await;
+    f.wait_for_log(&["\"status\":200", "/h2"], Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_h2c_a_plain_listener_speaks_only_http1() {
+    let b = Backend::start("api").await;
+    let body = format!(
+        "[[route]]\nupstream = \"api\"\n{}",
+        upstream("api", &[b.addr], "")
+    );
+    let f = Fulcrum::start("", &body);
+    let plain = TcpStream::connect(f.addr).await.unwrap();
+    let h2 = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(plain),
+    )
+    .await;
+    let failed = match h2 {
+        Err(_) => true,
+        Ok((mut sender, conn)) => {
+            tokio::spawn(conn);
+            let req = Request::get("http://a/")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            sender.send_request(req).await.is_err()
+        }
+    };
+    assert!(failed, "h2c answered without h2c = true");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_work_through_the_tls_listener_with_every_strategy() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "ws", &ca.issue(&["ws.example.com"]));
+    let (one, task1) = upgrade_echo_backend().await;
+    let (two, task2) = upgrade_echo_backend().await;
+    let strategies = [
+        "round_robin",
+        "weighted_round_robin",
+        "least_connections",
+        "p2c",
+        "random",
+        "ip_hash",
+        "consistent_hash",
+    ];
+    let mut body = String::new();
+    for s in strategies {
+        let hash = if s == "consistent_hash" {
+            "hash_key = \"path\"\n"
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "[[route]]\npath = \"/{s}/\"\nupstream = \"{s}\"\n\n[upstream.{s}]\nbalance = \"{s}\"\n{hash}backends = [{{ addr = \"{one}\" }}, {{ addr = \"{two}\" }}]\n\n"
+        ));
+    }
+    let port = free_port();
+    let _f = Fulcrum::start(&tls_listener(port, &[&cert], None), &body);
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    for s in strategies {
+        // A WebSocket client offers http/1.1 only (RFC 8441 over h2 is another matter).
+        let mut c = connect(tls, "ws.example.com", client(&ca, &[b"http/1.1"]))
+            .await
+            .unwrap();
+        let handshake = format!("GET /{s}/chat HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        c.write_all(handshake.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(c.read(&mut b).await.unwrap(), 1, "{s}: closed");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{s}: {head}");
+        for message in ["hello", "from the client", "over TLS"] {
+            c.write_all(message.as_bytes()).await.unwrap();
+            let mut got = vec![0u8; message.len()];
+            c.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, message.as_bytes(), "{s}");
+        }
+    }
+    task1.abort();
+    task2.abort();
+}
+
+/// An HTTPS backend whose certificate `ca` signed for `names`.
+async fn https_backend(name: &str, ca: &Ca, names: &[&str]) -> Backend {
+    let issued = ca.issue(names);
+    let chain = vec![CertificateDer::from_pem_slice(issued.cert.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    Backend::https(name, Arc::new(config)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_are_verified_against_the_ca_file() {
+    let ca = Ca::new("internal ca");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    // Certificates for an IP address (the default name) and for a name given as `sni`.
+    let by_ip = https_backend("by-ip", &ca, &["127.0.0.1"]).await;
+    let by_name = https_backend("by-name", &ca, &["backend.internal"]).await;
+    let body = format!(
+        "[[route]]\npath = \"/ip/\"\nupstream = \"ip\"\n\n[[route]]\npath = \"/name/\"\nupstream = \"name\"\n\n[[route]]\npath = \"/untrusted/\"\nupstream = \"untrusted\"\n\n[[route]]\npath = \"/wrong-name/\"\nupstream = \"wrong\"\n\n\
+         [upstream.ip]\ntls = true\nca_file = \"{ca}\"\nbackends = [{{ addr = \"{ip}\" }}]\n[upstream.ip.health_check]\npath = \"/healthz\"\ninterval = \"200ms\"\n\n\
+         [upstream.name]\ntls = true\nsni = \"backend.internal\"\nca_file = \"{ca}\"\nbackends = [{{ addr = \"{name}\" }}]\n\n\
+         [upstream.untrusted]\ntls = true\nbackends = [{{ addr = \"{ip}\" }}]\n\n\
+         [upstream.wrong]\ntls = true\nca_file = \"{ca}\"\nbackends = [{{ addr = \"{name}\" }}]\n",
+        ca = ca_file.display(),
+        ip = by_ip.addr,
+        name = by_name.addr,
+    );
+    let f = Fulcrum::start_logging("info", "access_log = \"stderr\"\n", &body);
+    let ok = get(f.addr, "a", "/ip/x").await;
+    assert_eq!((ok.status, ok.backend()), (200, "by-ip"), "{}", ok.body);
+    // Health checks speak TLS too and find it healthy.
+    wait_until("health checks over TLS", Duration::from_secs(5), || {
+        by_ip.health_checks() >= 2
+    })
+    .await;
+    let up = format!(
+        "fulcrum_backend_up{{backend=\"{}\",upstream=\"ip\"}}",
+        by_ip.addr
+    );
+    assert_eq!(f.metric(&up).await, Some(1.0));
+    let ok = get(f.addr, "a", "/name/x").await;
+    assert_eq!((ok.status, ok.backend()), (200, "by-name"), "{}", ok.body);
+    // Without the CA: the private CA is unknown, a 502 and a log line that says why.
+    let refused = get(f.addr, "a", "/untrusted/x").await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    f.wait_for_log(&["/untrusted/x", "UnknownIssuer"], Duration::from_secs(5))
+        .await;
+    // A certificate for another name than the one asked for.
+    let refused = get(f.addr, "a", "/wrong-name/x").await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    f.wait_for_log(
+        &["/wrong-name/x", "not valid for name"],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(by_ip.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_takes_any_certificate_and_says_so() {
+    let ca = Ca::new("unknown ca");
+    let backend = https_backend("self", &ca, &["elsewhere.example"]).await;
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n\n[upstream.s]\ntls = true\ninsecure_skip_verify = true\nbackends = [{{ addr = \"{}\" }}]\n",
+        backend.addr
+    );
+    let f = Fulcrum::start_logging("warn", "", &body);
+    let r = get(f.addr, "a", "/").await;
+    assert_eq!((r.status, r.backend()), (200, "self"));
+    f.wait_for_log(
+        &["insecure_skip_verify", "not verified"],
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_are_redirected_to_https() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    let b = Backend::start("site").await;
+    let port = free_port();
+    let server = format!(
+        "redirect_http_to_https = true\n{}",
+        tls_listener(port, &[&cert], None)
+    );
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[b.addr], "")
+    );
+    let f = Fulcrum::start(&server, &body);
+    let r = get(f.addr, "site.example.com:8080", "/a/b?x=1&y=2").await;
+    assert_eq!(r.status, 308);
+    let location = r.headers["location"].to_str().unwrap();
+    assert_eq!(
+        location,
+        format!("https://site.example.com:{port}/a/b?x=1&y=2")
+    );
+    // A POST keeps its method under 308; nothing reached the backend.
+    let post = Request::post("/form")
+        .header("host", "site.example.com")
+        .body(Full::new(Bytes::from_static(b"a=1")))
+        .unwrap();
+    let r = send(f.addr, post).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.headers["location"],
+        format!("https://site.example.com:{port}/form").as_str()
+    );
+    assert_eq!(b.hits(), 0);
+    // Over TLS the request is served.
+    let s = connect(
+        ([127, 0, 0, 1], port).into(),
+        "site.example.com",
+        client(&ca, &[]),
+    )
+    .await
+    .unwrap();
+    let (status, body) = h1_get(s, "site.example.com", "/a/b").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `fulcrum check` on a config in `dir`; (success, output).
+fn check(dir: &Path, text: &str) -> (bool, String) {
+    let path = dir.join("fulcrum.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_finds_a_key_of_another_certificate_an_expired_one_and_missing_files() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let good = ca.issue(&["good.example.com"]);
+    let other = ca.issue(&["other.example.com"]);
+    let (good_cert, _) = write(dir.path(), "good", &good);
+    let (_, other_key) = write(dir.path(), "other", &other);
+    let expired = write(
+        dir.path(),
+        "expired",
+        &ca.issue_valid(&["old.example.com"], -60, -1),
+    );
+    let fine = write(dir.path(), "fine", &ca.issue(&["fine.example.com"]));
+    let mismatched = (good_cert.clone(), other_key.clone());
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n\n{}\n{}\n[[server.tls]]\nlisten = \"127.0.0.1:3\"\ncertificates = [{{ cert = \"missing.pem\", key = \"missing.key\" }}]\nmin_version = \"1.1\"\n\n[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"127.0.0.1:9\" }}]\n",
+        tls_listener(2, &[&mismatched, &expired], None),
+        tls_listener(4, &[&fine], Some(Path::new("nope.pem"))),
+    );
+    let (ok, out) = check(dir.path(), &text);
+    assert!(!ok, "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("fulcrum.toml:"))
+        .collect();
+    let has = |parts: &[&str]| lines.iter().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(
+        has(&[
+            ":6:",
+            "server.tls[0].certificates[0].key",
+            "does not belong to the certificate"
+        ]),
+        "{out}"
+    );
+    assert!(
+        has(&["server.tls[0].certificates[1].cert", "expired on"]),
+        "{out}"
+    );
+    assert!(
+        has(&["server.tls[1].default_certificate", "not the cert of any"]),
+        "{out}"
+    );
+    assert!(
+        has(&[
+            "server.tls[2].certificates[0].cert",
+            "missing.pem",
+            "No such file"
+        ]),
+        "{out}"
+    );
+    assert!(has(&["server.tls[2].min_version", "\"1.3\""]), "{out}");
+    // Each at its place, in file order.
+    let places: Vec<(usize, usize)> = lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split("fulcrum.toml:").nth(1)?;
+            let mut it = rest.split(':');
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(places.len(), 5, "{out}");
+    assert!(places.windows(2).all(|w| w[0] <= w[1]), "{out}");
+}
+
+#[test]
+fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    // Relative paths are relative to the config file.
+    let relative = (PathBuf::from("site.pem"), PathBuf::from("site.key"));
+    assert!(site.0.ends_with(&relative.0));
+    let soon = write(
+        dir.path(),
+        "soon",
+        &ca.issue_valid(&["soon.example.com"], -60, 5),
+    );
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n\n{}\n{}\n[[route]]\nupstream = \"u\"\n[upstream.u]\ntls = true\nca_file = \"ca.pem\"\nbackends = [{{ addr = \"127.0.0.1:9\" }}]\n",
+        tls_listener(2, &[&relative], Some(Path::new("site.pem"))),
+        tls_listener(3, &[&soon], None),
+    );
+    let (ok, out) = check(dir.path(), &text);
+    assert!(ok, "{out}");
+    // A certificate that expires in 5 days is a warning.
+    assert!(
+        out.lines().any(|l| l.contains("warning")
+            && l.contains("server.tls[1].certificates[0].cert")
+            && l.contains("soon.example.com")
+            && (l.contains("in 4 days") || l.contains("in 5 days"))),
+        "{out}"
+    );
+    let text = "[server]\nlisten = [\"127.0.0.1:1\"]\nredirect_http_to_https = true\n[[route]]\nupstream = \"u\"\n[upstream.u]\nsni = \"x\"\nca_file = \"missing.pem\"\nbackends = [{ addr = \"127.0.0.1:9\" }]\n";
+    let (ok, out) = check(dir.path(), text);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("upstream.u.sni: sni applies only to HTTPS backends; add tls = true"),
+        "{out}"
+    );
+    assert!(out.contains("upstream.u.ca_file"), "{out}");
+    assert!(
+        out.contains("server.redirect_http_to_https: needs a TLS listener"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    let b = Backend::start("site").await;
+    let port = free_port();
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[b.addr], "")
+    );
+    let f = Fulcrum::start(&tls_listener(port, &[&site], Some(&site.0)), &body);
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let serial = |s: &TlsStream<TcpStream>| {
+        let certs = s.get_ref().1.peer_certificates().unwrap();
+        let (_, cert) = X509Certificate::from_der(&certs[0]).unwrap();
+        cert.raw_serial().to_vec()
+    };
+    let first = connect(tls, "site.example.com", client(&ca, &[b"http/1.1"]))
+        .await
+        .unwrap();
+    let old = serial(&first);
+
+    // Renewed on disk (a new key too), with one more name.
+    let renewed = ca.issue(&["site.example.com", "new.example.com"]);
+    std::fs::write(&site.0, &renewed.cert).unwrap();
+    std::fs::write(&site.1, &renewed.key).unwrap();
+    let r = f.admin_post("/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = connect(tls, "new.example.com", client(&ca, &[]))
+        .await
+        .unwrap();
+    assert_ne!(serial(&second), old);
+    assert_eq!(presented(&second), ["site.example.com", "new.example.com"]);
+    // The connection made before the reload goes on with its certificate.
+    assert_eq!(serial(&first), old);
+    let (status, _) = h1_get(first, "site.example.com", "/").await;
+    assert_eq!(status, 200);
+
+    // A key that does not match: the reload is refused, the renewed certificate stays.
+    let other = ca.issue(&["site.example.com"]);
+    std::fs::write(&site.1, &other.key).unwrap();
+    let r = f.admin_post("/reload").await;
+    assert!(r.status >= 400, "{} {}", r.status, r.body);
+    assert!(
+        r.body.contains("does not belong to the certificate"),
+        "{}",
+        r.body
+    );
+    let third = connect(tls, "new.example.com", client(&ca, &[]))
+        .await
+        .unwrap();
+    assert_eq!(presented(&third), ["site.example.com", "new.example.com"]);
+}
