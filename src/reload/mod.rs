@@ -199,9 +199,10 @@ impl Runtime {
         self.path.as_deref()
     }
 
-    /// The proxy's listen addresses (fixed for the life of the process).
-    pub fn listen(&self) -> &[SocketAddr] {
-        &self.fixed.listen
+    /// The proxy's listen addresses, plain and TLS (fixed for the life of the process).
+    pub fn listen(&self) -> Vec<SocketAddr> {
+        let tls = self.fixed.tls.iter().map(|t| t.listen);
+        self.fixed.listen.iter().copied().chain(tls).collect()
     }
 
     /// The last config load and how it went.
