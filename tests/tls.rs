@@ -414,6 +414,21 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
     let series =
         format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"timeout\"}}");
     wait_metric(&f, &series, 1.0).await;
+
+    // A client that negotiates HTTP/2 and then sends no preface is closed too.
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
+        .await
+        .unwrap();
+    assert_eq!(alpn(&s).as_deref(), Some(&b"h2"[..]));
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "an h2 connection without a preface stayed open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,10 @@
 //! - the header section (request line included) may be at most `max_header_size` bytes and
 //!   `max_headers` lines (else `431` and close), so pingora never buffers more than that.
 //!
-//! HTTP/2 connections are not guarded: over TLS (ALPN `h2`) `GuardApp` does not wrap them, and
-//! an h2c connection's preface (`PRI * HTTP/2.0`, an empty line) reads as a complete header,
-//! after which its frames pass untouched; pingora's `h2_idle_timeout` closes idle ones.
+//! An HTTP/2 connection (ALPN `h2`, or h2c) starts with its preface, `PRI * HTTP/2.0` and an
+//! empty line, which reads as a complete header: so the preface is held to the header limits
+//! and deadline (pingora's HTTP/2 handshake has none), and the frames after it pass untouched;
+//! pingora's `h2_idle_timeout` closes an idle HTTP/2 connection.
 //!
 //! The guard looks for the empty line that ends the header; after it, bytes pass untouched
 //! (body, upgraded tunnel) until the proxy says the request is over ([`rearm`], from its
@@ -93,10 +94,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // HTTP/2 over TLS: frames, not a header to scan (pingora's h2 idle timeout holds).
-        if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            return ServerApp::process_new(&self.app, stream, shutdown).await;
-        }
         let limits = self.snapshot.load().client;
         let stream: Stream = Box::new(Guarded::new(stream, limits, self.refusals.clone()));
         ServerApp::process_new(&self.app, stream, shutdown).await

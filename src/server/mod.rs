@@ -134,8 +134,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(KEEPALIVE_REQUEST_LIMIT);
     server_options.h2c = s.h2c;
-    // An HTTP/2 connection is not under the guard (its frames are not a header to scan): its
-    // idle limit is pingora's.
+    // Past its preface an HTTP/2 connection's frames are not a header for the guard to scan:
+    // its idle limit is pingora's.
     server_options.h2_idle_timeout = Some(s.client.keepalive_timeout);
     app.server_options = Some(server_options);
     let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &metrics.refused);
