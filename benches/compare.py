@@ -7,10 +7,27 @@ request and the same connection count. Rounds alternate the proxies; the tables 
 of each figure, and ratios computed within a round before taking the median.
 
 Scenarios:
-  keepalive  GET of a 19-byte body over 64 keep-alive connections
-  close      the same with a new client connection per request (Connection: close)
-  16k        GET of a 16 KiB body over 64 keep-alive connections
-  idle       RSS of the proxy before and after 10 000 idle keep-alive client connections
+  keepalive      GET of a 19-byte body over 64 keep-alive connections
+  close          the same with a new client connection per request (Connection: close)
+  16k            GET of a 16 KiB body over 64 keep-alive connections
+  idle           RSS of the proxy before and after 10 000 idle keep-alive client connections
+  tls-keepalive  keepalive over TLS (not in the default list)
+  tls-close      close over TLS: a new connection and a full handshake per request, so its
+                 requests/s are handshakes/s (not in the default list)
+
+TLS: only client -> proxy is TLS; the backends stay plain HTTP. One certificate is made per run
+with openssl (ECDSA P-256, SANs HOST and 127.0.0.1) and every TLS row serves it: nginx
+(`listen ... ssl`, ssl_protocols TLSv1.2 TLSv1.3, session cache and tickets at nginx's
+defaults), haproxy (`bind ... ssl crt`, ssl-min-ver TLSv1.2, its defaults otherwise) and fulcrum
+(a [[server.tls]] listener, min_version 1.2, its certificate also the default one). wrk
+connects to 127.0.0.1, so its SNI is "127.0.0.1" (an IP SAN of the certificate); it negotiates
+TLS 1.3 and, offering no ALPN, HTTP/1.1. wrk keeps a connection's TLS session across its
+reconnects (SSL_clear keeps it) and would resume it on each new connection; tls-close preloads
+into wrk a shim, compiled here with cc, that drops the session first, so every request pays a
+full handshake. wrk's latency starts at the request, after the handshake; on a small machine
+wrk's own handshakes can bound tls-close's requests/s, and then the proxy's CPU per request is
+the figure to compare. direct, pingora, pingora-tuned and a fulcrum@REV whose `fulcrum check`
+rejects [[server.tls]] sit out the TLS scenarios, with a note.
 
 Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
 haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone, with its
@@ -20,10 +37,12 @@ host+path routes, least_connections, active health checks, circuit breaker, a ra
 never triggers, JSON access log to a file; metrics are always on). Each --baseline REV (it may
 be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision.
 
-Installs nginx, haproxy and wrk from Debian when they are missing. Bounded: every run lasts
---seconds (plus a one-second warm-up), and every process it starts is stopped at the end.
+Installs nginx, haproxy and wrk (and openssl and gcc for the TLS scenarios) from Debian when
+they are missing. Bounded: every run lasts --seconds (plus a one-second warm-up), and every
+process it starts is stopped at the end.
 
-  benches/compare.py [--rounds N] [--seconds S] [--scenarios keepalive,close,16k,idle]
+  benches/compare.py [--rounds N] [--seconds S]
+                     [--scenarios keepalive,close,16k,idle,tls-keepalive,tls-close]
                      [--proxies direct,nginx,...] [--baseline REV ...] [--connections C]
                      [--profile PROXY] [--keep]
 """
@@ -35,6 +54,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -44,10 +64,30 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
-PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k"}
+PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
+ALL_SCENARIOS = ["keepalive", "close", "16k", "idle", "tls-keepalive", "tls-close"]
 ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "fulcrum", "fulcrum-full"]
 IDLE_CONNECTIONS = 10_000
 NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
+
+# Preloaded into wrk for tls-close: wrk reconnects with SSL_shutdown + SSL_clear, and SSL_clear
+# keeps the session, so each new connection would resume it. Dropping it makes every handshake full.
+NO_RESUME_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stddef.h>
+
+int SSL_clear(void *ssl) {
+    static int (*clear)(void *);
+    static int (*set_session)(void *, void *);
+    if (!clear) {
+        clear = (int (*)(void *))dlsym(RTLD_NEXT, "SSL_clear");
+        set_session = (int (*)(void *, void *))dlsym(RTLD_NEXT, "SSL_set_session");
+    }
+    set_session(ssl, NULL);
+    return clear(ssl);
+}
+"""
 
 
 def parse_args():
@@ -65,10 +105,12 @@ def parse_args():
     return p.parse_args()
 
 
-def install_missing(profile):
+def install_missing(profile, tls):
     need = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "cmake": "cmake"}
     if profile:
         need["perf"] = "linux-perf"
+    if tls:
+        need.update({"openssl": "openssl", "cc": "gcc"})
     missing = [pkg for cmd, pkg in need.items() if not shutil.which(cmd) and not os.path.exists(f"/usr/sbin/{cmd}")]
     if missing:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -100,15 +142,19 @@ def wait_port(port, proc, timeout=30.0):
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
-def wait_ok(port, timeout=30.0):
-    """Until a request through the proxy gets a 200 (health checks may still be starting)."""
+def wait_ok(port, tls=None, timeout=30.0):
+    """Until a request through the proxy gets a 200 (health checks may still be starting). With
+    tls (an SSLContext), over TLS, and returns the protocol and cipher negotiated."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as raw, \
+                    (tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
                 s.sendall(f"GET /api/items HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
                 if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
+                    return f"{s.version()} {s.cipher()[0]}" if tls else None
+        except ssl.SSLCertVerificationError:
+            raise
         except OSError:
             pass
         time.sleep(0.1)
@@ -162,6 +208,8 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="fulcrum-compare-")
         self.procs = []
         self.backends = [free_port(), free_port()]
+        self.client_tls = None  # an SSLContext that trusts the run's certificate, once made
+        self.negotiated = {}  # proxy -> "TLSv1.3 TLS_AES_256_GCM_SHA384", as wait_ok saw it
 
     def start(self, argv, cpus, log_name, **kw):
         log = open(os.path.join(self.work, log_name), "ab")
@@ -216,6 +264,37 @@ class Bench:
                     subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=True)
             self.fulcrum["@" + rev] = binary
 
+    def make_tls(self):
+        """The run's certificate (cert.pem, key.pem, and both in cert-key.pem for haproxy) and the
+        shim that keeps wrk from resuming sessions."""
+        cert, key = self.path("cert.pem"), self.path("key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST},IP:127.0.0.1", "-keyout", key, "-out", cert],
+            check=True, capture_output=True,
+        )
+        with open(self.path("cert-key.pem"), "w") as f:
+            f.write(open(cert).read() + open(key).read())
+        with open(self.path("no_resume.c"), "w") as f:
+            f.write(NO_RESUME_C)
+        subprocess.run([tool("cc"), "-O2", "-shared", "-fPIC", "-o", self.path("no_resume.so"), self.path("no_resume.c"), "-ldl"], check=True)
+        self.client_tls = ssl.create_default_context(cafile=cert)
+
+    def why_no_tls(self, name):
+        """None if this proxy row takes the TLS scenarios (nginx, haproxy, a fulcrum binary whose
+        `check` accepts its config with a [[server.tls]] listener), else why not."""
+        if not name.startswith("fulcrum"):
+            return None if name in ("nginx", "haproxy") else "no TLS listener in this harness"
+        rev = name[name.index("@"):] if "@" in name else ""
+        conf = self.path(f"{name}-tls-probe.toml")
+        with open(conf, "w") as f:
+            f.write(self.fulcrum_config(free_port(), name.startswith("fulcrum-full"), free_port()))
+        out = subprocess.run([self.fulcrum[rev], "check", conf], capture_output=True, text=True)
+        if out.returncode == 0:
+            return None
+        first = next((l for l in out.stderr.splitlines() if l.strip()), f"exit status {out.returncode}")
+        return f"`fulcrum check` rejects its config with [[server.tls]]: {first.split(', expected')[0]}"
+
     # --- backends -------------------------------------------------------------------------
 
     def start_backends(self):
@@ -254,11 +333,18 @@ http {{
 
     # --- proxies --------------------------------------------------------------------------
 
-    def start_proxy(self, name):
-        """Starts one proxy on a fresh port; returns (process, port)."""
+    def start_proxy(self, name, tls=False):
+        """Starts one proxy on a fresh port; returns (process, port). With tls, it also listens
+        with TLS on a second fresh port, and that is the port returned."""
         port, cpus = free_port(), self.args.proxy_cpus
+        tls_port = free_port() if tls else None
         b1, b2 = (f"127.0.0.1:{p}" for p in self.backends)
         if name == "nginx":
+            tls_listen = f"""
+    listen 127.0.0.1:{tls_port} ssl backlog=4096;
+    ssl_certificate {self.path("cert.pem")};
+    ssl_certificate_key {self.path("key.pem")};
+    ssl_protocols TLSv1.2 TLSv1.3;""" if tls else ""
             conf = self.path("nginx-proxy.conf")
             with open(conf, "w") as f:
                 f.write(f"""worker_processes 1;
@@ -271,7 +357,7 @@ http {{
   access_log off;
   upstream backends {{ server {b1}; server {b2}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port} backlog=4096;{tls_listen}
     location / {{
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -282,6 +368,7 @@ http {{
 """)
             proc = self.start([tool("nginx"), "-c", conf, "-p", self.work], cpus, "nginx-proxy.log")
         elif name == "haproxy":
+            tls_bind = f"\n  bind 127.0.0.1:{tls_port} ssl crt {self.path('cert-key.pem')} ssl-min-ver TLSv1.2" if tls else ""
             conf = self.path("haproxy.cfg")
             with open(conf, "w") as f:
                 f.write(f"""global
@@ -296,7 +383,7 @@ defaults
   timeout http-keep-alive 60s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{tls_bind}
   default_backend be
 backend be
   balance roundrobin
@@ -311,16 +398,20 @@ backend be
             rev = name[name.index("@"):] if "@" in name else ""
             conf = self.path(f"{name}-{port}.toml")
             with open(conf, "w") as f:
-                f.write(self.fulcrum_config(port, full))
+                f.write(self.fulcrum_config(port, full, tls_port))
             env = dict(os.environ, RUST_LOG="warn")
             proc = self.start([self.fulcrum[rev], "run", "--config", conf], cpus, f"{name}.log", env=env)
         else:
             raise ValueError(name)
         wait_port(port, proc)
-        wait_ok(port)
-        return proc, port
+        if not tls:
+            wait_ok(port)
+            return proc, port
+        wait_port(tls_port, proc)
+        self.negotiated[name] = wait_ok(tls_port, self.client_tls)
+        return proc, tls_port
 
-    def fulcrum_config(self, port, full):
+    def fulcrum_config(self, port, full, tls_port=None):
         b1, b2 = (f"127.0.0.1:{p}" for p in self.backends)
         server = f"""[server]
 listen = ["127.0.0.1:{port}"]
@@ -329,9 +420,21 @@ threads = 1
 upgrade_sock = "{self.path(f"upgrade-{port}.sock")}"
 log_level = "warn"
 """
+        server += f"""access_log = "{self.path(f"access-{port}.log")}"
+access_log_format = "json"
+""" if full else 'access_log = "off"\n'
+        if tls_port:
+            cert = self.path("cert.pem")
+            server += f"""
+[[server.tls]]
+listen = "127.0.0.1:{tls_port}"
+certificates = [{{ cert = "{cert}", key = "{self.path("key.pem")}" }}]
+default_certificate = "{cert}"
+http2 = true
+min_version = "1.2"
+"""
         if not full:
-            return server + f"""access_log = "off"
-
+            return server + f"""
 [[route]]
 name = "one"
 upstream = "pool"
@@ -351,9 +454,7 @@ rate_limit = {{ rate = 1000000, per = "1s", burst = 1000000, key = "client_ip" }
             for i in range(5)
             for kind, path in (("api", "/api/"), ("root", "/"))
         )
-        return server + f"""access_log = "{self.path(f"access-{port}.log")}"
-access_log_format = "json"
-{routes}
+        return server + f"""{routes}
 [upstream.pool]
 balance = "least_connections"
 backends = [{{ addr = "{b1}" }}, {{ addr = "{b2}" }}]
@@ -370,16 +471,20 @@ consecutive_failures = 5
 
     def wrk(self, port, scenario, seconds):
         argv = ["taskset", "-c", self.args.load_cpus, "wrk", "-t1", f"-c{self.args.connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}"]
-        if scenario == "close":
+        env = None
+        if scenario in ("close", "tls-close"):
             argv += ["-H", "Connection: close"]
-        argv.append(f"http://127.0.0.1:{port}{PATHS[scenario]}")
-        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        if scenario == "tls-close":
+            env = dict(os.environ, LD_PRELOAD=self.path("no_resume.so"))
+        scheme = "https" if scenario.startswith("tls-") else "http"
+        argv.append(f"{scheme}://127.0.0.1:{port}{PATHS[scenario]}")
+        return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
 
     def measure(self, name, scenario):
         if name == "direct":
             proc, port = None, self.backends[0]
         else:
-            proc, port = self.start_proxy(name)
+            proc, port = self.start_proxy(name, tls=scenario.startswith("tls-"))
         perf = None
         try:
             self.wrk(port, scenario, 1)  # warm-up: pools, caches
@@ -473,9 +578,16 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def print_load_table(scenario, rows, proxies):
-    """rows[proxy] = list of per-round dicts; ratios are taken within each round."""
-    title = {"keepalive": "keep-alive GET, 19-byte body", "close": "new connection per request", "16k": "keep-alive GET, 16 KiB body"}[scenario]
+def print_load_table(scenario, rows, proxies, note=None):
+    """rows[proxy] = list of per-round dicts; ratios are taken within each round. note, if any,
+    is printed under the table."""
+    title = {
+        "keepalive": "keep-alive GET, 19-byte body",
+        "close": "new connection per request",
+        "16k": "keep-alive GET, 16 KiB body",
+        "tls-keepalive": "TLS keep-alive GET, 19-byte body",
+        "tls-close": "TLS new connection and full handshake per request (req/s = handshakes/s)",
+    }[scenario]
     print(f"\n### {scenario}: {title}\n")
     print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | × pingora-tuned | req/s | × nginx | p50 | p99 | × nginx | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -501,6 +613,8 @@ def print_load_table(scenario, rows, proxies):
             f"| {median([r['p50'] for r in rs]):.2f} ms | {median([r['p99'] for r in rs]):.2f} ms | {ratio(name, 'p99', 'nginx')} "
             f"| {sum(r['errors'] for r in rs)} |"
         )
+    if note:
+        print(f"\n{note}")
 
 
 def print_idle_table(rows, proxies):
@@ -535,8 +649,8 @@ def main():
     scenarios = args.scenarios.split(",")
     proxies = args.proxies.split(",")
     for s in scenarios:
-        if s not in ("keepalive", "close", "16k", "idle"):
-            sys.exit(f"unknown scenario {s!r}")
+        if s not in ALL_SCENARIOS:
+            sys.exit(f"unknown scenario {s!r}; known: {', '.join(ALL_SCENARIOS)}")
     for p in proxies:
         if p not in ALL_PROXIES:
             sys.exit(f"unknown proxy {p!r}; known: {', '.join(ALL_PROXIES)}")
@@ -547,17 +661,28 @@ def main():
         sys.exit(f"the idle scenario needs {IDLE_CONNECTIONS + 1000} file descriptors; the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
 
-    install_missing(args.profile)
+    tls = any(s.startswith("tls-") for s in scenarios)
+    install_missing(args.profile, tls)
     bench = Bench(args)
     for rev in args.baseline:
         proxies += [p + "@" + rev for p in ("fulcrum", "fulcrum-full") if p in proxies]
     try:
         bench.build()
+        no_tls = set()
+        if tls:
+            bench.make_tls()
+            for p in proxies:
+                why = bench.why_no_tls(p)
+                if why:
+                    no_tls.add(p)
+                    print(f"note: {p} is left out of the TLS scenarios: {why}", file=sys.stderr)
         bench.start_backends()
         results = {s: {} for s in scenarios}
         for r in range(args.rounds):
             for s in scenarios:
                 for p in proxies:
+                    if s.startswith("tls-") and p in no_tls:
+                        continue
                     if s == "idle":
                         if p != "direct":
                             results[s].setdefault(p, []).append(bench.measure_idle(p))
@@ -569,6 +694,9 @@ def main():
         for s in scenarios:
             if s == "idle":
                 print_idle_table(results[s], proxies)
+            elif s.startswith("tls-"):
+                seen = "; ".join(f"{p} {bench.negotiated[p]}" for p in proxies if p in bench.negotiated)
+                print_load_table(s, results[s], proxies, f"Negotiated with a Python client at start (the same libssl defaults as wrk): {seen}.")
             else:
                 print_load_table(s, results[s], proxies)
     finally:
