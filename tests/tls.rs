@@ -262,6 +262,18 @@ fn echoed<'a>(body: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
 }
 
+/// `f` once its TLS listener on `port` accepts connections too (the readiness check of
+/// [`Fulcrum::start`] knows only the plain and admin listeners).
+fn serving(f: Fulcrum, port: u16) -> Fulcrum {
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the TLS listener on {port} does not accept:\n{}", f.log());
+}
+
 /// Two host routes to two backends, for routing checks over every protocol.
 fn two_routes(api: &Backend, www: &Backend) -> String {
     format!(
@@ -284,7 +296,7 @@ async fn each_name_gets_its_certificate_and_an_unknown_one_the_default() {
         "{}http2 = false\n",
         tls_listener(port, &[&api, &www, &wild], Some(&www.0))
     );
-    let f = Fulcrum::start(&server, &two_routes(&b_api, &b_www));
+    let f = serving(Fulcrum::start(&server, &two_routes(&b_api, &b_www)), port);
     let tls: SocketAddr = ([127, 0, 0, 1], port).into();
     let http1: &[&[u8]] = &[b"http/1.1"];
 
@@ -349,8 +361,16 @@ async fn without_a_default_an_unknown_name_fails_the_handshake() {
         "[[route]]\nupstream = \"api\"\n{}",
         upstream("api", &[b.addr], "")
     );
-    let f = Fulcrum::start(&tls_listener(port, &[&api], None), &body);
+    let f = serving(
+        Fulcrum::start(&tls_listener(port, &[&api], None), &body),
+        port,
+    );
     let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let series = |result: &str| {
+        format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"{result}\"}}")
+    };
+    // serving()'s one connection that got through, closed without a handshake.
+    wait_metric(&f, &series("failure"), 1.0).await;
     let refused = connect(tls, "other.example.com", trusting_client()).await;
     let e = refused.expect_err("no certificate for the name");
     assert!(e.to_string().contains("alert"), "{e}");
@@ -367,10 +387,7 @@ async fn without_a_default_an_unknown_name_fails_the_handshake() {
 
     let ok = connect(tls, "api.example.com", client(&ca, &[])).await;
     assert_eq!(presented(&ok.unwrap()), ["api.example.com"]);
-    let series = |result: &str| {
-        format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"{result}\"}}")
-    };
-    wait_metric(&f, &series("failure"), 3.0).await;
+    wait_metric(&f, &series("failure"), 4.0).await;
     assert_eq!(f.metric(&series("success")).await, Some(1.0));
 }
 
@@ -400,7 +417,7 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
         "[[route]]\nupstream = \"api\"\n{}",
         upstream("api", &[b.addr], "")
     );
-    let f = Fulcrum::start(&server, &body);
+    let f = serving(Fulcrum::start(&server, &body), port);
     // Connects, sends half a ClientHello, waits.
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
@@ -446,7 +463,12 @@ async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
         "h2c = true\naccess_log = \"stderr\"\n{}",
         tls_listener(port, &[&api], None)
     );
-    let f = Fulcrum::start_logging("info", &server, &two_routes(&b_api, &b_www));
+    let pool = format!(
+        "[[route]]\nhost = \"pool.example.com\"\nupstream = \"pool\"\nrate_limit = {{ rate = 1, per = \"1m\", burst = 2 }}\n\n{}",
+        upstream("pool", &[b_api.addr, b_www.addr], "")
+    );
+    let body = format!("{}{pool}", two_routes(&b_api, &b_www));
+    let f = serving(Fulcrum::start_logging("info", &server, &body), port);
     let tls: SocketAddr = ([127, 0, 0, 1], port).into();
 
     let s = connect(tls, "api.example.com", client(&ca, &[b"h2", b"http/1.1"]))
@@ -476,6 +498,32 @@ async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
     assert!(body.starts_with("backend api\n"), "{body}");
     assert_eq!(echoed(&body, "x-forwarded-proto"), Some("http"), "{body}");
     assert_eq!(get(f.addr, "www.example.com", "/").await.backend(), "www");
+
+    // Balancing and rate limiting act per request, not per connection: two requests on one h2
+    // connection go to both backends of a round-robin pool, and the third is limited.
+    let s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let req = Request::get("https://pool.example.com/p")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        seen.push((status, body.lines().next().unwrap_or("").to_owned()));
+    }
+    assert_eq!(seen[0].0, 200, "{seen:?}");
+    assert_eq!(seen[1].0, 200, "{seen:?}");
+    assert_ne!(seen[0].1, seen[1].1, "{seen:?}");
+    assert_eq!(seen[2].0, 429, "{seen:?}");
 
     // Unknown host over h2: the same 404 as over HTTP/1.1, and logged the same way.
     let s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
@@ -516,8 +564,32 @@ async fn without_h2c_a_plain_listener_speaks_only_http1() {
     assert!(failed, "h2c answered without h2c = true");
 }
 
+/// A WebSocket handshake on `c` for `path`, then messages both ways through the echo backend.
+async fn websocket_round_trip<S>(mut c: S, path: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let handshake = format!("GET {path} HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    c.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(c.read(&mut b).await.unwrap(), 1, "{path}: closed");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    for message in ["hello", "from the client", "and back"] {
+        c.write_all(message.as_bytes()).await.unwrap();
+        let mut got = vec![0u8; message.len()];
+        let read = c.read_exact(&mut got).await;
+        assert!(read.is_ok(), "{path}: {message}: {read:?}");
+        assert_eq!(got, message.as_bytes(), "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websockets_work_through_the_tls_listener_with_every_strategy() {
+async fn websockets_work_through_plain_and_tls_listeners_with_every_strategy() {
     let ca = Ca::new("test ca");
     let dir = tempfile::tempdir().unwrap();
     let cert = write(dir.path(), "ws", &ca.issue(&["ws.example.com"]));
@@ -544,29 +616,19 @@ async fn websockets_work_through_the_tls_listener_with_every_strategy() {
         ));
     }
     let port = free_port();
-    let _f = Fulcrum::start(&tls_listener(port, &[&cert], None), &body);
+    let f = serving(
+        Fulcrum::start(&tls_listener(port, &[&cert], None), &body),
+        port,
+    );
     let tls: SocketAddr = ([127, 0, 0, 1], port).into();
     for s in strategies {
+        let path = format!("/{s}/chat");
         // A WebSocket client offers http/1.1 only (RFC 8441 over h2 is another matter).
-        let mut c = connect(tls, "ws.example.com", client(&ca, &[b"http/1.1"]))
+        let c = connect(tls, "ws.example.com", client(&ca, &[b"http/1.1"]))
             .await
             .unwrap();
-        let handshake = format!("GET /{s}/chat HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-        c.write_all(handshake.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            assert_eq!(c.read(&mut b).await.unwrap(), 1, "{s}: closed");
-            head.push(b[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "{s}: {head}");
-        for message in ["hello", "from the client", "over TLS"] {
-            c.write_all(message.as_bytes()).await.unwrap();
-            let mut got = vec![0u8; message.len()];
-            c.read_exact(&mut got).await.unwrap();
-            assert_eq!(got, message.as_bytes(), "{s}");
-        }
+        websocket_round_trip(c, &format!("{path}?tls")).await;
+        websocket_round_trip(TcpStream::connect(f.addr).await.unwrap(), &path).await;
     }
     task1.abort();
     task2.abort();
@@ -669,7 +731,7 @@ async fn plain_requests_are_redirected_to_https() {
         "[[route]]\nupstream = \"s\"\n{}",
         upstream("s", &[b.addr], "")
     );
-    let f = Fulcrum::start(&server, &body);
+    let f = serving(Fulcrum::start(&server, &body), port);
     let r = get(f.addr, "site.example.com:8080", "/a/b?x=1&y=2").await;
     assert_eq!(r.status, 308);
     let location = r.headers["location"].to_str().unwrap();
@@ -837,7 +899,10 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
         "[[route]]\nupstream = \"s\"\n{}",
         upstream("s", &[b.addr], "")
     );
-    let f = Fulcrum::start(&tls_listener(port, &[&site], Some(&site.0)), &body);
+    let f = serving(
+        Fulcrum::start(&tls_listener(port, &[&site], Some(&site.0)), &body),
+        port,
+    );
     let tls: SocketAddr = ([127, 0, 0, 1], port).into();
     let serial = |s: &TlsStream<TcpStream>| {
         let certs = s.get_ref().1.peer_certificates().unwrap();
