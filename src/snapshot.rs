@@ -6,6 +6,7 @@
 //! changes none of it, so a snapshot that is built and then thrown away leaves everything as it
 //! was. Publishing is the job of the one owner of reloads (`reload::Runtime`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ pub struct Snapshot {
     pub max_connections: usize,
     pub merge_slashes: bool,
     /// Each TLS listener's certificates.
-    pub tls: Vec<CertSet>,
+    pub tls: Vec<Arc<CertSet>>,
     /// With `redirect_http_to_https`, the port plain-HTTP requests are sent to (the first TLS
     /// listener's).
     pub https_redirect: Option<u16>,
@@ -94,7 +95,12 @@ impl Snapshot {
             client: config.server.client,
             max_connections: config.server.max_connections,
             merge_slashes: config.server.merge_slashes,
-            tls: config.server.tls.iter().map(CertSet::new).collect(),
+            tls: config
+                .server
+                .tls
+                .iter()
+                .map(|t| Arc::new(CertSet::new(t)))
+                .collect(),
             https_redirect: config
                 .server
                 .tls
@@ -102,6 +108,24 @@ impl Snapshot {
                 .filter(|_| config.server.redirect_http_to_https)
                 .map(|t| t.listen.port()),
         }
+    }
+
+    /// Makes the TLS side follow the listeners that run, which a reload cannot add, move or
+    /// remove (it says a restart is needed): each `running` listener gets the certificates the
+    /// config gives its address, or keeps those it had in `old` when the config no longer names
+    /// it; the redirect goes to the first running TLS listener.
+    pub fn keep_listeners(&mut self, running: &[SocketAddr], old: &Snapshot) {
+        let set = |snap: &Snapshot, addr: SocketAddr| {
+            snap.tls.iter().find(|s| s.listen == addr).map(Arc::clone)
+        };
+        self.tls = running
+            .iter()
+            .filter_map(|&addr| set(self, addr).or_else(|| set(old, addr)))
+            .collect();
+        self.https_redirect = self
+            .https_redirect
+            .and(running.first())
+            .map(SocketAddr::port);
     }
 
     /// The metric label sets this snapshot uses, for [`Metrics::retain`].

@@ -6,6 +6,8 @@
 //! certificate. Every problem is an error at the place the path was written, so `fulcrum check`
 //! finds it and a reload with it keeps the running certificates.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +53,40 @@ pub(super) struct CaSource {
     pub field: String,
 }
 
+/// What a config read from its files: each TLS listener's certificates and each upstream's
+/// HTTPS settings (roots and health-check client), by position in the file.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    listeners: Vec<Vec<Arc<Certificate>>>,
+    upstreams: Vec<Option<UpstreamTls>>,
+}
+
+impl Loaded {
+    pub fn of(config: &Config) -> Loaded {
+        Loaded {
+            listeners: config
+                .server
+                .tls
+                .iter()
+                .map(|t| t.certificates.clone())
+                .collect(),
+            upstreams: config.upstreams.iter().map(|u| u.tls.clone()).collect(),
+        }
+    }
+
+    /// Puts these files into `config`, parsed from the same text as the config they came from.
+    pub(super) fn apply(&self, config: &mut Config) {
+        for (t, certs) in config.server.tls.iter_mut().zip(&self.listeners) {
+            t.certificates = certs.clone();
+        }
+        for (u, tls) in config.upstreams.iter_mut().zip(&self.upstreams) {
+            if u.tls.is_some() {
+                u.tls = tls.clone();
+            }
+        }
+    }
+}
+
 /// A problem with one of the files, and which of its two paths it is about.
 struct Problem {
     on_key: bool,
@@ -83,17 +119,38 @@ pub(super) fn load(
 ) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let now = SystemTime::now();
+    // Per listener, the names the certificates before this one serve.
+    let mut served: Vec<HashSet<String>> = vec![HashSet::new(); config.server.tls.len()];
     for c in files.certs {
         match certificate(&c.cert, &c.key, now) {
             Ok((cert, warning)) => {
-                if let Some(w) = warning {
-                    let field = format!("{}.cert", c.field);
-                    let w = ConfigError::at(file, source, Some(c.cert_span.clone()), field, w);
+                let field = format!("{}.cert", c.field);
+                let mut warn = |message: String| {
+                    let span = Some(c.cert_span.clone());
+                    let w = ConfigError::at(file, source, span, field.clone(), message);
                     config.warnings.push(w);
+                };
+                if let Some(w) = warning {
+                    warn(w);
                 }
-                if let Some(l) = config.server.tls.get_mut(c.listener) {
-                    l.certificates.push(Arc::new(cert));
+                let Some(l) = config.server.tls.get_mut(c.listener) else {
+                    continue;
+                };
+                let seen = &mut served[c.listener];
+                let dns: Vec<&String> = cert
+                    .names
+                    .iter()
+                    .filter(|n| n.parse::<IpAddr>().is_err())
+                    .collect();
+                let is_default = l.default_certificate == Some(l.certificates.len());
+                if !dns.is_empty() && dns.iter().all(|n| seen.contains(*n)) && !is_default {
+                    warn(format!(
+                        "never served: every name of {} is served by a certificate listed before it",
+                        c.cert.display()
+                    ));
                 }
+                seen.extend(dns.into_iter().cloned());
+                l.certificates.push(Arc::new(cert));
             }
             Err(p) => {
                 let (span, key) = if p.on_key {

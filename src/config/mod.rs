@@ -22,6 +22,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use certs::Loaded;
 use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
@@ -75,9 +76,33 @@ pub fn parse_resolving(
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
 ) -> Result<Config, ConfigErrors> {
+    parse_with(source, path, previous, None)
+}
+
+/// [`parse_resolving`] of the text of the config running now, to resolve its backend names
+/// again: the certificates, keys and CAs are not read again but taken from `loaded` (the
+/// running config's), so that a file changed or broken on disk since is applied, or refused,
+/// by a reload, not by a DNS refresh.
+pub fn parse_refreshing(
+    source: &str,
+    path: &Path,
+    previous: &[(String, Vec<std::net::SocketAddr>)],
+    loaded: &Loaded,
+) -> Result<Config, ConfigErrors> {
+    parse_with(source, path, previous, Some(loaded))
+}
+
+fn parse_with(
+    source: &str,
+    path: &Path,
+    previous: &[(String, Vec<std::net::SocketAddr>)],
+    loaded: Option<&Loaded>,
+) -> Result<Config, ConfigErrors> {
     let env_errors = match env::expand(source, |name| std::env::var(name).ok()) {
         // One line index for every error of this load, however many there are.
-        Ok(source) => return LineIndex::scope(&source, || parse_indexed(&source, path, previous)),
+        Ok(source) => {
+            return LineIndex::scope(&source, || parse_indexed(&source, path, previous, loaded))
+        }
         Err(errors) => errors,
     };
     // The variables that are missing without a default (`${NAME}` at each error's place).
@@ -105,7 +130,8 @@ pub fn parse_resolving(
         real.or_else(|| missing.contains(&name).then(|| "unset".to_owned()))
     };
     if let Ok(text) = env::expand(source, stand_in) {
-        if let Err(more) = LineIndex::scope(&text, || parse_indexed(&text, path, previous)) {
+        if let Err(more) = LineIndex::scope(&text, || parse_indexed(&text, path, previous, loaded))
+        {
             let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
             errors.extend(more.0.into_iter().filter(|e| !lines.contains(&e.line)));
         }
@@ -118,6 +144,7 @@ fn parse_indexed(
     source: &str,
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
+    loaded: Option<&Loaded>,
 ) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
@@ -126,7 +153,10 @@ fn parse_indexed(
     let (unresolved, files, mut errors) = validate::validate(file, path, source);
     let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
     errors.extend(unresolvable);
-    errors.extend(certs::load(&mut config, files, path, source));
+    match loaded {
+        None => errors.extend(certs::load(&mut config, files, path, source)),
+        Some(loaded) => loaded.apply(&mut config),
+    }
     errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
     if errors.is_empty() {
         Ok(config)

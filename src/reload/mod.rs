@@ -130,6 +130,8 @@ struct Applied {
     text: Option<String>,
     /// The text of the config running now (the file may hold a newer, rejected one).
     applied_text: Option<String>,
+    /// The certificate, key and CA files of the config running now, as they were read.
+    applied_files: config::Loaded,
     /// What the backend names resolved to in the applied config, and how often to look again.
     dns: Vec<(String, Vec<SocketAddr>)>,
     dns_refresh: Option<std::time::Duration>,
@@ -170,6 +172,7 @@ impl Runtime {
                 log_level: config.server.log_level.clone(),
                 access_log: config.server.access_log.clone(),
                 applied_text: source.as_ref().map(|s| s.text.clone()),
+                applied_files: config::Loaded::of(&config),
                 text: source.map(|s| s.text),
                 dns: config.dns.clone(),
                 dns_refresh: config.dns_refresh(),
@@ -225,9 +228,10 @@ impl Runtime {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let (last, last_dns, applied_text) = {
+        let (last, last_dns, applied_text, files) = {
             let a = self.applied.lock().await;
-            (a.text.clone(), a.dns.clone(), a.applied_text.clone())
+            let files = (cause == Cause::Dns).then(|| a.applied_files.clone());
+            (a.text.clone(), a.dns.clone(), a.applied_text.clone(), files)
         };
         let read = tokio::task::spawn_blocking(move || {
             // A DNS refresh resolves the names of the config running now again: not the file,
@@ -242,7 +246,10 @@ impl Runtime {
             if cause == Cause::FileChanged && last.as_deref() == Some(text.as_str()) {
                 return Ok(None);
             }
-            let parsed = config::parse_resolving(&text, &path, &last_dns);
+            let parsed = match &files {
+                Some(files) => config::parse_refreshing(&text, &path, &last_dns, files),
+                None => config::parse_resolving(&text, &path, &last_dns),
+            };
             // A refresh whose names resolve as before changes nothing.
             if cause == Cause::Dns && parsed.as_ref().is_ok_and(|c| c.dns == last_dns) {
                 // Names kept on their old addresses because the resolver failed: say so.
@@ -272,9 +279,12 @@ impl Runtime {
                 }
                 match parsed {
                     Ok(config) => {
+                        let files = config::Loaded::of(&config);
                         let outcome = self.apply(config).await;
                         if outcome.is_success() {
-                            self.applied.lock().await.applied_text = Some(text);
+                            let mut applied = self.applied.lock().await;
+                            applied.applied_text = Some(text);
+                            applied.applied_files = files;
                         }
                         outcome
                     }
@@ -322,7 +332,7 @@ impl Runtime {
             _ => None,
         };
         let generation = applied.generation + 1;
-        let snapshot = prepare(
+        let mut snapshot = prepare(
             &config,
             &self.registry,
             generation,
@@ -330,9 +340,11 @@ impl Runtime {
             &self.metrics,
         )
         .await;
+        let old = self.snapshot.load_full();
+        let running: Vec<SocketAddr> = self.fixed.tls.iter().map(|t| t.listen).collect();
+        snapshot.keep_listeners(&running, &old);
         applied.dns = config.dns.clone();
         applied.dns_refresh = config.dns_refresh();
-        let old = self.snapshot.load_full();
         let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.published(&mut applied, generation, Some(&old));
