@@ -118,6 +118,9 @@ pub struct Guarded {
     said: AtomicU8,
     state: State,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes [`Peek::try_peek`] read (and scanned) that are still to be read, from `peeked_at`.
+    peeked: Vec<u8>,
+    peeked_at: usize,
 }
 
 enum State {
@@ -224,6 +227,8 @@ impl Guarded {
             refusals,
             said: AtomicU8::new(NOTHING),
             timer: None,
+            peeked: Vec::new(),
+            peeked_at: 0,
         }
     }
 
@@ -275,6 +280,16 @@ impl AsyncRead for Guarded {
             REARM => me.state = State::Header(Header::new(me.limits.keepalive_timeout)),
             PASS if matches!(me.state, State::Header(_)) => me.state = State::Pass,
             _ => {}
+        }
+        if me.peeked_at < me.peeked.len() {
+            let n = buf.remaining().min(me.peeked.len() - me.peeked_at);
+            buf.put_slice(&me.peeked[me.peeked_at..me.peeked_at + n]);
+            me.peeked_at += n;
+            if me.peeked_at == me.peeked.len() {
+                me.peeked = Vec::new();
+                me.peeked_at = 0;
+            }
+            return Poll::Ready(Ok(()));
         }
         let header = match &mut me.state {
             State::Pass => return Pin::new(&mut me.inner).poll_read(cx, buf),
@@ -427,10 +442,39 @@ impl GetSocketDigest for Guarded {
     }
 }
 
+/// What an HTTP/2 connection with prior knowledge (h2c) starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// pingora peeks at a new plain connection for the HTTP/2 preface when h2c is on (its only
+/// use of `try_peek`), with a read of exactly that many bytes and no deadline: a silent client,
+/// or an HTTP/1 request shorter than the preface, would wait there for ever. So the guard
+/// peeks itself: it reads through its own limits and deadline, and stops as soon as the bytes
+/// cannot be the preface (then `buf` holds what came, zero-filled, which is not the preface).
+/// What it read is kept and read again, unscanned, before anything else.
 #[async_trait]
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        use tokio::io::AsyncReadExt;
+        let mut got = std::mem::take(&mut self.peeked);
+        got.drain(..self.peeked_at);
+        self.peeked_at = 0;
+        while got.len() < buf.len() && H2_PREFACE.starts_with(&got) {
+            let mut chunk = [0u8; 64];
+            let want = (buf.len() - got.len()).min(chunk.len());
+            match self.read(&mut chunk[..want]).await {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    self.peeked = got;
+                    return Err(e);
+                }
+            }
+        }
+        buf.fill(0);
+        let n = got.len().min(buf.len());
+        buf[..n].copy_from_slice(&got[..n]);
+        self.peeked = got;
+        Ok(true)
     }
 }
 
