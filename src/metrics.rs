@@ -18,7 +18,7 @@
 //! Labels are bounded by the config: route and upstream names, backend addresses as written,
 //! a fixed set of methods, status codes and check results. Never a path or a client address.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -511,7 +511,7 @@ impl Collector for BackendGauges {
 
 const EXPIRY: (&str, &str) = (
     "fulcrum_tls_certificate_expiry_timestamp_seconds",
-    "When each certificate the TLS listeners serve expires (its notAfter, Unix seconds), by its first name",
+    "When the certificates the TLS listeners serve expire (notAfter, Unix seconds), by first name; of two with one name, the sooner",
 );
 
 /// `fulcrum_tls_certificate_expiry_timestamp_seconds`, read from the snapshot at scrape time (so
@@ -544,11 +544,15 @@ impl Collector for CertificateExpiry {
         let snap = self.snapshot.load();
         let (name, help) = EXPIRY;
         let vec = IntGaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric");
-        for set in &snap.tls {
-            for c in &set.certificates {
-                vec.with_label_values(&[c.label().as_str()])
-                    .set(c.not_after);
-            }
+        // Two certificates known by one name (on two listeners, say): the one that expires
+        // first, which is what an expiry alert is for.
+        let mut soonest: HashMap<String, i64> = HashMap::new();
+        for c in snap.tls.iter().flat_map(|set| &set.certificates) {
+            let at = soonest.entry(c.label()).or_insert(c.not_after);
+            *at = (*at).min(c.not_after);
+        }
+        for (name, at) in soonest {
+            vec.with_label_values(&[name.as_str()]).set(at);
         }
         vec.collect()
     }

@@ -26,7 +26,7 @@
 //! or a failed handshake without one.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -61,7 +61,8 @@ impl CertSet {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for (i, cert) in listener.certificates.iter().enumerate() {
-            for name in &cert.names {
+            // An IP SAN is never asked for: clients send no SNI for an IP address.
+            for name in cert.names.iter().filter(|n| n.parse::<IpAddr>().is_err()) {
                 match name.strip_prefix("*.") {
                     Some(parent) => wildcard.entry(parent.to_owned()).or_insert(i),
                     None => exact.entry(name.clone()).or_insert(i),
@@ -191,16 +192,16 @@ impl<A> TlsApp<A> {
 
     /// The TLS listener a connection came in on: its local address, or a wildcard listener
     /// (`0.0.0.0`, `[::]`) on its port.
-    fn listener(&self, stream: &Stream) -> Option<&Listener> {
+    fn listener(&self, stream: &Stream) -> Result<Option<&Listener>, ()> {
         if self.listeners.is_empty() {
-            return None;
+            return Ok(None);
         }
         let local = stream
-            .get_socket_digest()?
-            .local_addr()?
-            .as_inet()?
-            .to_owned();
-        self.listeners
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied())
+            .ok_or(())?;
+        let found = self
+            .listeners
             .iter()
             .find(|l| l.listen == local)
             .or_else(|| {
@@ -209,7 +210,8 @@ impl<A> TlsApp<A> {
                         && l.listen.ip().is_unspecified()
                         && l.listen.is_ipv4() == local.is_ipv4()
                 })
-            })
+            });
+        Ok(found)
     }
 }
 
@@ -220,8 +222,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let Some(listener) = self.listener(&stream) else {
-            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        let listener = match self.listener(&stream) {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return ServerApp::process_new(&self.app, stream, shutdown).await,
+            // Which listener it came in on is unknown: a TLS client must not get plain HTTP.
+            Err(()) => {
+                tracing::warn!("cannot read a connection's local address; closed");
+                return None;
+            }
         };
         // pingora hands a plain listener's connection over as its TCP stream, boxed.
         let tcp = match stream.into_any().downcast::<L4Stream>() {

@@ -108,6 +108,8 @@ fn https_peer(b: &BackendConfig, tls: &UpstreamTls) -> (HttpPeer, Option<ProbeTl
         Some(ProbeTls {
             config: Arc::clone(config),
             name: ServerName::try_from(sni.clone()).ok()?,
+            verify: tls.verify,
+            trust: tls.trust,
         })
     });
     let mut peer = HttpPeer::new(b.addr, true, sni);

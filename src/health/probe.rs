@@ -34,11 +34,16 @@ pub async fn probe(
 pub struct ProbeTls {
     pub config: Arc<rustls::ClientConfig>,
     pub name: ServerName<'static>,
+    /// What `config` is made of (every load builds a new one): whether it verifies, and the
+    /// hash of its `ca_file` (0 without one).
+    pub verify: bool,
+    pub trust: u64,
 }
 
+/// The same name, verification and roots: a probe task need not restart for a reload.
 impl PartialEq for ProbeTls {
     fn eq(&self, other: &ProbeTls) -> bool {
-        Arc::ptr_eq(&self.config, &other.config) && self.name == other.name
+        self.name == other.name && self.verify == other.verify && self.trust == other.trust
     }
 }
 

@@ -171,16 +171,19 @@ async fn redirect_to_https(
     let req = session.req_header();
     let host = request_host(req).unwrap_or("");
     // Without the port: an IPv6 literal keeps its brackets.
-    let name = match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
-    };
+    let (name, _) = edge::split_port(host);
     if name.is_empty() {
         let e = ProxyError::Invalid("no host to redirect to");
         respond(session, &e, request_id).await;
         return Err(e);
     }
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    // `OPTIONS *` (or anything else not a path) goes to the root.
+    let target = req
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
     let location = if port == 443 {
         format!("https://{name}{target}")
     } else {
