@@ -751,6 +751,14 @@ async fn plain_requests_are_redirected_to_https() {
         format!("https://site.example.com:{port}/form").as_str()
     );
     assert_eq!(b.hits(), 0);
+    // A target that is not a path (`OPTIONS *`) is sent to the root.
+    let reply = raw(
+        f.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: site.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let location = format!("location: https://site.example.com:{port}/\r\n");
+    assert!(reply.to_ascii_lowercase().contains(&location), "{reply}");
     // Over TLS the request is served.
     let s = connect(
         ([127, 0, 0, 1], port).into(),
@@ -761,6 +769,15 @@ async fn plain_requests_are_redirected_to_https() {
     .unwrap();
     let (status, body) = h1_get(s, "site.example.com", "/a/b").await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Writes `request` on a new connection and returns everything read until it closes.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// `fulcrum check` on a config in `dir`; (success, output).
@@ -925,8 +942,7 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
         .unwrap();
     assert_ne!(serial(&second), old);
     assert_eq!(presented(&second), ["site.example.com", "new.example.com"]);
-    // The connection made before the reload goes on with its certificate.
-    assert_eq!(serial(&first), old);
+    // The connection made before the reload goes on.
     let (status, _) = h1_get(first, "site.example.com", "/").await;
     assert_eq!(status, 200);
 
@@ -944,4 +960,157 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
         .await
         .unwrap();
     assert_eq!(presented(&third), ["site.example.com", "new.example.com"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_move_a_tls_listener_which_keeps_serving_until_a_restart() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    let b = Backend::start("site").await;
+    let (port, other) = (free_port(), free_port());
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[b.addr], "")
+    );
+    let server = |port| {
+        format!(
+            "redirect_http_to_https = true\n{}",
+            tls_listener(port, &[&site], None)
+        )
+    };
+    let f = serving(Fulcrum::start(&server(port), &body), port);
+    let moved = f.server.replace(&server(port), &server(other));
+    f.replace(&format!("{moved}{body}"));
+    let r = f.admin_post("/reload").await;
+    assert!(
+        r.body.contains("server.tls changed: restart"),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    // The running listener still serves its certificate, and the redirect still points at it.
+    let s = connect(
+        ([127, 0, 0, 1], port).into(),
+        "site.example.com",
+        client(&ca, &[]),
+    )
+    .await
+    .expect("the running TLS listener");
+    assert_eq!(presented(&s), ["site.example.com"]);
+    let r = get(f.addr, "site.example.com", "/x").await;
+    assert_eq!(
+        r.headers["location"],
+        format!("https://site.example.com:{port}/x").as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_h2c_short_and_silent_http1_clients_are_still_guarded() {
+    let b = Backend::start("api").await;
+    let body = format!(
+        "[[route]]\nupstream = \"api\"\n{}",
+        upstream("api", &[b.addr], "")
+    );
+    let f = Fulcrum::start("h2c = true\nrequest_header_timeout = \"1s\"\n", &body);
+    // Shorter than the HTTP/2 preface pingora peeks for: answered at once.
+    let started = std::time::Instant::now();
+    let reply = raw(f.addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Silent, and a header that stops: closed after request_header_timeout.
+    for request in [&b""[..], b"GET / HTT"] {
+        let started = std::time::Instant::now();
+        let reply = raw(f.addr, request).await;
+        assert!(!reply.contains("200"), "{reply}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expiry_metric_shows_the_sooner_of_two_certificates_with_one_name() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let soon = write(
+        dir.path(),
+        "soon",
+        &ca.issue_valid(&["same.example.com"], -1, 5),
+    );
+    let late = write(
+        dir.path(),
+        "late",
+        &ca.issue_valid(&["same.example.com"], -1, 30),
+    );
+    let b = Backend::start("s").await;
+    let (one, two) = (free_port(), free_port());
+    let server = format!(
+        "{}{}",
+        tls_listener(one, &[&soon], None),
+        tls_listener(two, &[&late], None)
+    );
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[b.addr], "")
+    );
+    let f = Fulcrum::start(&server, &body);
+    let series = "fulcrum_tls_certificate_expiry_timestamp_seconds{name=\"same.example.com\"}";
+    let expires = f.metric(series).await.expect("the series");
+    let in_days = (expires - time_now().unix_timestamp() as f64) / 86_400.0;
+    assert!((4.0..=5.0).contains(&in_days), "{in_days}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_do_not_restart_the_health_checks_of_https_backends() {
+    let ca = Ca::new("internal ca");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let backend = https_backend("b", &ca, &["127.0.0.1"]).await;
+    let body = |n: u32| {
+        format!(
+            "[[route]]\nupstream = \"s\"\nretries = {n}\n\n[upstream.s]\ntls = true\nca_file = \"{}\"\nbackends = [{{ addr = \"{}\" }}]\n[upstream.s.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+            ca_file.display(),
+            backend.addr
+        )
+    };
+    let f = Fulcrum::start("", &body(0));
+    let before = backend.health_checks();
+    // A reload every 250 ms for 3 s: a probe task restarted by each would never reach its
+    // next interval.
+    for n in 1..=12 {
+        f.rewrite(&body(n % 2));
+        let r = f.admin_post("/reload").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let probes = backend.health_checks() - before;
+    assert!(probes >= 2, "{probes} health checks in 3 s of reloads");
+}
+
+#[test]
+fn a_dns_refresh_does_not_read_the_certificate_files_again() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n{}\n[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"127.0.0.1:9\" }}]\n",
+        tls_listener(2, &[&site], None)
+    );
+    let path = dir.path().join("fulcrum.toml");
+    let running = fulcrum::config::parse(&text, &path).unwrap();
+    let loaded = fulcrum::config::Loaded::of(&running);
+    // The key on disk goes bad after the config was applied.
+    std::fs::write(&site.1, "not a key").unwrap();
+    assert!(fulcrum::config::parse(&text, &path).is_err());
+    let refreshed = fulcrum::config::parse_refreshing(&text, &path, &running.dns, &loaded)
+        .expect("a refresh uses the certificates that run");
+    assert!(Arc::ptr_eq(
+        &refreshed.server.tls[0].certificates[0],
+        &running.server.tls[0].certificates[0]
+    ));
 }
