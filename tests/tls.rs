@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use fulcrum::config::AcceptAnyCertificate;
 use support::*;
 
 /// A private certificate authority.
@@ -141,46 +142,8 @@ fn trusting_client() -> Arc<rustls::ClientConfig> {
         .with_no_client_auth();
     config
         .dangerous()
-        .set_certificate_verifier(Arc::new(AnyCertificate(provider())));
+        .set_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())));
     Arc::new(config)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// A TLS connection to `addr` asking for `sni`.
@@ -274,6 +237,44 @@ fn serving(f: Fulcrum, port: u16) -> Fulcrum {
     panic!("the TLS listener on {port} does not accept:\n{}", f.log());
 }
 
+/// One CA, one certificate for `name`, one backend behind a catch-all route, and fulcrum with
+/// a TLS listener serving the certificate (as the default one with `default`), `server` lines
+/// before it.
+struct Site {
+    ca: Ca,
+    /// The certificate's and key's files.
+    files: (PathBuf, PathBuf),
+    backend: Backend,
+    port: u16,
+    tls: SocketAddr,
+    f: Fulcrum,
+    _dir: tempfile::TempDir,
+}
+
+async fn site(name: &str, server: &str, default: bool) -> Site {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let files = write(dir.path(), "site", &ca.issue(&[name]));
+    let backend = Backend::start("site").await;
+    let port = free_port();
+    let default = default.then_some(files.0.as_path());
+    let server = format!("{server}{}", tls_listener(port, &[&files], default));
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[backend.addr], "")
+    );
+    let f = serving(Fulcrum::start(&server, &body), port);
+    Site {
+        ca,
+        files,
+        backend,
+        port,
+        tls: ([127, 0, 0, 1], port).into(),
+        f,
+        _dir: dir,
+    }
+}
+
 /// Two host routes to two backends, for routing checks over every protocol.
 fn two_routes(api: &Backend, www: &Backend) -> String {
     format!(
@@ -352,25 +353,16 @@ async fn each_name_gets_its_certificate_and_an_unknown_one_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_default_an_unknown_name_fails_the_handshake() {
-    let ca = Ca::new("test ca");
-    let dir = tempfile::tempdir().unwrap();
-    let api = write(dir.path(), "api", &ca.issue(&["api.example.com"]));
-    let b = Backend::start("api").await;
-    let port = free_port();
-    let body = format!(
-        "[[route]]\nupstream = \"api\"\n{}",
-        upstream("api", &[b.addr], "")
-    );
-    let f = serving(
-        Fulcrum::start(&tls_listener(port, &[&api], None), &body),
-        port,
-    );
-    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let fixture = site("api.example.com", "", false).await;
+    let ca = &fixture.ca;
+    let port = fixture.port;
+    let tls = fixture.tls;
+    let f = &fixture.f;
     let series = |result: &str| {
         format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"{result}\"}}")
     };
     // serving()'s one connection that got through, closed without a handshake.
-    wait_metric(&f, &series("failure"), 1.0).await;
+    wait_metric(f, &series("failure"), 1.0).await;
     let refused = connect(tls, "other.example.com", trusting_client()).await;
     let e = refused.expect_err("no certificate for the name");
     assert!(e.to_string().contains("alert"), "{e}");
@@ -385,9 +377,9 @@ async fn without_a_default_an_unknown_name_fails_the_handshake() {
     let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
     assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
 
-    let ok = connect(tls, "api.example.com", client(&ca, &[])).await;
+    let ok = connect(tls, "api.example.com", client(ca, &[])).await;
     assert_eq!(presented(&ok.unwrap()), ["api.example.com"]);
-    wait_metric(&f, &series("failure"), 4.0).await;
+    wait_metric(f, &series("failure"), 4.0).await;
     assert_eq!(f.metric(&series("success")).await, Some(1.0));
 }
 
@@ -404,20 +396,12 @@ async fn wait_metric(f: &Fulcrum, series: &str, value: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
-    let ca = Ca::new("test ca");
-    let dir = tempfile::tempdir().unwrap();
-    let api = write(dir.path(), "api", &ca.issue(&["api.example.com"]));
-    let b = Backend::start("api").await;
-    let port = free_port();
-    let server = format!(
-        "request_header_timeout = \"1s\"\n{}",
-        tls_listener(port, &[&api], None)
-    );
-    let body = format!(
-        "[[route]]\nupstream = \"api\"\n{}",
-        upstream("api", &[b.addr], "")
-    );
-    let f = serving(Fulcrum::start(&server, &body), port);
+    let server = "request_header_timeout = \"1s\"\n";
+    let fixture = site("api.example.com", server, false).await;
+    let ca = &fixture.ca;
+    let port = fixture.port;
+    let tls = fixture.tls;
+    let f = &fixture.f;
     // Connects, sends half a ClientHello, waits.
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
@@ -430,11 +414,10 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let series =
         format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"timeout\"}}");
-    wait_metric(&f, &series, 1.0).await;
+    wait_metric(f, &series, 1.0).await;
 
     // A client that negotiates HTTP/2 and then sends no preface is closed too.
-    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
+    let mut s = connect(tls, "api.example.com", client(ca, &[b"h2"]))
         .await
         .unwrap();
     assert_eq!(alpn(&s).as_deref(), Some(&b"h2"[..]));
@@ -718,20 +701,13 @@ async fn insecure_skip_verify_takes_any_certificate_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_requests_are_redirected_to_https() {
-    let ca = Ca::new("test ca");
-    let dir = tempfile::tempdir().unwrap();
-    let cert = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
-    let b = Backend::start("site").await;
-    let port = free_port();
-    let server = format!(
-        "redirect_http_to_https = true\n{}",
-        tls_listener(port, &[&cert], None)
-    );
-    let body = format!(
-        "[[route]]\nupstream = \"s\"\n{}",
-        upstream("s", &[b.addr], "")
-    );
-    let f = serving(Fulcrum::start(&server, &body), port);
+    let server = "redirect_http_to_https = true\n";
+    let fixture = site("site.example.com", server, false).await;
+    let ca = &fixture.ca;
+    let port = fixture.port;
+    let tls = fixture.tls;
+    let f = &fixture.f;
+    let b = &fixture.backend;
     let r = get(f.addr, "site.example.com:8080", "/a/b?x=1&y=2").await;
     assert_eq!(r.status, 308);
     let location = r.headers["location"].to_str().unwrap();
@@ -760,13 +736,9 @@ async fn plain_requests_are_redirected_to_https() {
     let location = format!("location: https://site.example.com:{port}/\r\n");
     assert!(reply.to_ascii_lowercase().contains(&location), "{reply}");
     // Over TLS the request is served.
-    let s = connect(
-        ([127, 0, 0, 1], port).into(),
-        "site.example.com",
-        client(&ca, &[]),
-    )
-    .await
-    .unwrap();
+    let s = connect(tls, "site.example.com", client(ca, &[]))
+        .await
+        .unwrap();
     let (status, body) = h1_get(s, "site.example.com", "/a/b").await;
     assert_eq!(status, 200, "{body}");
 }
@@ -907,26 +879,17 @@ fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not() {
-    let ca = Ca::new("test ca");
-    let dir = tempfile::tempdir().unwrap();
-    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
-    let b = Backend::start("site").await;
-    let port = free_port();
-    let body = format!(
-        "[[route]]\nupstream = \"s\"\n{}",
-        upstream("s", &[b.addr], "")
-    );
-    let f = serving(
-        Fulcrum::start(&tls_listener(port, &[&site], Some(&site.0)), &body),
-        port,
-    );
-    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let fixture = site("site.example.com", "", true).await;
+    let ca = &fixture.ca;
+    let tls = fixture.tls;
+    let f = &fixture.f;
+    let site = &fixture.files;
     let serial = |s: &TlsStream<TcpStream>| {
         let certs = s.get_ref().1.peer_certificates().unwrap();
         let (_, cert) = X509Certificate::from_der(&certs[0]).unwrap();
         cert.raw_serial().to_vec()
     };
-    let first = connect(tls, "site.example.com", client(&ca, &[b"http/1.1"]))
+    let first = connect(tls, "site.example.com", client(ca, &[b"http/1.1"]))
         .await
         .unwrap();
     let old = serial(&first);
@@ -937,7 +900,7 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
     std::fs::write(&site.1, &renewed.key).unwrap();
     let r = f.admin_post("/reload").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let second = connect(tls, "new.example.com", client(&ca, &[]))
+    let second = connect(tls, "new.example.com", client(ca, &[]))
         .await
         .unwrap();
     assert_ne!(serial(&second), old);
@@ -956,7 +919,7 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
         "{}",
         r.body
     );
-    let third = connect(tls, "new.example.com", client(&ca, &[]))
+    let third = connect(tls, "new.example.com", client(ca, &[]))
         .await
         .unwrap();
     assert_eq!(presented(&third), ["site.example.com", "new.example.com"]);

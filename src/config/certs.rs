@@ -234,9 +234,10 @@ fn probe_config(tls: &UpstreamTls, system: &[Vec<u8>]) -> rustls::ClientConfig {
 }
 
 /// `insecure_skip_verify`: every certificate is accepted (its signatures are still checked,
-/// so the handshake itself is sound).
+/// so the handshake itself is sound). Public for tests that must see which certificate a
+/// server presents whatever it is.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAnyCertificate(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(

@@ -22,7 +22,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use certs::Loaded;
+pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
