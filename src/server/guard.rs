@@ -142,6 +142,9 @@ struct Header {
     line: usize,
     /// The last byte of the previous read.
     last: u8,
+    /// How many of the first bytes are the start of the HTTP/2 preface (up to the empty line
+    /// in it); `None` once one is not.
+    preface: Option<usize>,
 }
 
 impl Header {
@@ -153,6 +156,7 @@ impl Header {
             lines: 0,
             line: 0,
             last: 0,
+            preface: Some(0),
         }
     }
 }
@@ -170,6 +174,11 @@ impl Header {
     /// first empty line (`\r\n` or `\n`). Empty lines before the request line are skipped,
     /// as RFC 9112 §2.2 allows.
     fn scan(&mut self, mut bytes: &[u8], limits: &ClientLimits) -> Scan {
+        // Only its head is compared, so that no split into reads changes the answer.
+        if let Some(m) = self.preface {
+            let n = bytes.len().min(PREFACE_HEAD - m);
+            self.preface = (bytes[..n] == H2_PREFACE[m..m + n]).then_some(m + n);
+        }
         if !self.started {
             let skip = bytes
                 .iter()
@@ -193,6 +202,11 @@ impl Header {
             consumed = end + 1;
             let before = if end > 0 { bytes[end - 1] } else { self.last };
             let empty = line == 0 || (line == 1 && before == b'\r');
+            // HTTP/2's preface reads as a request line and an empty line, then `SM` and
+            // another: the whole of it is held to the header's limits and deadline.
+            if empty && self.preface.is_some() && self.bytes + consumed == PREFACE_HEAD {
+                continue;
+            }
             if empty {
                 self.bytes += consumed;
                 return if self.bytes > limits.max_header_size {
@@ -442,8 +456,10 @@ impl GetSocketDigest for Guarded {
     }
 }
 
-/// What an HTTP/2 connection with prior knowledge (h2c) starts with.
+/// What every HTTP/2 connection starts with (after TLS, or with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Its first part, up to the first empty line: `PRI * HTTP/2.0` and an empty line.
+const PREFACE_HEAD: usize = 18;
 
 /// pingora peeks at a new plain connection for the HTTP/2 preface when h2c is on (its only
 /// use of `try_peek`), with a read of exactly that many bytes and no deadline: a silent client,
@@ -525,7 +541,9 @@ mod tests {
 
     #[test]
     fn any_split_into_reads_gives_the_same_answer() {
-        let texts: [&[u8]; 4] = [
+        let texts: [&[u8]; 6] = [
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
+            b"PRI * HTTP/2.0\r\n\r\nXY\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\nbody",
             b"\r\nGET / HTTP/1.0\n\nrest",
             b"GET / HTTP/1.1\r\nA: \r\rb\r\n\r\n",
@@ -547,6 +565,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_http2_preface_is_complete_only_with_its_last_six_bytes() {
+        let head = &H2_PREFACE[..PREFACE_HEAD];
+        assert_eq!(scan_all(&[head]).0, Scan::More);
+        assert_eq!(scan_all(&[head, b"SM\r\n"]).0, Scan::More);
+        assert_eq!(scan_all(&[H2_PREFACE]), (Scan::Complete, 24));
+        // Not HTTP/2 after all: an ordinary (odd) header that ends at its first empty line.
+        assert_eq!(scan_all(&[b"PRI * HTTP/1.1\r\n\r\n"]).0, Scan::Complete);
     }
 
     #[test]
