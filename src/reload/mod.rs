@@ -281,7 +281,9 @@ impl Runtime {
                     Ok(config) => {
                         let files = config::Loaded::of(&config);
                         let outcome = self.apply(config).await;
-                        if outcome.is_success() {
+                        // Published, if only in part (keys that need a restart aside): what a
+                        // DNS refresh starts from.
+                        if !matches!(outcome, Outcome::Rejected { .. }) {
                             let mut applied = self.applied.lock().await;
                             applied.applied_text = Some(text);
                             applied.applied_files = files;
@@ -517,12 +519,15 @@ fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -
 }
 
 /// What a restart must apply of each TLS listener.
+/// In address order: listing them in another order changes nothing.
 fn tls_listeners(server: &ServerConfig) -> Vec<(SocketAddr, bool, crate::config::TlsVersion)> {
-    server
+    let mut listeners: Vec<_> = server
         .tls
         .iter()
         .map(|t| (t.listen, t.http2, t.min_version))
-        .collect()
+        .collect();
+    listeners.sort_by_key(|l| l.0);
+    listeners
 }
 
 /// Backends (upstream, address) in `new` but not in `old`, and the other way round.

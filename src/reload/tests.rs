@@ -238,3 +238,32 @@ async fn a_request_in_flight_on_a_removed_route_does_not_bring_its_series_back()
         .collect();
     assert!(!series.iter().any(|r| r == "old"), "{series:?}");
 }
+
+#[tokio::test]
+async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{}\" }}]\n",
+        dead()
+    );
+    let one = file(&body);
+    std::fs::write(&path, &one).unwrap();
+    let (_, handle) = Supervisor::new();
+    let source = Source {
+        path: path.clone(),
+        text: one.clone(),
+    };
+    let metrics = crate::metrics::Metrics::detached();
+    let rt = Runtime::start(config(&one), Some(source), handle, None, metrics, None).await;
+    // A key only a restart changes, and one that applies now.
+    let two =
+        format!("[server]\nlisten = [\"127.0.0.1:2\"]\nthreads = 1\nmax_request_body = 5\n{body}");
+    std::fs::write(&path, &two).unwrap();
+    let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
+    assert!(matches!(outcome, Outcome::Partial { .. }), "{outcome}");
+    assert_eq!(rt.snapshot().load().max_request_body, 5);
+    // A DNS refresh re-resolves this text, not the one before it (which would undo the rest).
+    let applied = rt.applied.lock().await;
+    assert_eq!(applied.applied_text.as_deref(), Some(two.as_str()));
+}
