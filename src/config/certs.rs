@@ -143,7 +143,12 @@ pub(super) fn load(
                     .filter(|n| n.parse::<IpAddr>().is_err())
                     .collect();
                 let is_default = l.default_certificate == Some(l.certificates.len());
-                if !dns.is_empty() && dns.iter().all(|n| seen.contains(*n)) && !is_default {
+                if dns.is_empty() && !is_default {
+                    warn(format!(
+                        "never served: {} names only IP addresses, and clients send no SNI for an IP; make it the default_certificate",
+                        c.cert.display()
+                    ));
+                } else if dns.iter().all(|n| seen.contains(*n)) && !is_default {
                     warn(format!(
                         "never served: every name of {} is served by a certificate listed before it",
                         c.cert.display()
