@@ -429,6 +429,18 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
         "an h2 connection without a preface stayed open"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // Nor with only the preface's first part, which reads like a whole HTTP/1 header.
+    let mut s = connect(tls, "api.example.com", client(ca, &[b"h2"]))
+        .await
+        .unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "an h2 connection with half a preface stayed open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -848,10 +860,11 @@ fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
         "soon",
         &ca.issue_valid(&["soon.example.com"], -60, 5),
     );
+    let by_ip = write(dir.path(), "ip", &ca.issue(&["127.0.0.1"]));
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:1\"]\n\n{}\n{}\n[[route]]\nupstream = \"u\"\n[upstream.u]\ntls = true\nca_file = \"ca.pem\"\nbackends = [{{ addr = \"127.0.0.1:9\" }}]\n",
         tls_listener(2, &[&relative], Some(Path::new("site.pem"))),
-        tls_listener(3, &[&soon], None),
+        tls_listener(3, &[&soon, &by_ip], None),
     );
     let (ok, out) = check(dir.path(), &text);
     assert!(ok, "{out}");
@@ -861,6 +874,14 @@ fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
             && l.contains("server.tls[1].certificates[0].cert")
             && l.contains("soon.example.com")
             && (l.contains("in 4 days") || l.contains("in 5 days"))),
+        "{out}"
+    );
+    // One that only names an IP address is never chosen by SNI: a warning unless it is the
+    // default.
+    assert!(
+        out.lines().any(|l| l.contains("warning")
+            && l.contains("server.tls[1].certificates[1].cert")
+            && l.contains("names only IP addresses")),
         "{out}"
     );
     let text = "[server]\nlisten = [\"127.0.0.1:1\"]\nredirect_http_to_https = true\n[[route]]\nupstream = \"u\"\n[upstream.u]\nsni = \"x\"\nca_file = \"missing.pem\"\nbackends = [{ addr = \"127.0.0.1:9\" }]\n";
@@ -969,6 +990,45 @@ async fn a_reload_cannot_move_a_tls_listener_which_keeps_serving_until_a_restart
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_the_tls_listeners_in_another_order_reloads_cleanly() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    let b = Backend::start("site").await;
+    let (one, two) = (free_port(), free_port());
+    let body = format!(
+        "[[route]]\nupstream = \"s\"\n{}",
+        upstream("s", &[b.addr], "")
+    );
+    let listeners = |a, b| {
+        format!(
+            "{}{}",
+            tls_listener(a, &[&site], None),
+            tls_listener(b, &[&site], None)
+        )
+    };
+    let f = serving(
+        serving(Fulcrum::start(&listeners(one, two), &body), one),
+        two,
+    );
+    let swapped = f.server.replace(&listeners(one, two), &listeners(two, one));
+    f.replace(&format!("{swapped}{body}"));
+    let r = f.admin_post("/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("restart"), "{}", r.body);
+    for port in [one, two] {
+        let s = connect(
+            ([127, 0, 0, 1], port).into(),
+            "site.example.com",
+            client(&ca, &[]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(presented(&s), ["site.example.com"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_h2c_short_and_silent_http1_clients_are_still_guarded() {
     let b = Backend::start("api").await;
     let body = format!(
@@ -986,7 +1046,8 @@ async fn with_h2c_short_and_silent_http1_clients_are_still_guarded() {
         started.elapsed()
     );
     // Silent, and a header that stops: closed after request_header_timeout.
-    for request in [&b""[..], b"GET / HTT"] {
+    // (The HTTP/2 preface's first 18 bytes read as a whole header: it must still come whole.)
+    for request in [&b""[..], b"GET / HTT", b"PRI * HTTP/2.0\r\n\r\n"] {
         let started = std::time::Instant::now();
         let reply = raw(f.addr, request).await;
         assert!(!reply.contains("200"), "{reply}");
