@@ -148,7 +148,8 @@ struct Header {
 }
 
 impl Header {
-    fn new(wait: Duration) -> Header {
+    /// `first`: the connection's first request, the only place an HTTP/2 preface can be.
+    fn new(wait: Duration, first: bool) -> Header {
         Header {
             deadline: Instant::now() + wait,
             started: false,
@@ -156,7 +157,7 @@ impl Header {
             lines: 0,
             line: 0,
             last: 0,
-            preface: Some(0),
+            preface: first.then_some(0),
         }
     }
 }
@@ -236,7 +237,7 @@ impl Guarded {
     pub fn new(inner: Stream, limits: ClientLimits, refusals: Refusals) -> Guarded {
         Guarded {
             inner,
-            state: State::Header(Header::new(limits.request_header_timeout)),
+            state: State::Header(Header::new(limits.request_header_timeout, true)),
             limits,
             refusals,
             said: AtomicU8::new(NOTHING),
@@ -291,7 +292,7 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
         match std::mem::replace(me.said.get_mut(), NOTHING) {
-            REARM => me.state = State::Header(Header::new(me.limits.keepalive_timeout)),
+            REARM => me.state = State::Header(Header::new(me.limits.keepalive_timeout, false)),
             PASS if matches!(me.state, State::Header(_)) => me.state = State::Pass,
             _ => {}
         }
@@ -517,7 +518,7 @@ mod tests {
     };
 
     fn scan_all(chunks: &[&[u8]]) -> (Scan, usize) {
-        let mut h = Header::new(Duration::from_secs(1));
+        let mut h = Header::new(Duration::from_secs(1), true);
         for c in chunks {
             let s = h.scan(c, &LIMITS);
             if s != Scan::More {
