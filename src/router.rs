@@ -81,14 +81,19 @@ impl Router {
     }
 }
 
-/// Drops the port and a trailing dot, and lower-cases (allocating only when needed).
-fn normalize_host(host: &str) -> Cow<'_, str> {
-    let without_port = if host.starts_with('[') {
+/// `host[:port]` without its port; a bracketed IPv6 literal keeps its brackets.
+pub fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
         // [v6]:port
         host.find(']').map_or(host, |end| &host[..=end])
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
+    }
+}
+
+/// Drops the port and a trailing dot, and lower-cases (allocating only when needed).
+fn normalize_host(host: &str) -> Cow<'_, str> {
+    let without_port = without_port(host);
     let name = without_port.strip_suffix('.').unwrap_or(without_port);
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(name.to_ascii_lowercase())

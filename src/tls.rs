@@ -26,7 +26,7 @@
 //! or a failed handshake without one.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -61,8 +61,7 @@ impl CertSet {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for (i, cert) in listener.certificates.iter().enumerate() {
-            // An IP SAN is never asked for: clients send no SNI for an IP address.
-            for name in cert.names.iter().filter(|n| n.parse::<IpAddr>().is_err()) {
+            for name in cert.sni_names() {
                 match name.strip_prefix("*.") {
                     Some(parent) => wildcard.entry(parent.to_owned()).or_insert(i),
                     None => exact.entry(name.clone()).or_insert(i),

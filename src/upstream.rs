@@ -123,7 +123,7 @@ fn https_peer(b: &BackendConfig, tls: &UpstreamTls) -> (HttpPeer, Option<ProbeTl
 
 /// `host` of `host:port` (`[v6]:port` → `v6`).
 fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = crate::router::without_port(addr);
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)

@@ -7,7 +7,6 @@
 //! finds it and a reload with it keeps the running certificates.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,11 +136,7 @@ pub(super) fn load(
                     continue;
                 };
                 let seen = &mut served[c.listener];
-                let dns: Vec<&String> = cert
-                    .names
-                    .iter()
-                    .filter(|n| n.parse::<IpAddr>().is_err())
-                    .collect();
+                let dns: Vec<&String> = cert.sni_names().collect();
                 let is_default = l.default_certificate == Some(l.certificates.len());
                 if dns.is_empty() && !is_default {
                     warn(format!(
@@ -176,21 +171,19 @@ pub(super) fn load(
     for ca in files.cas {
         match ca_certificates(&ca.path) {
             Ok(mut roots) => {
+                let Some(tls) = config.upstreams[ca.upstream].tls.as_mut() else {
+                    continue;
+                };
                 let mut trust = xxhash_rust::xxh3::Xxh3::new();
                 for r in &roots {
                     trust.update(r.borrow_raw_cert());
                 }
-                if let Some(tls) = config.upstreams[ca.upstream].tls.as_mut() {
-                    tls.trust = trust.digest().max(1);
-                }
-                roots.extend(
-                    system
-                        .iter()
-                        .map(|der| WrappedX509::new(der.clone(), parse_x509)),
-                );
-                if let Some(tls) = config.upstreams[ca.upstream].tls.as_mut() {
-                    tls.roots = Some(Arc::from(roots.into_boxed_slice()));
-                }
+                tls.trust = trust.digest().max(1);
+                let system = system
+                    .iter()
+                    .map(|der| WrappedX509::new(der.clone(), parse_x509));
+                roots.extend(system);
+                tls.roots = Some(Arc::from(roots.into_boxed_slice()));
             }
             Err(message) => errors.push(ConfigError::at(
                 file,
@@ -212,17 +205,12 @@ pub(super) fn load(
 fn probe_config(tls: &UpstreamTls, system: &[Vec<u8>]) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    let extra = tls
-        .roots
-        .iter()
-        .flat_map(|r| r.iter())
-        .map(|c| c.borrow_raw_cert().as_slice());
-    let all: Vec<&[u8]> = match &tls.roots {
-        // With a ca_file, `roots` has the system's already.
-        Some(_) => extra.collect(),
+    // With a ca_file, `roots` has the system's already.
+    let ders: Vec<&[u8]> = match &tls.roots {
+        Some(r) => r.iter().map(|c| c.borrow_raw_cert().as_slice()).collect(),
         None => system.iter().map(Vec::as_slice).collect(),
     };
-    for der in all {
+    for der in ders {
         // A root rustls cannot use is one it would not trust for requests either.
         let _ = roots.add(CertificateDer::from(der.to_vec()));
     }

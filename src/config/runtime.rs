@@ -2,7 +2,7 @@
 //! names are resolved to indices and durations are typed. Built by `validate` from the schema.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,8 +257,6 @@ pub struct UpstreamConfig {
 pub struct UpstreamTls {
     /// `sni`; `None` = each backend's host as written in its `addr`.
     pub sni: Option<String>,
-    /// `ca_file`, resolved against the config file's directory.
-    pub ca_file: Option<PathBuf>,
     /// The roots the backends' certificates are checked against when `ca_file` is set (its
     /// certificates and the system's), loaded by `certs`; `None` = pingora's (the system's).
     pub roots: Option<Arc<pingora::protocols::tls::CaType>>,
@@ -305,6 +303,12 @@ pub struct Certificate {
 }
 
 impl Certificate {
+    /// The names a client can ask for by SNI: not its IP addresses (clients send no SNI for an
+    /// IP).
+    pub fn sni_names(&self) -> impl Iterator<Item = &String> {
+        self.names.iter().filter(|n| n.parse::<IpAddr>().is_err())
+    }
+
     /// The name it is known by in metrics and `/status`: its first name, else its file.
     pub fn label(&self) -> String {
         self.names

@@ -50,14 +50,6 @@ fn h2_authority(req: &mut RequestHeader) -> Result<(), ProxyError> {
         .map_err(|_| ProxyError::Invalid("invalid :authority"))
 }
 
-/// `host[:port]` → host and port (a bracketed IPv6 literal keeps its brackets).
-pub(super) fn split_port(s: &str) -> (&str, Option<u16>) {
-    match s.rfind(':') {
-        Some(i) if !s[i..].contains(']') => (&s[..i], s[i + 1..].parse().ok()),
-        _ => (s, None),
-    }
-}
-
 /// An absolute-form target (`http://authority/path?query`, RFC 9112 §3.2.2) split into its
 /// authority and the rest. pingora keeps such a target as it came and gives its `Uri` only the
 /// path.

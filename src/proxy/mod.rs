@@ -170,8 +170,7 @@ async fn redirect_to_https(
 ) -> std::result::Result<(), ProxyError> {
     let req = session.req_header();
     let host = request_host(req).unwrap_or("");
-    // Without the port: an IPv6 literal keeps its brackets.
-    let (name, _) = edge::split_port(host);
+    let name = crate::router::without_port(host);
     if name.is_empty() {
         let e = ProxyError::Invalid("no host to redirect to");
         respond(session, &e, request_id).await;

@@ -38,6 +38,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::TlsRef;
@@ -118,9 +119,8 @@ pub struct Guarded {
     said: AtomicU8,
     state: State,
     timer: Option<Pin<Box<Sleep>>>,
-    /// Bytes [`Peek::try_peek`] read (and scanned) that are still to be read, from `peeked_at`.
-    peeked: Vec<u8>,
-    peeked_at: usize,
+    /// Bytes [`Peek::try_peek`] read (and scanned) that are still to be read.
+    peeked: Bytes,
 }
 
 enum State {
@@ -242,8 +242,7 @@ impl Guarded {
             refusals,
             said: AtomicU8::new(NOTHING),
             timer: None,
-            peeked: Vec::new(),
-            peeked_at: 0,
+            peeked: Bytes::new(),
         }
     }
 
@@ -296,14 +295,9 @@ impl AsyncRead for Guarded {
             PASS if matches!(me.state, State::Header(_)) => me.state = State::Pass,
             _ => {}
         }
-        if me.peeked_at < me.peeked.len() {
-            let n = buf.remaining().min(me.peeked.len() - me.peeked_at);
-            buf.put_slice(&me.peeked[me.peeked_at..me.peeked_at + n]);
-            me.peeked_at += n;
-            if me.peeked_at == me.peeked.len() {
-                me.peeked = Vec::new();
-                me.peeked_at = 0;
-            }
+        if !me.peeked.is_empty() {
+            let n = buf.remaining().min(me.peeked.len());
+            buf.put_slice(&me.peeked.split_to(n));
             return Poll::Ready(Ok(()));
         }
         let header = match &mut me.state {
@@ -472,9 +466,7 @@ const PREFACE_HEAD: usize = 18;
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         use tokio::io::AsyncReadExt;
-        let mut got = std::mem::take(&mut self.peeked);
-        got.drain(..self.peeked_at);
-        self.peeked_at = 0;
+        let mut got = std::mem::take(&mut self.peeked).to_vec();
         while got.len() < buf.len() && H2_PREFACE.starts_with(&got) {
             let mut chunk = [0u8; 64];
             let want = (buf.len() - got.len()).min(chunk.len());
@@ -482,7 +474,7 @@ impl Peek for Guarded {
                 Ok(0) => break,
                 Ok(n) => got.extend_from_slice(&chunk[..n]),
                 Err(e) => {
-                    self.peeked = got;
+                    self.peeked = got.into();
                     return Err(e);
                 }
             }
@@ -490,7 +482,7 @@ impl Peek for Guarded {
         buf.fill(0);
         let n = got.len().min(buf.len());
         buf[..n].copy_from_slice(&got[..n]);
-        self.peeked = got;
+        self.peeked = got.into();
         Ok(true)
     }
 }

@@ -127,16 +127,14 @@ pub(super) fn upstream(
         }
         Some(name)
     });
-    let ca_file = u.ca_file.as_ref().map(|f| {
-        let path = c.relative(f.get_ref());
+    if let Some(f) = &u.ca_file {
         files.cas.push(CaSource {
             upstream: index,
-            path: path.clone(),
+            path: c.relative(f.get_ref()),
             span: f.span(),
             field: format!("{field}.ca_file"),
         });
-        path
-    });
+    }
     let verify = match &u.insecure_skip_verify {
         Some(skip) if *skip.get_ref() => {
             let msg = "backend certificates are not verified: anyone on the path to the backends can read and change the traffic";
@@ -147,7 +145,6 @@ pub(super) fn upstream(
     };
     Some(UpstreamTls {
         sni,
-        ca_file,
         roots: None,
         verify,
         trust: 0,
