@@ -14,15 +14,13 @@ fn check_with_env(text: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(support::bin())
-        .arg("check")
-        .arg(&path)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let (ok, out, err) = support::check_file(&path, env);
     let shown = path.display().to_string();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).replace(&shown, "bad.toml");
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    (
+        ok,
+        out.replace(&shown, "bad.toml"),
+        err.replace(&shown, "bad.toml"),
+    )
 }
 
 const UPSTREAM: &str = "[upstream.web]\nbackends = [{ addr = \"127.0.0.1:9001\" }]\n";
@@ -446,6 +444,10 @@ fn what_taking_the_mistakes_out_leaves_is_still_validated_and_nothing_more() {
     );
     let (_, _, stderr) = check(&format!("[route]\nupstream = \"web\"\n{UPSTREAM}"));
     assert!(!stderr.contains("no [[route]]"), "{stderr}");
+    assert!(
+        stderr.ends_with("bad.toml: 1 problem(s) found\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -473,16 +475,8 @@ fn a_health_check_timeout_not_shorter_than_its_interval_is_a_warning() {
 fn shipped_configs_are_valid() {
     for file in ["config/fulcrum.toml", "config/demo.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        let out = Command::new(support::bin())
-            .arg("check")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, _, stderr) = support::check_file(&path, &[]);
+        assert!(ok, "{file}: {stderr}");
     }
 }
 

@@ -65,14 +65,11 @@ async fn metrics_count_every_outcome_with_bounded_labels() {
     // A request is counted in its logging phase, just after its response went out: wait for
     // the last one.
     let last = [("route", "limited"), ("code", "429")];
-    let mut m = f.metrics().await;
-    for _ in 0..100 {
-        if sample(&m, "fulcrum_requests_total", &last).is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        m = f.metrics().await;
-    }
+    let m = f
+        .wait_metrics("the 429 counted", |m| {
+            sample(m, "fulcrum_requests_total", &last).is_some()
+        })
+        .await;
     let total = |labels: &[(&str, &str)]| sample(&m, "fulcrum_requests_total", labels);
     let api = [("route", "api"), ("upstream", "u")];
     assert_eq!(

@@ -67,20 +67,10 @@ async fn promtool_accepts_a_scrape_after_mixed_traffic() {
         })
     };
     let codes = ["200", "404", "502", "503", "429"];
-    let mut scrape = f.metrics().await;
-    for _ in 0..100 {
-        if codes.iter().all(|c| counted(&scrape, c)) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        scrape = f.metrics().await;
-    }
-    for code in codes {
-        assert!(
-            counted(&scrape, code),
-            "no fulcrum_requests_total with code {code}:\n{scrape}"
-        );
-    }
+    let what = format!("fulcrum_requests_total with every code of {codes:?}");
+    let scrape = f
+        .wait_metrics(&what, |m| codes.iter().all(|c| counted(m, c)))
+        .await;
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

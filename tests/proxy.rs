@@ -383,24 +383,7 @@ async fn an_upgraded_connection_outlives_the_route_timeout_until_it_idles() {
     );
     let f = Fulcrum::start("client_body_timeout = \"1s\"", &body);
     let mut s = tokio::net::TcpStream::connect(f.addr).await.unwrap();
-    s.write_all(b"GET /chat HTTP/1.1\r\nHost: h.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        assert_eq!(
-            s.read(&mut b).await.unwrap(),
-            1,
-            "closed during the handshake"
-        );
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{:?}",
-        String::from_utf8_lossy(&head)
-    );
+    websocket_handshake(&mut s, "/chat").await;
     // Messages both ways, spread over three times the route (and read) timeouts; each gap is
     // well inside upgrade_idle_timeout even on a loaded machine.
     let start = Instant::now();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -182,8 +182,8 @@ fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
     stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
 }
 
-/// Status and body of `GET path` with `Host: host` over HTTP/1.1 on `stream`.
-async fn h1_get<S>(stream: S, host: &str, path: &str) -> (u16, String)
+/// `GET path` with `Host: host` over HTTP/1.1 on `stream`.
+async fn h1_get<S>(stream: S, host: &str, path: &str) -> Resp
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -196,14 +196,12 @@ where
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = sender.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    read(resp).await.expect("response body")
 }
 
-/// Status, version and body of `GET uri` (absolute: its authority is `:authority`) over
-/// HTTP/2 on `stream`.
-async fn h2_get<S>(stream: S, uri: &str) -> (u16, http::Version, String)
+/// `GET uri` (absolute: its authority is `:authority`) over HTTP/2 on `stream`, and the
+/// response's version.
+async fn h2_get<S>(stream: S, uri: &str) -> (Resp, http::Version)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,15 +212,8 @@ where
     tokio::spawn(conn);
     let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
     let resp = sender.send_request(req).await.expect("response");
-    let (status, version) = (resp.status().as_u16(), resp.version());
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, version, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// The value of the echo line `key: value` in a test backend's body.
-fn echoed<'a>(body: &'a str, key: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(": ")))
+    let version = resp.version();
+    (read(resp).await.expect("response body"), version)
 }
 
 /// `f` once its TLS listener on `port` accepts connections too (the readiness check of
@@ -304,11 +295,10 @@ async fn each_name_gets_its_certificate_and_an_unknown_one_the_default() {
     for (name, backend) in [("api.example.com", "api"), ("www.example.com", "www")] {
         let s = connect(tls, name, client(&ca, http1)).await.expect(name);
         assert_eq!(presented(&s), [name], "{name}");
-        let (status, body) = h1_get(s, name, "/x").await;
-        assert_eq!(status, 200, "{body}");
-        assert!(body.starts_with(&format!("backend {backend}\n")), "{body}");
+        let r = h1_get(s, name, "/x").await;
+        assert_eq!((r.status, r.backend()), (200, backend), "{}", r.body);
         // The backend learns the client came over TLS.
-        assert_eq!(echoed(&body, "x-forwarded-proto"), Some("https"), "{body}");
+        assert_eq!(r.line("x-forwarded-proto"), Some("https"), "{}", r.body);
     }
     let s = connect(tls, "a.apps.example.com", client(&ca, http1)).await;
     assert_eq!(presented(&s.unwrap()), ["*.apps.example.com"]);
@@ -321,23 +311,17 @@ async fn each_name_gets_its_certificate_and_an_unknown_one_the_default() {
     let plain = get(f.addr, "www.example.com", "/").await;
     assert_eq!(plain.line("x-forwarded-proto"), Some("http"));
 
-    let ok = f
-        .metric(&format!(
+    f.wait_metric(
+        &format!(
             "fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"success\"}}"
-        ))
-        .await;
-    assert_eq!(ok, Some(5.0));
+        ),
+        5.0,
+    )
+    .await;
     let metrics = f.metrics().await;
     for name in ["api.example.com", "www.example.com", "*.apps.example.com"] {
         let series = format!("fulcrum_tls_certificate_expiry_timestamp_seconds{{name=\"{name}\"}}");
-        let line = metrics.lines().find(|l| l.starts_with(&series));
-        let expires: f64 = line
-            .expect(name)
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let expires = sample_of(&metrics, &series).expect(name);
         let in_days = (expires - time_now().unix_timestamp() as f64) / 86_400.0;
         assert!((88.0..=90.0).contains(&in_days), "{name}: {in_days}");
     }
@@ -362,36 +346,20 @@ async fn without_a_default_an_unknown_name_fails_the_handshake() {
         format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"{result}\"}}")
     };
     // serving()'s one connection that got through, closed without a handshake.
-    wait_metric(f, &series("failure"), 1.0).await;
+    f.wait_metric(&series("failure"), 1.0).await;
     let refused = connect(tls, "other.example.com", trusting_client()).await;
     let e = refused.expect_err("no certificate for the name");
     assert!(e.to_string().contains("alert"), "{e}");
     // A client that sends no SNI at all (an IP address as the name): refused too.
     assert!(connect(tls, "127.0.0.1", trusting_client()).await.is_err());
     // Not TLS at all.
-    let mut raw = TcpStream::connect(tls).await.unwrap();
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf)).await;
-    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+    let reply = raw(tls, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(!reply.starts_with("HTTP/"), "{reply:?}");
 
     let ok = connect(tls, "api.example.com", client(ca, &[])).await;
     assert_eq!(presented(&ok.unwrap()), ["api.example.com"]);
-    wait_metric(f, &series("failure"), 4.0).await;
+    f.wait_metric(&series("failure"), 4.0).await;
     assert_eq!(f.metric(&series("success")).await, Some(1.0));
-}
-
-/// Waits until `series` reaches `value`.
-async fn wait_metric(f: &Fulcrum, series: &str, value: f64) {
-    for _ in 0..200 {
-        if f.metric(series).await == Some(value) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{series} never reached {value}:\n{}", f.metrics().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,10 +379,14 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(5)).contains(&took),
+        "{took:?}"
+    );
     let series =
         format!("fulcrum_tls_handshakes_total{{listener=\"127.0.0.1:{port}\",result=\"timeout\"}}");
-    wait_metric(f, &series, 1.0).await;
+    f.wait_metric(&series, 1.0).await;
 
     // A client that negotiates HTTP/2 and then sends no preface is closed too.
     let mut s = connect(tls, "api.example.com", client(ca, &[b"h2"]))
@@ -428,7 +400,11 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
         read.is_ok(),
         "an h2 connection without a preface stayed open"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(5)).contains(&took),
+        "{took:?}"
+    );
     // Nor with only the preface's first part, which reads like a whole HTTP/1 header.
     let mut s = connect(tls, "api.example.com", client(ca, &[b"h2"]))
         .await
@@ -440,7 +416,11 @@ async fn a_client_that_does_not_finish_its_handshake_is_cut_off() {
         read.is_ok(),
         "an h2 connection with half a preface stayed open"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(5)).contains(&took),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,28 +450,37 @@ async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
         .await
         .unwrap();
     assert_eq!(alpn(&s).as_deref(), Some(&b"h2"[..]));
-    let (status, version, body) = h2_get(s, "https://www.example.com/h2?q=1").await;
-    assert_eq!((status, version), (200, http::Version::HTTP_2), "{body}");
+    let (r, version) = h2_get(s, "https://www.example.com/h2?q=1").await;
+    assert_eq!(
+        (r.status, version),
+        (200, http::Version::HTTP_2),
+        "{}",
+        r.body
+    );
     // Routed by :authority, forwarded as HTTP/1.1 with that Host.
-    assert!(body.starts_with("backend www\n"), "{body}");
-    assert_eq!(echoed(&body, "host"), Some("www.example.com"), "{body}");
-    assert_eq!(echoed(&body, "x-forwarded-proto"), Some("https"), "{body}");
-    assert!(body.contains("uri /h2?q=1\n"), "{body}");
+    assert_eq!(r.backend(), "www", "{}", r.body);
+    assert_eq!(r.line("host"), Some("www.example.com"), "{}", r.body);
+    assert_eq!(r.line("x-forwarded-proto"), Some("https"), "{}", r.body);
+    assert_eq!(r.line("uri"), Some("/h2?q=1"), "{}", r.body);
 
     let s = connect(tls, "api.example.com", client(&ca, &[b"http/1.1"]))
         .await
         .unwrap();
     assert_eq!(alpn(&s).as_deref(), Some(&b"http/1.1"[..]));
-    let (status, body) = h1_get(s, "api.example.com", "/h1").await;
-    assert_eq!(status, 200);
-    assert!(body.starts_with("backend api\n"), "{body}");
+    let r = h1_get(s, "api.example.com", "/h1").await;
+    assert_eq!((r.status, r.backend()), (200, "api"), "{}", r.body);
 
     // h2c with prior knowledge on the plain listener; HTTP/1.1 there still works.
     let plain = TcpStream::connect(f.addr).await.unwrap();
-    let (status, version, body) = h2_get(plain, "http://api.example.com/c").await;
-    assert_eq!((status, version), (200, http::Version::HTTP_2), "{body}");
-    assert!(body.starts_with("backend api\n"), "{body}");
-    assert_eq!(echoed(&body, "x-forwarded-proto"), Some("http"), "{body}");
+    let (r, version) = h2_get(plain, "http://api.example.com/c").await;
+    assert_eq!(
+        (r.status, version),
+        (200, http::Version::HTTP_2),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.backend(), "api", "{}", r.body);
+    assert_eq!(r.line("x-forwarded-proto"), Some("http"), "{}", r.body);
     assert_eq!(get(f.addr, "www.example.com", "/").await.backend(), "www");
 
     // Balancing and rate limiting act per request, not per connection: two requests on one h2
@@ -509,11 +498,8 @@ async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
         let req = Request::get("https://pool.example.com/p")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = String::from_utf8_lossy(&body).into_owned();
-        seen.push((status, body.lines().next().unwrap_or("").to_owned()));
+        let r = read(sender.send_request(req).await.unwrap()).await.unwrap();
+        seen.push((r.status, r.backend().to_owned()));
     }
     assert_eq!(seen[0].0, 200, "{seen:?}");
     assert_eq!(seen[1].0, 200, "{seen:?}");
@@ -524,8 +510,8 @@ async fn http2_over_tls_and_http1_route_alike_and_h2c_works_when_enabled() {
     let s = connect(tls, "api.example.com", client(&ca, &[b"h2"]))
         .await
         .unwrap();
-    let (status, _, _) = h2_get(s, "https://nobody.example.com/none").await;
-    assert_eq!(status, 404);
+    let (r, _) = h2_get(s, "https://nobody.example.com/none").await;
+    assert_eq!(r.status, 404);
     f.wait_for_log(&["\"status\":404", "/none"], Duration::from_secs(5))
         .await;
     f.wait_for_log(&["\"status\":200", "/h2"], Duration::from_secs(5))
@@ -557,6 +543,7 @@ async fn without_h2c_a_plain_listener_speaks_only_http1() {
         }
     };
     assert!(failed, "h2c answered without h2c = true");
+    assert_eq!(get(f.addr, "a", "/").await.backend(), "api");
 }
 
 /// A WebSocket handshake on `c` for `path`, then messages both ways through the echo backend.
@@ -564,16 +551,7 @@ async fn websocket_round_trip<S>(mut c: S, path: &str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let handshake = format!("GET {path} HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    c.write_all(handshake.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        assert_eq!(c.read(&mut b).await.unwrap(), 1, "{path}: closed");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    websocket_handshake(&mut c, path).await;
     for message in ["hello", "from the client", "and back"] {
         c.write_all(message.as_bytes()).await.unwrap();
         let mut got = vec![0u8; message.len()];
@@ -751,34 +729,16 @@ async fn plain_requests_are_redirected_to_https() {
     let s = connect(tls, "site.example.com", client(ca, &[]))
         .await
         .unwrap();
-    let (status, body) = h1_get(s, "site.example.com", "/a/b").await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// Writes `request` on a new connection and returns everything read until it closes.
-async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
+    let r = h1_get(s, "site.example.com", "/a/b").await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// `fulcrum check` on a config in `dir`; (success, output).
 fn check(dir: &Path, text: &str) -> (bool, String) {
     let path = dir.join("fulcrum.toml");
     std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (ok, out, err) = check_file(&path, &[]);
+    (ok, format!("{out}{err}"))
 }
 
 #[test]
@@ -850,11 +810,11 @@ fn check_finds_a_key_of_another_certificate_an_expired_one_and_missing_files() {
 fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
     let ca = Ca::new("test ca");
     let dir = tempfile::tempdir().unwrap();
-    let site = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    // Referred to by a relative path below.
+    write(dir.path(), "site", &ca.issue(&["site.example.com"]));
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
     // Relative paths are relative to the config file.
     let relative = (PathBuf::from("site.pem"), PathBuf::from("site.key"));
-    assert!(site.0.ends_with(&relative.0));
     let soon = write(
         dir.path(),
         "soon",
@@ -891,7 +851,10 @@ fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
         out.contains("upstream.u.sni: sni applies only to HTTPS backends; add tls = true"),
         "{out}"
     );
-    assert!(out.contains("upstream.u.ca_file"), "{out}");
+    assert!(
+        out.contains("upstream.u.ca_file: ca_file applies only to HTTPS backends; add tls = true"),
+        "{out}"
+    );
     assert!(
         out.contains("server.redirect_http_to_https: needs a TLS listener"),
         "{out}"
@@ -927,8 +890,7 @@ async fn a_replaced_certificate_is_served_after_reload_and_a_broken_one_is_not()
     assert_ne!(serial(&second), old);
     assert_eq!(presented(&second), ["site.example.com", "new.example.com"]);
     // The connection made before the reload goes on.
-    let (status, _) = h1_get(first, "site.example.com", "/").await;
-    assert_eq!(status, 200);
+    assert_eq!(h1_get(first, "site.example.com", "/").await.status, 200);
 
     // A key that does not match: the reload is refused, the renewed certificate stays.
     let other = ca.issue(&["site.example.com"]);
@@ -982,6 +944,8 @@ async fn a_reload_cannot_move_a_tls_listener_which_keeps_serving_until_a_restart
     .await
     .expect("the running TLS listener");
     assert_eq!(presented(&s), ["site.example.com"]);
+    // The new address waits for a restart.
+    assert!(TcpStream::connect(("127.0.0.1", other)).await.is_err());
     let r = get(f.addr, "site.example.com", "/x").await;
     assert_eq!(
         r.headers["location"],
@@ -1041,7 +1005,7 @@ async fn with_h2c_short_and_silent_http1_clients_are_still_guarded() {
     let reply = raw(f.addr, b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
@@ -1050,9 +1014,15 @@ async fn with_h2c_short_and_silent_http1_clients_are_still_guarded() {
     for request in [&b""[..], b"GET / HTT", b"PRI * HTTP/2.0\r\n\r\n"] {
         let started = std::time::Instant::now();
         let reply = raw(f.addr, request).await;
-        assert!(!reply.contains("200"), "{reply}");
+        // Closed silently when nothing came, else with a 408.
+        if request.is_empty() {
+            assert!(reply.is_empty(), "{reply:?}");
+        } else {
+            assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+        }
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(5), "{took:?}");
+        let window = Duration::from_millis(900)..Duration::from_secs(5);
+        assert!(window.contains(&took), "{took:?}");
     }
 }
 

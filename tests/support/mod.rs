@@ -493,9 +493,29 @@ impl Fulcrum {
 
     /// The value of the metric line that starts with `series` (name and labels), if any.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        sample_of(&self.metrics().await, series)
+    }
+
+    /// Scrapes until `done` holds for the scrape (for at most 5 s; a request is counted just
+    /// after its response is written) and returns that scrape; panics with `what` if it never
+    /// does.
+    pub async fn wait_metrics(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what} within 5 s:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the series `series` (name and labels) has the value `value`.
+    pub async fn wait_metric(&self, series: &str, value: f64) {
+        let what = format!("{series} never reached {value}");
+        self.wait_metrics(&what, |m| sample_of(m, series) == Some(value))
+            .await;
     }
 
     /// Starts a second fulcrum on the same config with `run --upgrade`, logging to
@@ -584,6 +604,13 @@ impl Drop for Fulcrum {
     }
 }
 
+/// The value of the line of a scrape that starts with `series` (name and labels).
+pub fn sample_of(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// A response as a test sees it.
 #[derive(Debug)]
 pub struct Resp {
@@ -621,7 +648,7 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Resp {
 }
 
 /// Status, headers and the whole body of a response.
-async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Resp, hyper::Error> {
+pub async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Resp, hyper::Error> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await?.to_bytes();
@@ -724,18 +751,64 @@ pub async fn get_with(addr: SocketAddr, host: &str, path: &str, headers: &[(&str
     send(addr, b.body(Full::new(Bytes::new())).unwrap()).await
 }
 
-/// Writes raw bytes and returns the status code of the reply (0 if the connection closed first).
-pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+/// Writes `request` on a new connection (the proxy may answer, and close, before it has read
+/// it all) and reads until the connection closes, for at most 10 s; whether it closed.
+async fn raw_reply(addr: SocketAddr, request: &[u8]) -> (String, bool) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    // The proxy may answer (and close) before it has read everything we send.
     let _ = s.write_all(request).await;
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace()
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    (String::from_utf8_lossy(&buf).into_owned(), read.is_ok())
+}
+
+/// Everything the proxy answers to `request` on a new connection until it closes it; panics if
+/// it is still open after 10 s.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let (reply, closed) = raw_reply(addr, request).await;
+    assert!(closed, "connection still open after 10 s; read {reply:?}");
+    reply
+}
+
+/// Writes raw bytes and returns the status code of the reply (0 if the connection closed first).
+pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let (reply, _) = raw_reply(addr, request).await;
+    reply
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// Sends a WebSocket handshake for `path` on `s` and reads the response header, which must be
+/// a `101`.
+pub async fn websocket_handshake<S>(s: &mut S, path: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let handshake = format!("GET {path} HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    s.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = s.read(&mut b).await.unwrap();
+        assert_eq!(n, 1, "{path}: closed during the handshake");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+}
+
+/// `fulcrum check` on the file at `path` with the environment variables `env` set: whether it
+/// passed, its stdout and its stderr.
+pub fn check_file(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .arg("check")
+        .arg(path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 /// A route `/` to upstream `name` over `(backend, weight)`, with `extra` lines in the upstream
