@@ -16,6 +16,16 @@ fn write_hosts(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Sends requests until `backend` has answered one; panics with `what` after 5 s.
+async fn served_by(f: &Fulcrum, backend: &Backend, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.hits() == 0 {
+        assert!(Instant::now() < deadline, "{what}");
+        get(f.addr, "h.test", "/").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_resolve_late_fan_out_and_follow_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,12 +69,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     // svc-b appears too: both serve; svc-a keeps its state (its in-flight count, its health)
     // through the change, which is applied like a reload.
     write_hosts(&hosts, "svc-a.test 127.0.0.1\nsvc-b.test 127.0.0.1\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.hits() == 0 {
-        assert!(Instant::now() < deadline, "svc-b never got traffic");
-        get(f.addr, "h.test", "/").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_by(&f, &b, "svc-b never got traffic").await;
     f.wait_for_log(
         &["backend names resolve differently; reloading"],
         Duration::from_secs(2),
@@ -89,15 +94,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     )
     .await;
     write_hosts(&hosts, "svc-b.test 127.0.0.1 127.0.0.2\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while c.hits() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the second address never got traffic"
-        );
-        get(f.addr, "h.test", "/").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_by(&f, &c, "the second address never got traffic").await;
     let b_before = b.hits();
     for _ in 0..10 {
         get(f.addr, "h.test", "/").await;
