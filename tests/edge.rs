@@ -521,6 +521,9 @@ async fn a_request_body_that_stalls_gets_408_after_client_body_timeout() {
 async fn connections_past_max_connections_are_closed_at_once() {
     let be = RawBackend::start().await;
     let f = Fulcrum::start("max_connections = 3", &one_route(&be));
+    // The start-up probe's connection holds a slot until the proxy has seen it close.
+    f.wait_metric("fulcrum_downstream_connections_active", 0.0)
+        .await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = TcpStream::connect(f.addr).await.unwrap();
@@ -537,6 +540,13 @@ async fn connections_past_max_connections_are_closed_at_once() {
         "{:?}",
         start.elapsed()
     );
+    // Counted before the slot frees: the tries below may be refused again until the proxy
+    // has seen the close.
+    f.wait_metric(
+        "fulcrum_downstream_refused_total{reason=\"max_connections\"}",
+        1.0,
+    )
+    .await;
     held.pop();
     // The slot is free again once the proxy has seen the close.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -547,11 +557,6 @@ async fn connections_past_max_connections_are_closed_at_once() {
         assert!(Instant::now() < deadline, "no slot after a close");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    f.wait_metric(
-        "fulcrum_downstream_refused_total{reason=\"max_connections\"}",
-        1.0,
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

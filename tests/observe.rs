@@ -333,6 +333,8 @@ async fn open_client_connections_are_counted() {
     );
     let f = Fulcrum::start("", &body);
     let gauge = "fulcrum_downstream_connections_active";
+    // The start-up probe's connection counts until the proxy has seen it close.
+    f.wait_metric(gauge, 0.0).await;
     let mut conns = Vec::new();
     for _ in 0..3 {
         let mut c = Conn::new(f.addr);
