@@ -100,43 +100,43 @@ fn one_path(
 const RUN_USAGE: &str = "use `fulcrum run PATH` (or `fulcrum demo` to try it out)";
 
 fn main() -> ExitCode {
-    // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Until the
-    // reloader listens for it, a SIGHUP only sets this flag, which the reloader reads first.
-    let early_sighup = Arc::new(AtomicBool::new(false));
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, early_sighup.clone()) {
+    // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Every SIGHUP
+    // sets this flag; until the reloader listens for SIGHUP that is all it does, and the
+    // reloader reads it first.
+    let sighup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, sighup.clone()) {
         eprintln!("fulcrum: cannot handle SIGHUP: {e}");
     }
     let cli = Cli::parse();
-    let result =
-        match cli.command {
-            Some(Command::Check { path }) => {
-                match one_path(path, cli.config, "use `fulcrum check PATH`") {
-                    Ok(path) => return check(&path),
-                    Err(e) => Err(e),
-                }
+    let result = match cli.command {
+        Some(Command::Check { path }) => {
+            match one_path(path, cli.config, "use `fulcrum check PATH`") {
+                Ok(path) => return check(&path),
+                Err(e) => Err(e),
             }
-            Some(Command::Demo) => demo(cli.config.as_deref(), early_sighup),
-            Some(Command::Run { path, upgrade }) => one_path(path, cli.config, RUN_USAGE)
-                .and_then(|path| run(&path, upgrade, early_sighup)),
-            Some(Command::Completions { shell }) => {
-                // Into a buffer first: clap_complete panics when it cannot write (`| head`).
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
-                print(&script)
-            }
-            Some(Command::Man { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
-                .with_context(|| format!("cannot write man pages into {}", dir.display())),
-            Some(Command::Man { dir: None }) => {
-                let mut page = Vec::new();
-                clap_mangen::Man::new(Cli::command())
-                    .render(&mut page)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| print(&page))
-            }
-            Some(Command::Healthcheck { addr }) => healthcheck(addr),
-            None => one_path(None, cli.config, RUN_USAGE)
-                .and_then(|path| run(&path, false, early_sighup)),
-        };
+        }
+        Some(Command::Demo) => demo(cli.config.as_deref(), sighup),
+        Some(Command::Run { path, upgrade }) => {
+            one_path(path, cli.config, RUN_USAGE).and_then(|path| run(&path, upgrade, sighup))
+        }
+        Some(Command::Completions { shell }) => {
+            // Into a buffer first: clap_complete panics when it cannot write (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
+            print(&script)
+        }
+        Some(Command::Man { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("cannot write man pages into {}", dir.display())),
+        Some(Command::Man { dir: None }) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| print(&page))
+        }
+        Some(Command::Healthcheck { addr }) => healthcheck(addr),
+        None => one_path(None, cli.config, RUN_USAGE).and_then(|path| run(&path, false, sighup)),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -260,12 +260,12 @@ where
         .with_ansi(std::io::stderr().is_terminal())
 }
 
-fn run(path: &Path, upgrade: bool, early_sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn run(path: &Path, upgrade: bool, sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
     let (config, source) = load(path)?;
     let log = init_logging(&config);
     let options = RunOptions {
         source: Some(source),
-        early_sighup,
+        sighup,
         upgrade,
         log,
     };
@@ -273,7 +273,7 @@ fn run(path: &Path, upgrade: bool, early_sighup: Arc<AtomicBool>) -> anyhow::Res
     Ok(())
 }
 
-fn demo(path: Option<&Path>, early_sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn demo(path: Option<&Path>, sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
     let (config, source) = match path {
         Some(p) => {
             let (config, source) = load(p)?;
@@ -302,7 +302,7 @@ fn demo(path: Option<&Path>, early_sighup: Arc<AtomicBool>) -> anyhow::Result<()
     println!("fulcrum demo: try `curl {url}` a few times (the backends take turns); Ctrl-C stops");
     let options = RunOptions {
         source,
-        early_sighup,
+        sighup,
         upgrade: false,
         log,
     };

@@ -5,8 +5,10 @@
 //! `POST /reload` waiting gets that reload's outcome.
 //!
 //! Triggers that came while the process was starting (before this task listened) are not lost:
-//! a SIGHUP then only set a flag, which this task reads first, and an edit then made the file
-//! differ from the text the process started with, which this task checks first.
+//! every SIGHUP sets a flag (from the start of the process), which this task reads first, and an
+//! edit then made the file differ from the text the process started with, which this task checks
+//! first. The flag also makes one SIGHUP one reload: tokio's wake-up for a SIGHUP whose flag an
+//! earlier reload already took (one that came just as this task started) is ignored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,18 +48,18 @@ impl ReloadHandle {
 pub struct Reloader {
     runtime: Arc<Runtime>,
     requests: Mutex<Option<mpsc::UnboundedReceiver<oneshot::Sender<Outcome>>>>,
-    /// Set by a SIGHUP that came before this task listened for SIGHUP itself.
-    early_sighup: Arc<AtomicBool>,
+    /// Set by every SIGHUP, taken by the reload that answers it.
+    sighup: Arc<AtomicBool>,
 }
 
 impl Reloader {
-    /// `early_sighup` is the flag a SIGHUP sets while the process starts.
-    pub fn new(runtime: Arc<Runtime>, early_sighup: Arc<AtomicBool>) -> (Reloader, ReloadHandle) {
+    /// `sighup` is the flag every SIGHUP sets, from the start of the process.
+    pub fn new(runtime: Arc<Runtime>, sighup: Arc<AtomicBool>) -> (Reloader, ReloadHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let reloader = Reloader {
             runtime,
             requests: Mutex::new(Some(rx)),
-            early_sighup,
+            sighup,
         };
         (reloader, ReloadHandle { requests: tx })
     }
@@ -67,6 +69,8 @@ impl Reloader {
 #[derive(Default)]
 struct Triggers {
     signal: bool,
+    /// The config file's directory changed.
+    file: bool,
     /// `dns_refresh` came round.
     dns: bool,
     /// `POST /reload` callers waiting for the outcome.
@@ -106,9 +110,9 @@ impl BackgroundService for Reloader {
         // or an edit (a reload that finds the file as it was at startup does nothing).
         if self.runtime.has_file() {
             self.run(Triggers {
-                signal: self.early_sighup.swap(false, Ordering::AcqRel),
-                dns: false,
-                waiting: Vec::new(),
+                signal: self.sighup_pending(),
+                file: true,
+                ..Triggers::default()
             })
             .await;
         }
@@ -132,30 +136,50 @@ impl BackgroundService for Reloader {
                     }
                     continue;
                 }
-                Some(()) = recv_signal(&mut hangup) => t.signal = true,
+                Some(()) = recv_signal(&mut hangup) => t.signal = self.sighup_pending(),
                 Some(waiter) = requests.recv() => t.waiting.push(waiter),
-                Some(()) = file_events.recv() => settle(&mut file_events).await,
+                Some(()) = file_events.recv() => {
+                    settle(&mut file_events).await;
+                    t.file = true;
+                }
                 () = dns_due => t.dns = true,
             }
             // Coalesce whatever else is already pending.
             while let Ok(waiter) = requests.try_recv() {
                 t.waiting.push(waiter);
             }
-            while file_events.try_recv().is_ok() {}
+            while file_events.try_recv().is_ok() {
+                t.file = true;
+            }
             if let Some(h) = hangup.as_mut() {
                 while matches!(
                     tokio::time::timeout(Duration::ZERO, h.recv()).await,
                     Ok(Some(()))
                 ) {
-                    t.signal = true;
+                    t.signal |= self.sighup_pending();
                 }
+            }
+            if t.is_empty() {
+                // A SIGHUP that an earlier reload already answered.
+                continue;
             }
             self.run(t).await;
         }
     }
 }
 
+impl Triggers {
+    fn is_empty(&self) -> bool {
+        !self.signal && !self.file && !self.dns && self.waiting.is_empty()
+    }
+}
+
 impl Reloader {
+    /// Whether a SIGHUP came since the last reload that answered one; takes it.
+    fn sighup_pending(&self) -> bool {
+        self.sighup.swap(false, Ordering::AcqRel)
+    }
+
     async fn run(&self, t: Triggers) {
         let cause = if !t.waiting.is_empty() {
             Cause::Request(t.waiting.len())

@@ -55,8 +55,8 @@ pub struct RunOptions {
     /// The config file and the text it was parsed from, reloaded on change, SIGHUP and
     /// `POST /reload`; `None` for a built-in config (the demo).
     pub source: Option<Source>,
-    /// The flag a SIGHUP sets before the reloader listens (registered first thing in `main`).
-    pub early_sighup: Arc<AtomicBool>,
+    /// The flag every SIGHUP sets (registered first thing in `main`); the reloader takes it.
+    pub sighup: Arc<AtomicBool>,
     /// Take the listening sockets over from a running fulcrum (it hands them over when it gets
     /// SIGQUIT) instead of binding them.
     pub upgrade: bool,
@@ -122,7 +122,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         "rate-limit pruning",
         Pruner::new(Arc::clone(runtime.registry())),
     ));
-    let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.early_sighup);
+    let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.sighup);
     server.add_service(background_service("config reload", reloader));
 
     let proxy = Proxy::new(
