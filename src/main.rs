@@ -103,10 +103,13 @@ fn main() -> ExitCode {
     // SIGHUP (`systemctl reload`) must never end fulcrum; its default action does. Every SIGHUP
     // sets this flag; until the reloader listens for SIGHUP that is all it does, and the
     // reloader reads it first.
-    let sighup = Arc::new(AtomicBool::new(false));
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, sighup.clone()) {
-        eprintln!("fulcrum: cannot handle SIGHUP: {e}");
-    }
+    let sighup = match fulcrum::server::sighup_flag() {
+        Ok(flag) => Some(flag),
+        Err(e) => {
+            eprintln!("fulcrum: cannot handle SIGHUP: {e}");
+            None
+        }
+    };
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { path }) => {
@@ -260,7 +263,7 @@ where
         .with_ansi(std::io::stderr().is_terminal())
 }
 
-fn run(path: &Path, upgrade: bool, sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn run(path: &Path, upgrade: bool, sighup: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
     let (config, source) = load(path)?;
     let log = init_logging(&config);
     let options = RunOptions {
@@ -273,7 +276,7 @@ fn run(path: &Path, upgrade: bool, sighup: Arc<AtomicBool>) -> anyhow::Result<()
     Ok(())
 }
 
-fn demo(path: Option<&Path>, sighup: Arc<AtomicBool>) -> anyhow::Result<()> {
+fn demo(path: Option<&Path>, sighup: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
     let (config, source) = match path {
         Some(p) => {
             let (config, source) = load(p)?;

@@ -48,13 +48,16 @@ impl ReloadHandle {
 pub struct Reloader {
     runtime: Arc<Runtime>,
     requests: Mutex<Option<mpsc::UnboundedReceiver<oneshot::Sender<Outcome>>>>,
-    /// Set by every SIGHUP, taken by the reload that answers it.
-    sighup: Arc<AtomicBool>,
+    /// Set by every SIGHUP, taken by the reload that answers it; `None` where it could not be
+    /// registered (then each wake-up for SIGHUP reloads).
+    sighup: Option<Arc<AtomicBool>>,
 }
 
 impl Reloader {
-    /// `sighup` is the flag every SIGHUP sets, from the start of the process.
-    pub fn new(runtime: Arc<Runtime>, sighup: Arc<AtomicBool>) -> (Reloader, ReloadHandle) {
+    /// `sighup` is the flag every SIGHUP sets, registered before this task listens for SIGHUP
+    /// (signal-hook runs a signal's handlers in the order they were registered, so the flag is
+    /// set before tokio's wake-up comes).
+    pub fn new(runtime: Arc<Runtime>, sighup: Option<Arc<AtomicBool>>) -> (Reloader, ReloadHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let reloader = Reloader {
             runtime,
@@ -110,7 +113,7 @@ impl BackgroundService for Reloader {
         // or an edit (a reload that finds the file as it was at startup does nothing).
         if self.runtime.has_file() {
             self.run(Triggers {
-                signal: self.sighup_pending(),
+                signal: self.sighup_pending(false),
                 file: true,
                 ..Triggers::default()
             })
@@ -136,7 +139,7 @@ impl BackgroundService for Reloader {
                     }
                     continue;
                 }
-                Some(()) = recv_signal(&mut hangup) => t.signal = self.sighup_pending(),
+                Some(()) = recv_signal(&mut hangup) => t.signal = self.sighup_pending(true),
                 Some(waiter) = requests.recv() => t.waiting.push(waiter),
                 Some(()) = file_events.recv() => {
                     settle(&mut file_events).await;
@@ -156,7 +159,7 @@ impl BackgroundService for Reloader {
                     tokio::time::timeout(Duration::ZERO, h.recv()).await,
                     Ok(Some(()))
                 ) {
-                    t.signal |= self.sighup_pending();
+                    t.signal |= self.sighup_pending(true);
                 }
             }
             if t.is_empty() {
@@ -175,9 +178,13 @@ impl Triggers {
 }
 
 impl Reloader {
-    /// Whether a SIGHUP came since the last reload that answered one; takes it.
-    fn sighup_pending(&self) -> bool {
-        self.sighup.swap(false, Ordering::AcqRel)
+    /// Whether a SIGHUP came since the last reload that answered one; takes it. Without a
+    /// flag: `woken`, whether tokio reported a SIGHUP.
+    fn sighup_pending(&self, woken: bool) -> bool {
+        match &self.sighup {
+            Some(flag) => flag.swap(false, Ordering::AcqRel),
+            None => woken,
+        }
     }
 
     async fn run(&self, t: Triggers) {

@@ -55,8 +55,10 @@ pub struct RunOptions {
     /// The config file and the text it was parsed from, reloaded on change, SIGHUP and
     /// `POST /reload`; `None` for a built-in config (the demo).
     pub source: Option<Source>,
-    /// The flag every SIGHUP sets (registered first thing in `main`); the reloader takes it.
-    pub sighup: Arc<AtomicBool>,
+    /// The flag every SIGHUP sets, from [`sighup_flag`]; the reloader takes it. Registered
+    /// before anything else listens for SIGHUP (`main` does it first thing, so that a SIGHUP
+    /// while starting is neither fatal nor lost); `None`: `run` registers one itself.
+    pub sighup: Option<Arc<AtomicBool>>,
     /// Take the listening sockets over from a running fulcrum (it hands them over when it gets
     /// SIGQUIT) instead of binding them.
     pub upgrade: bool,
@@ -64,10 +66,25 @@ pub struct RunOptions {
     pub log: Option<LogControl>,
 }
 
+/// A flag that every SIGHUP sets from now on. Registering it also means a SIGHUP no longer ends
+/// the process (its default action).
+pub fn sighup_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&flag))?;
+    Ok(flag)
+}
+
 /// Serves `config` until a shutdown signal: SIGTERM drains (in-flight requests finish within
 /// `grace_period`, then exit), SIGINT exits at once, SIGQUIT hands the listeners to a new process
 /// started with `upgrade` and then drains, SIGHUP reloads.
 pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
+    let sighup = options.sighup.or_else(|| match sighup_flag() {
+        Ok(flag) => Some(flag),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register a SIGHUP flag; every SIGHUP wake-up reloads");
+            None
+        }
+    });
     let s = config.server.clone();
     if !options.upgrade {
         // pingora reports a failed bind deep in a worker thread; check first to fail clearly.
@@ -122,7 +139,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         "rate-limit pruning",
         Pruner::new(Arc::clone(runtime.registry())),
     ));
-    let (reloader, reload) = Reloader::new(Arc::clone(&runtime), options.sighup);
+    let (reloader, reload) = Reloader::new(Arc::clone(&runtime), sighup);
     server.add_service(background_service("config reload", reloader));
 
     let proxy = Proxy::new(
