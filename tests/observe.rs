@@ -62,12 +62,18 @@ async fn metrics_count_every_outcome_with_bounded_labels() {
     assert_eq!(get(f.addr, "limited.test", "/").await.status, 200);
     assert_eq!(get(f.addr, "limited.test", "/").await.status, 429);
 
-    // A request is counted in its logging phase, just after its response went out: wait for
-    // the last one.
-    let last = [("route", "limited"), ("code", "429")];
+    // A request is counted in its logging phase, just after its response went out, and the
+    // phases of requests on different connections may end in any order: wait for all nine.
+    let backend = a.addr.to_string();
+    let ab = [("upstream", "u"), ("backend", backend.as_str())];
     let m = f
-        .wait_metrics("the 429 counted", |m| {
-            sample(m, "fulcrum_requests_total", &last).is_some()
+        .wait_metrics("all 9 requests counted and none in flight", |m| {
+            let counted: f64 = m
+                .lines()
+                .filter(|l| l.starts_with("fulcrum_requests_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            counted == 9.0 && sample(m, "fulcrum_backend_inflight", &ab) == Some(0.0)
         })
         .await;
     let total = |labels: &[(&str, &str)]| sample(&m, "fulcrum_requests_total", labels);
@@ -102,8 +108,6 @@ async fn metrics_count_every_outcome_with_bounded_labels() {
         sample(&m, "fulcrum_request_duration_seconds_count", &api),
         Some(5.0)
     );
-    let backend = a.addr.to_string();
-    let ab = [("upstream", "u"), ("backend", backend.as_str())];
     assert_eq!(
         sample(&m, "fulcrum_upstream_response_seconds_count", &ab),
         Some(6.0),
@@ -169,6 +173,12 @@ async fn a_reload_keeps_counters_of_kept_routes_and_drops_series_of_removed_ones
         assert_eq!(get(f.addr, "api.test", "/").await.status, 200);
     }
     assert_eq!(get(f.addr, "old.test", "/").await.status, 200);
+    // Counted just after the responses went out.
+    f.wait_metrics("the 5 requests counted", |m| {
+        sample(m, "fulcrum_requests_total", &[("route", "old")]) == Some(1.0)
+            && sample(m, "fulcrum_requests_total", &[("route", "api")]) == Some(4.0)
+    })
+    .await;
     let one = format!(
         "[[route]]\nname = \"api\"\nhost = \"api.test\"\nupstream = \"u\"\n{}",
         upstream("u", &[a.addr], "")

@@ -359,7 +359,8 @@ async fn without_a_default_an_unknown_name_fails_the_handshake() {
     let ok = connect(tls, "api.example.com", client(ca, &[])).await;
     assert_eq!(presented(&ok.unwrap()), ["api.example.com"]);
     f.wait_metric(&series("failure"), 4.0).await;
-    assert_eq!(f.metric(&series("success")).await, Some(1.0));
+    // The server finishes its side of a TLS 1.3 handshake after the client has.
+    f.wait_metric(&series("success"), 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

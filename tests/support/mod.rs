@@ -415,17 +415,25 @@ impl Fulcrum {
     }
 
     /// Waits until the proxy and admin listeners accept connections; `Err` (the process is
-    /// killed) if it exits or does not get there within `limit`.
+    /// killed) if it exits or does not get there within `limit`. The probe of the proxy
+    /// listener is closed by the proxy before this returns, so it is counted as open at most
+    /// until the proxy's bookkeeping after that close (wait for
+    /// `fulcrum_downstream_connections_active` 0 where that matters).
     pub fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Err(format!("fulcrum exited with {status}: {}", self.log()));
             }
-            if std::net::TcpStream::connect(self.addr).is_ok()
-                && std::net::TcpStream::connect(self.admin).is_ok()
-            {
-                return Ok(());
+            if let Ok(probe) = std::net::TcpStream::connect(self.addr) {
+                if std::net::TcpStream::connect(self.admin).is_ok() {
+                    // A connection with nothing on it: the proxy closes it once it has read
+                    // the end.
+                    let _ = probe.shutdown(std::net::Shutdown::Write);
+                    let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = std::io::Read::read(&mut &probe, &mut [0; 64]);
+                    return Ok(());
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
