@@ -130,6 +130,34 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
         assert_eq!(get(f.addr, "h.test", "/").await.backend(), "c");
     }
     assert_eq!(b.hits(), b_before);
+
+    // Writes that leave the file's text as it was, faster than dns_refresh (a config manager
+    // rewriting it): each is a no-op, and they do not put the refresh off.
+    let path = f.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rewriter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&path, &text).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    write_hosts(&hosts, "svc-b.test 127.0.0.1\n");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let b_before = b.hits();
+    while b.hits() == b_before {
+        assert!(
+            Instant::now() < deadline,
+            "names not resolved again while the file was rewritten unchanged"
+        );
+        get(f.addr, "h.test", "/").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rewriter.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

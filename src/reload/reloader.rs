@@ -111,6 +111,9 @@ impl BackgroundService for Reloader {
         });
         // Now that nothing is missed any more, catch up with what came during startup: a SIGHUP,
         // or an edit (a reload that finds the file as it was at startup does nothing).
+        // Names are resolved again `dns_refresh` after the last reload that resolved them, however
+        // many file events that change nothing come in between.
+        let mut resolved_at = Instant::now();
         if self.runtime.has_file() {
             self.run(Triggers {
                 signal: self.sighup_pending(false),
@@ -128,7 +131,7 @@ impl BackgroundService for Reloader {
             };
             let dns_due = async {
                 match dns_refresh {
-                    Some(every) => tokio::time::sleep(every).await,
+                    Some(every) => tokio::time::sleep_until(resolved_at + every).await,
                     None => std::future::pending().await,
                 }
             };
@@ -166,7 +169,9 @@ impl BackgroundService for Reloader {
                 // A SIGHUP that an earlier reload already answered.
                 continue;
             }
-            self.run(t).await;
+            if self.run(t).await {
+                resolved_at = Instant::now();
+            }
         }
     }
 }
@@ -187,7 +192,10 @@ impl Reloader {
         }
     }
 
-    async fn run(&self, t: Triggers) {
+    /// Reloads for `t`; whether the names of the config that runs now were resolved by it: a
+    /// DNS refresh, or a config applied (not a rejected one, nor a file event that left the
+    /// text as it was).
+    async fn run(&self, t: Triggers) -> bool {
         let cause = if !t.waiting.is_empty() {
             Cause::Request(t.waiting.len())
         } else if t.signal {
@@ -198,14 +206,19 @@ impl Reloader {
             Cause::FileChanged
         };
         let Some(outcome) = self.runtime.reload(cause).await else {
-            tracing::debug!("config file touched; its text did not change");
-            return;
+            if cause == Cause::FileChanged {
+                tracing::debug!("config file touched; its text did not change");
+            }
+            // Otherwise a DNS refresh whose names resolve as before.
+            return cause == Cause::Dns;
         };
+        let resolved = cause == Cause::Dns || !matches!(outcome, Outcome::Rejected { .. });
         for waiter in t.waiting {
             if waiter.send(outcome.clone()).is_err() {
                 tracing::debug!("POST /reload caller went away before the outcome");
             }
         }
+        resolved
     }
 }
 
