@@ -16,14 +16,26 @@ fn write_hosts(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Sends requests until `backend` has answered one; panics with `what` after 5 s.
+/// Sends requests until `backend` has answered one more; panics with `what` after 5 s.
 async fn served_by(f: &Fulcrum, backend: &Backend, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while backend.hits() == 0 {
+    let before = backend.hits();
+    while backend.hits() == before {
         assert!(Instant::now() < deadline, "{what}");
         get(f.addr, "h.test", "/").await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// After a second (a few refreshes), 10 requests all go to the backend named `name`, none to
+/// `gone`.
+async fn only_served_by(f: &Fulcrum, name: &str, gone: &Backend) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = gone.hits();
+    for _ in 0..10 {
+        assert_eq!(get(f.addr, "h.test", "/").await.backend(), name);
+    }
+    assert_eq!(gone.hits(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,12 +91,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     // svc-a goes away (an answer with no address; a failed lookup would keep what it had):
     // only svc-b is left.
     write_hosts(&hosts, "svc-a.test\nsvc-b.test 127.0.0.1\n");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = a.hits();
-    for _ in 0..10 {
-        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "b");
-    }
-    assert_eq!(a.hits(), before);
+    only_served_by(&f, "b", &a).await;
 
     // A name that returns two addresses is two backends (a headless service).
     let c = Backend::on(
@@ -124,12 +131,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     )
     .await;
     write_hosts(&hosts, "svc-b.test 127.0.0.2\n");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let b_before = b.hits();
-    for _ in 0..10 {
-        assert_eq!(get(f.addr, "h.test", "/").await.backend(), "c");
-    }
-    assert_eq!(b.hits(), b_before);
+    only_served_by(&f, "c", &b).await;
 
     // Writes that leave the file's text as it was, faster than dns_refresh (a config manager
     // rewriting it): each is a no-op, and they do not put the refresh off.
@@ -146,16 +148,12 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
         })
     };
     write_hosts(&hosts, "svc-b.test 127.0.0.1\n");
-    let deadline = Instant::now() + Duration::from_secs(4);
-    let b_before = b.hits();
-    while b.hits() == b_before {
-        assert!(
-            Instant::now() < deadline,
-            "names not resolved again while the file was rewritten unchanged"
-        );
-        get(f.addr, "h.test", "/").await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_by(
+        &f,
+        &b,
+        "names not resolved again while the file was rewritten unchanged",
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rewriter.join().unwrap();
 }
