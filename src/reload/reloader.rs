@@ -180,6 +180,21 @@ impl Triggers {
     fn is_empty(&self) -> bool {
         !self.signal && !self.file && !self.dns && self.waiting.is_empty()
     }
+
+    /// What the one reload for all of them is logged as and does: each reads the file and
+    /// resolves its names, but a DNS refresh (it re-resolves the running config's text only),
+    /// so an edit that came with one is a file change.
+    fn cause(&self) -> Cause {
+        if !self.waiting.is_empty() {
+            Cause::Request(self.waiting.len())
+        } else if self.signal {
+            Cause::Sighup
+        } else if self.file {
+            Cause::FileChanged
+        } else {
+            Cause::Dns
+        }
+    }
 }
 
 impl Reloader {
@@ -196,15 +211,7 @@ impl Reloader {
     /// DNS refresh, or a config applied (not a rejected one, nor a file event that left the
     /// text as it was).
     async fn run(&self, t: Triggers) -> bool {
-        let cause = if !t.waiting.is_empty() {
-            Cause::Request(t.waiting.len())
-        } else if t.signal {
-            Cause::Sighup
-        } else if t.dns {
-            Cause::Dns
-        } else {
-            Cause::FileChanged
-        };
+        let cause = t.cause();
         let Some(outcome) = self.runtime.reload(cause).await else {
             if cause == Cause::FileChanged {
                 tracing::debug!("config file touched; its text did not change");
@@ -238,5 +245,25 @@ async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
             Ok(Some(())) if Instant::now() < deadline => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_that_comes_with_a_dns_refresh_is_read() {
+        let t = |signal, file, dns, waiting: usize| Triggers {
+            signal,
+            file,
+            dns,
+            waiting: (0..waiting).map(|_| oneshot::channel().0).collect(),
+        };
+        assert_eq!(t(false, true, true, 0).cause(), Cause::FileChanged);
+        assert_eq!(t(false, false, true, 0).cause(), Cause::Dns);
+        assert_eq!(t(true, true, true, 0).cause(), Cause::Sighup);
+        assert_eq!(t(true, true, true, 2).cause(), Cause::Request(2));
+        assert!(t(false, false, false, 0).is_empty());
     }
 }
