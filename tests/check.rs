@@ -394,6 +394,38 @@ timeout = 3
 }
 
 #[test]
+fn every_mistake_in_tls_listeners_and_their_certificates_is_reported() {
+    let text = r#"[[server.tls]]
+listen = "127.0.0.1:1"
+min_versoin = "1.2"
+certificates = [{ cert = "a.pem", kye = "a.key" }]
+
+[[server.tls]]
+listen = "127.0.0.1:2"
+certificates = [{ cert = "a.pem", key = "a.key", extra = 1 }]
+
+[[route]]
+upstream = "web"
+
+[upstream.web]
+backends = [{ addr = "127.0.0.1:3" }]
+"#;
+    let (ok, _, stderr) = check(text);
+    assert!(!ok);
+    let want = [
+        "error: bad.toml:3:1: server.tls[0].min_versoin: unknown field `min_versoin`, expected one of `listen`,",
+        "error: bad.toml:4:35: server.tls[0].certificates[0].kye: unknown field `kye`, expected `cert` or `key`",
+        "error: bad.toml:8:50: server.tls[1].certificates[0].extra: unknown field `extra`, expected `cert` or `key`",
+        "bad.toml: 3 problem(s) found",
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{stderr}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(want), "want {want}\n got {line}");
+    }
+}
+
+#[test]
 fn what_taking_the_mistakes_out_leaves_is_still_validated_and_nothing_more() {
     // Ten routes with a misspelt required key (each needs its route taken out whole), a
     // semantic error after them, and an upstream whose name has a dot.

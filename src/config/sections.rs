@@ -276,16 +276,8 @@ fn mistakes_in(root: &Spanned<DeTable<'_>>) -> Vec<Mistake> {
     let span = root.span();
     for (key, value) in root.get_ref() {
         match key.get_ref().as_ref() {
-            "server" => probe::<ServerSection>(value, "server", &[], &mut out),
-            "route" => match value.get_ref() {
-                DeValue::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let field = format!("route[{i}]");
-                        probe::<RouteSection>(item, &field, &ROUTE_NESTED, &mut out);
-                    }
-                }
-                _ => whole::<FileConfig>(one(span.clone(), key, value), "", &mut out),
-            },
+            "server" => probe::<ServerSection>(value, "server", &SERVER_NESTED, &mut out),
+            "route" => list::<RouteSection>(value, "route", &ROUTE_NESTED, &mut out),
             "upstream" => match value.get_ref() {
                 DeValue::Table(upstreams) => {
                     for (name, u) in upstreams {
@@ -308,6 +300,14 @@ type Nested = (
     fn(&Spanned<DeValue<'_>>, &str, &mut Vec<Mistake>),
 );
 
+const SERVER_NESTED: [Nested; 1] = [("tls", |v, f, out| {
+    list::<TlsListenerSection>(v, f, &TLS_NESTED, out)
+})];
+
+const TLS_NESTED: [Nested; 1] = [("certificates", |v, f, out| {
+    list::<CertificateSection>(v, f, &[], out)
+})];
+
 const ROUTE_NESTED: [Nested; 1] = [("rate_limit", |v, f, out| {
     probe::<RateLimitSection>(v, f, &[], out)
 })];
@@ -322,15 +322,28 @@ const UPSTREAM_NESTED: [Nested; 4] = [
     ("circuit_breaker", |v, f, out| {
         probe::<CircuitBreakerSection>(v, f, &[], out)
     }),
-    ("backends", |v, f, out| match v.get_ref() {
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                probe::<BackendSection>(item, &format!("{f}[{i}]"), &[], out);
-            }
-        }
-        _ => whole::<Vec<BackendSection>>(v.clone(), f, out),
+    ("backends", |v, f, out| {
+        list::<BackendSection>(v, f, &[], out)
     }),
 ];
+
+/// A list of sections: each item checked as a `T` key by key (`field[i]`); a value that is not
+/// a list, as a whole.
+fn list<T: DeserializeOwned>(
+    value: &Spanned<DeValue<'_>>,
+    field: &str,
+    nested: &[Nested],
+    out: &mut Vec<Mistake>,
+) {
+    match value.get_ref() {
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                probe::<T>(item, &format!("{field}[{i}]"), nested, out);
+            }
+        }
+        _ => whole::<Vec<T>>(value.clone(), field, out),
+    }
+}
 
 /// Checks `value` as a `T`; if it is not one, checks each of its keys alone (a missing required
 /// key is reported only when no key is wrong on its own), and `nested` sections key by key.
