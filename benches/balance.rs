@@ -26,6 +26,7 @@ fn upstream(kind: BalanceKind, n: usize, factor: Option<f64>) -> UpstreamConfig 
         max_inflight: None,
         dns_refresh: std::time::Duration::from_secs(30),
         unresolved: Vec::new(),
+        named: false,
         tls: None,
         backends: (0..n)
             .map(|i| BackendConfig {

@@ -439,6 +439,7 @@ mod tests {
             max_inflight: None,
             dns_refresh: Duration::from_secs(30),
             unresolved: Vec::new(),
+            named: false,
             tls: None,
             backends: (0..n)
                 .map(|i| BackendConfig {

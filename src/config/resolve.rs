@@ -93,6 +93,9 @@ pub(super) fn resolve(
                 vec![*addr]
             }
             Target::Name(host_port) => {
+                if let Some(u) = config.upstreams.get_mut(b.upstream) {
+                    u.named = true;
+                }
                 let found = lookup(host_port, hosts.as_ref());
                 let before = previous
                     .iter()
@@ -286,6 +289,17 @@ mod tests {
             let config = crate::config::parse(&text, Path::new("t.toml"))
                 .unwrap_or_else(|e| panic!("{backends}: {e}"));
             assert_eq!(config.upstreams[0].backends.len(), 1, "{backends}");
+            // The name is still looked up again: its answer may move.
+            assert_eq!(
+                config.dns_refresh(),
+                Some(std::time::Duration::from_secs(30)),
+                "{backends}"
+            );
         }
+        // Literals only (a space around one included): nothing to look up again.
+        let text =
+            "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \" 127.0.0.1:9\" }]\n";
+        let config = crate::config::parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(config.dns_refresh(), None);
     }
 }

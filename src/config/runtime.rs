@@ -31,15 +31,9 @@ impl Config {
     /// How often the backend names are resolved again: the shortest `dns_refresh` of the
     /// upstreams that have a name; `None` when no backend is given by name.
     pub fn dns_refresh(&self) -> Option<Duration> {
-        let named = |u: &&UpstreamConfig| {
-            !u.unresolved.is_empty()
-                || u.backends
-                    .iter()
-                    .any(|b| b.name.parse::<SocketAddr>().is_err())
-        };
         self.upstreams
             .iter()
-            .filter(named)
+            .filter(|u| u.named)
             .map(|u| u.dns_refresh)
             .min()
     }
@@ -248,6 +242,8 @@ pub struct UpstreamConfig {
     pub dns_refresh: Duration,
     /// Backends (`host:port` as written) whose name did not resolve at the last load.
     pub unresolved: Vec<String>,
+    /// Some backend is given by host name (set where names are resolved).
+    pub named: bool,
     /// HTTPS to the backends; `None` = plain HTTP.
     pub tls: Option<UpstreamTls>,
 }

@@ -105,6 +105,7 @@ pub(super) fn upstream(
             DEFAULT_DNS_REFRESH,
         ),
         unresolved: Vec::new(),
+        named: false,
         tls: None,
     }
 }
