@@ -59,6 +59,14 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+impl ConfigErrors {
+    /// `errors` by place; problems with none (a missing section) last.
+    pub fn by_place(mut errors: Vec<ConfigError>) -> ConfigErrors {
+        errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
+        ConfigErrors(errors)
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {

@@ -136,8 +136,7 @@ fn parse_with(
             errors.extend(more.0.into_iter().filter(|e| !lines.contains(&e.line)));
         }
     }
-    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
-    Err(ConfigErrors(errors))
+    Err(ConfigErrors::by_place(errors))
 }
 
 fn parse_indexed(
@@ -149,7 +148,7 @@ fn parse_indexed(
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
-        .map_err(|e| ConfigErrors(every_mistake(e, source, path)))?;
+        .map_err(|e| ConfigErrors::by_place(every_mistake(e, source, path)))?;
     let (unresolved, files, mut errors) = validate::validate(file, path, source);
     let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
     errors.extend(unresolvable);
@@ -157,17 +156,16 @@ fn parse_indexed(
         None => errors.extend(certs::load(&mut config, files, path, source)),
         Some(loaded) => loaded.apply(&mut config),
     }
-    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
     if errors.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigErrors(errors))
+        Err(ConfigErrors::by_place(errors))
     }
 }
 
 /// serde stops at a file's first unknown key or type error: this finds the others section by
 /// section, then validates what is left without them, so that one run reports every mistake
-/// (but for a backend name's resolution, which waits for a file without them). Sorted by place.
+/// (but for a backend name's resolution, which waits for a file without them).
 fn every_mistake(
     first: serde_path_to_error::Error<toml::de::Error>,
     source: &str,
@@ -204,8 +202,6 @@ fn every_mistake(
             e
         }));
     }
-    // By place; problems with none (a missing section) last.
-    errors.sort_by_key(|e| (e.line == 0, e.line, e.column));
     errors
 }
 

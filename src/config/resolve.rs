@@ -100,32 +100,28 @@ pub(super) fn resolve(
                 let before = previous
                     .iter()
                     .find(|(name, addrs)| name == host_port && !addrs.is_empty());
-                let addrs = match (found, before) {
+                let (addrs, unresolved) = match (found, before) {
                     // An answer with no address is an answer: the name has none now.
-                    (Ok(addrs), _) if addrs.is_empty() => {
-                        let message = format!("\"{host_port}\" resolves to no address; the upstream gets its addresses when it does (every dns_refresh)");
-                        config.warnings.push(error(message));
-                        if let Some(u) = config.upstreams.get_mut(b.upstream) {
-                            u.unresolved.push(b.name.clone());
-                        }
-                        Vec::new()
-                    }
-                    (Ok(addrs), _) => addrs,
+                    (Ok(addrs), _) if addrs.is_empty() => (
+                        addrs,
+                        Some(format!("\"{host_port}\" resolves to no address")),
+                    ),
+                    (Ok(addrs), _) => (addrs, None),
                     (Err(message), Some((_, addrs))) => {
                         let message =
                             format!("{message}; keeping the {} address(es) it had", addrs.len());
                         config.warnings.push(error(message));
-                        addrs.clone()
+                        (addrs.clone(), None)
                     }
-                    (Err(message), None) => {
-                        let message = format!("{message}; the upstream gets its addresses when it resolves (every dns_refresh)");
-                        config.warnings.push(error(message));
-                        if let Some(u) = config.upstreams.get_mut(b.upstream) {
-                            u.unresolved.push(b.name.clone());
-                        }
-                        Vec::new()
-                    }
+                    (Err(message), None) => (Vec::new(), Some(message)),
                 };
+                if let Some(problem) = unresolved {
+                    let message = format!("{problem}; the upstream gets its addresses when it resolves (every dns_refresh)");
+                    config.warnings.push(error(message));
+                    if let Some(u) = config.upstreams.get_mut(b.upstream) {
+                        u.unresolved.push(b.name.clone());
+                    }
+                }
                 dns.push((host_port.clone(), addrs.clone()));
                 // An address another backend of the upstream already has is not a second one.
                 addrs

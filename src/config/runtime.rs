@@ -305,7 +305,7 @@ impl Certificate {
         self.names.iter().filter(|n| n.parse::<IpAddr>().is_err())
     }
 
-    /// The name it is known by in metrics and `/status`: its first name, else its file.
+    /// The name its expiry metric has: its first name, else its file.
     pub fn label(&self) -> String {
         self.names
             .first()

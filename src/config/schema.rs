@@ -41,8 +41,6 @@ pub const MAX_HEADERS_LIMIT: usize = 256;
 pub const MAX_THREADS: usize = 1024;
 /// `[server].max_connections` when absent.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-/// `[[server.tls]].min_version` when absent.
-pub const DEFAULT_TLS_MIN_VERSION: &str = "1.2";
 /// A certificate that expires within this is a warning at every load.
 pub const CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// `[server].upgrade_sock` when absent.
@@ -206,7 +204,7 @@ pub struct TlsListenerSection {
     pub default_certificate: Option<Spanned<String>>,
     /// ALPN `h2` beside `http/1.1`. Default: true.
     pub http2: Option<Spanned<bool>>,
-    /// "1.2" or "1.3". Default: [`DEFAULT_TLS_MIN_VERSION`].
+    /// "1.2" or "1.3". Default: "1.2".
     pub min_version: Option<Spanned<String>>,
 }
 

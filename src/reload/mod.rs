@@ -26,8 +26,8 @@ pub enum Cause {
     Sighup,
     /// `POST /reload` (this many requests, coalesced).
     Request(usize),
-    /// `dns_refresh` came round: reload only if a backend name resolves differently (or the
-    /// file's text changed).
+    /// `dns_refresh` came round: resolve the running config's names again (not the file's) and
+    /// reload only if one resolves differently.
     Dns,
 }
 
