@@ -120,10 +120,11 @@ fn completions_and_man_page_come_from_the_same_definitions() {
         "fulcrum-healthcheck.1",
     ] {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
-        assert!(text.contains(".TH"), "{page}: {text}");
+        let title = format!(".TH {} 1 ", page.trim_end_matches(".1"));
+        assert!(text.contains(&title), "{page}: {text}");
     }
     let run = std::fs::read_to_string(dir.path().join("fulcrum-run.1")).unwrap();
-    assert!(run.contains("upgrade"), "{run}");
+    assert!(run.contains("\\fB\\-\\-upgrade\\fR"), "{run}");
     let (code, _, err) = fulcrum(&["completions", "tcsh"]);
     assert_eq!(code, 2);
     assert!(err.contains("possible values: bash"), "{err}");

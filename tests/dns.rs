@@ -27,15 +27,36 @@ async fn served_by(f: &Fulcrum, backend: &Backend, what: &str) {
     }
 }
 
-/// After a second (a few refreshes), 10 requests all go to the backend named `name`, none to
+/// Waits (at most 5 s) until 10 requests in a row go to the backend named `name`, none to
 /// `gone`.
 async fn only_served_by(f: &Fulcrum, name: &str, gone: &Backend) {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = gone.hits();
-    for _ in 0..10 {
-        assert_eq!(get(f.addr, "h.test", "/").await.backend(), name);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = gone.hits();
+        let mut answered = Vec::new();
+        for _ in 0..10 {
+            answered.push(get(f.addr, "h.test", "/").await.backend().to_owned());
+        }
+        if answered.iter().all(|b| b == name) && gone.hits() == before {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not only {name} within 5 s: {answered:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(gone.hits(), before);
+}
+
+/// 10 requests are answered, and each of `backends` got some of them.
+async fn all_serve(f: &Fulcrum, backends: &[&Backend], what: &str) {
+    let before: Vec<usize> = backends.iter().map(|b| b.hits()).collect();
+    for _ in 0..10 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200, "{what}");
+    }
+    for (b, before) in backends.iter().zip(before) {
+        assert!(b.hits() > before, "{what}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,16 +88,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
 
     // svc-a appears: traffic flows within a refresh or two.
     write_hosts(&hosts, "svc-a.test 127.0.0.1\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = get(f.addr, "h.test", "/").await;
-        if r.status == 200 {
-            assert_eq!(r.backend(), "a");
-            break;
-        }
-        assert!(Instant::now() < deadline, "svc-a never served: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    served_by(&f, &a, "svc-a never served").await;
 
     // svc-b appears too: both serve; svc-a keeps its state (its in-flight count, its health)
     // through the change, which is applied like a reload.
@@ -87,6 +99,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
         Duration::from_secs(2),
     )
     .await;
+    all_serve(&f, &[&a, &b], "svc-a lost when svc-b appeared").await;
 
     // svc-a goes away (an answer with no address; a failed lookup would keep what it had):
     // only svc-b is left.
@@ -102,26 +115,16 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     .await;
     write_hosts(&hosts, "svc-b.test 127.0.0.1 127.0.0.2\n");
     served_by(&f, &c, "the second address never got traffic").await;
-    let b_before = b.hits();
-    for _ in 0..10 {
-        get(f.addr, "h.test", "/").await;
-    }
-    assert!(
-        b.hits() > b_before,
-        "the first address stopped getting traffic"
-    );
+    all_serve(&f, &[&b, &c], "the first address stopped getting traffic").await;
 
     // The name stops resolving for a moment (a resolver hiccup): it keeps both addresses.
     write_hosts(&hosts, "svc-b.test !fail\n");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (b_before, c_before) = (b.hits(), c.hits());
-    for _ in 0..10 {
-        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
-    }
-    assert!(
-        b.hits() > b_before && c.hits() > c_before,
-        "an address was lost"
-    );
+    f.wait_for_log(
+        &["svc-b.test", "keeping the 2 address(es) it had"],
+        Duration::from_secs(5),
+    )
+    .await;
+    all_serve(&f, &[&b, &c], "an address was lost").await;
 
     // A broken edit of the config file is rejected, and names still follow DNS meanwhile.
     std::fs::write(f.config_path(), "[server\nbroken").unwrap();
@@ -137,6 +140,8 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     // rewriting it): each is a no-op, and they do not put the refresh off.
     let path = f.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
+    let reloads = |f: &Fulcrum| f.log().matches("config file changed; reloading").count();
+    let reloads_before = reloads(&f);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rewriter = {
         let stop = stop.clone();
@@ -156,6 +161,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rewriter.join().unwrap();
+    assert_eq!(reloads(&f), reloads_before, "{}", f.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

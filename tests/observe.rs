@@ -353,15 +353,7 @@ async fn open_client_connections_are_counted() {
     }
     assert_eq!(sample(&f.metrics().await, gauge, &[]), Some(3.0));
     drop(conns);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = sample(&f.metrics().await, gauge, &[]);
-        if now == Some(0.0) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {now:?} open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    f.wait_metric(gauge, 0.0).await;
 }
 
 /// The lines of `path` once it has at least `n` (the writer flushes when idle).
@@ -424,7 +416,6 @@ async fn the_access_log_has_one_json_line_per_request_however_it_ended() {
     );
     assert_eq!(first["client"], "127.0.0.1");
     assert_eq!(first["method"], "GET");
-    assert_eq!(first["host"], "api.test");
     assert_eq!(first["path"], "/users/7", "query stripped by default");
     assert_eq!(first["status"], 200);
     assert_eq!(first["bytes_in"], 0);
