@@ -134,19 +134,6 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String, Stri
     response(&mut s).await
 }
 
-/// How long until the proxy closes `s` (reads until EOF or reset); panics after `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
-    let start = Instant::now();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(limit, s.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
-            Ok(Ok(_)) => {}
-            Err(_) => panic!("connection still open after {limit:?}"),
-        }
-    }
-}
-
 fn one_route(be: &RawBackend) -> String {
     format!(
         "[[route]]\nupstream = \"u\"\n{}",

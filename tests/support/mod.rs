@@ -645,6 +645,14 @@ impl Resp {
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+    send_on(stream, req).await
+}
+
+/// `req` over HTTP/1.1 on a connection of the caller's (a TLS stream, say).
+pub async fn send_on<S>(stream: S, req: Request<Full<Bytes>>) -> Resp
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -653,6 +661,24 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Resp {
     read(resp)
         .await
         .unwrap_or_else(|e| panic!("response body: {e}"))
+}
+
+/// How long until the peer closes `s` (what it sends meanwhile is read and dropped); panics
+/// if it is still open after `limit`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: Duration,
+) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("connection still open after {limit:?}"),
+        }
+    }
 }
 
 /// Status, headers and the whole body of a response.
