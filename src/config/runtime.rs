@@ -91,6 +91,14 @@ pub struct ServerConfig {
     pub h2c: bool,
 }
 
+impl ServerConfig {
+    /// The proxy's listen addresses: the plain ones, then the TLS ones.
+    pub fn proxy_listeners(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let tls = self.tls.iter().map(|t| t.listen);
+        self.listen.iter().copied().chain(tls)
+    }
+}
+
 /// What one client connection is held to (`[server]`'s client-side limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientLimits {

@@ -204,8 +204,7 @@ impl Runtime {
 
     /// The proxy's listen addresses, plain and TLS (fixed for the life of the process).
     pub fn listen(&self) -> Vec<SocketAddr> {
-        let tls = self.fixed.tls.iter().map(|t| t.listen);
-        self.fixed.listen.iter().copied().chain(tls).collect()
+        self.fixed.proxy_listeners().collect()
     }
 
     /// The last config load and how it went.

@@ -88,8 +88,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let s = config.server.clone();
     if !options.upgrade {
         // pingora reports a failed bind deep in a worker thread; check first to fail clearly.
-        let tls = s.tls.iter().map(|t| t.listen);
-        for addr in s.listen.iter().copied().chain(tls).chain(s.admin_listen) {
+        for addr in s.proxy_listeners().chain(s.admin_listen) {
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         }
     }
@@ -170,7 +169,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     );
     let mut service = Service::new("fulcrum proxy".to_owned(), app);
     // TLS listeners are plain TCP to pingora: `TlsApp` terminates TLS on their connections.
-    for addr in s.listen.iter().chain(s.tls.iter().map(|t| &t.listen)) {
+    for addr in s.proxy_listeners() {
         // No L4 read buffer: pingora's HTTP/1 reader and rustls have their own, so the default
         // 64 KiB one per client connection only adds a copy of every read and memory per idle
         // connection.
