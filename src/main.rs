@@ -164,10 +164,13 @@ fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(&reply);
     let status = text.lines().next().unwrap_or("");
     // The admin listener's own answer, not any 200 (a proxy listener may route /healthz).
-    if status.split(' ').nth(1) == Some("200") && text.ends_with("\r\n\r\nok\n") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("{addr}/healthz answered {status:?}"))
+    let ours = reply.ends_with(&[b"\r\n\r\n", fulcrum::admin::HEALTHZ_BODY].concat());
+    match status.split(' ').nth(1) {
+        Some("200") if ours => Ok(()),
+        Some("200") => Err(anyhow::anyhow!(
+            "{addr}/healthz answered 200, but not as fulcrum's admin listener does"
+        )),
+        _ => Err(anyhow::anyhow!("{addr}/healthz answered {status:?}")),
     }
 }
 

@@ -161,6 +161,14 @@ async fn healthcheck_asks_the_admin_listener() {
     let (code, _, err) = fulcrum(&["healthcheck", &f.addr.to_string()]);
     assert_eq!(code, 1);
     assert!(err.contains("/healthz answered \"HTTP/1.1 404"), "{err}");
+    // A 200 that is not the admin listener's.
+    let other = Backend::start("other").await;
+    let (code, _, err) = fulcrum(&["healthcheck", &other.addr.to_string()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/healthz answered 200, but not as fulcrum's admin listener does"),
+        "{err}"
+    );
 }
 
 fn upstream_route_to_nothing() -> String {

@@ -28,6 +28,9 @@ use crate::reload::{ReloadHandle, Runtime};
 use crate::server::drain::Drain;
 
 /// How long `/readyz` waits for a proxy listener to accept.
+/// What `GET /healthz` answers (`fulcrum healthcheck` looks for it).
+pub const HEALTHZ_BODY: &[u8] = b"ok\n";
+
 const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct AdminApp {
@@ -156,7 +159,7 @@ impl ServeHttp for AdminApp {
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         let get = method == Method::GET || method == Method::HEAD;
         let (status, content_type, body) = match path.as_str() {
-            "/healthz" if get => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
+            "/healthz" if get => (StatusCode::OK, TEXT, HEALTHZ_BODY.to_vec()),
             "/readyz" if get => {
                 let (status, body) = self.ready().await;
                 (status, TEXT, body.into_bytes())
