@@ -94,10 +94,7 @@ pub(super) fn validate(
         .iter()
         .enumerate()
         .map(|(i, (name, u))| {
-            let mut config = upstream::upstream(&mut c, i, name, u.get_ref(), &mut backends);
-            let field = format!("upstream.{name}");
-            config.tls = tls::upstream(&mut c, i, &field, u.get_ref(), &mut files);
-            config
+            upstream::upstream(&mut c, i, name, u.get_ref(), &mut backends, &mut files)
         })
         .collect();
     let names: Vec<&str> = file.upstreams.keys().map(String::as_str).collect();

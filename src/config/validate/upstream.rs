@@ -17,6 +17,7 @@ pub(super) fn upstream(
     name: &str,
     u: &UpstreamSection,
     sources: &mut Vec<BackendSource>,
+    files: &mut super::Files,
 ) -> UpstreamConfig {
     let field = format!("upstream.{name}");
     if u.backends.get_ref().is_empty() {
@@ -106,7 +107,7 @@ pub(super) fn upstream(
         ),
         unresolved: Vec::new(),
         named: false,
-        tls: None,
+        tls: super::tls::upstream(c, index, &field, u, files),
     }
 }
 
