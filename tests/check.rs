@@ -501,6 +501,14 @@ fn a_health_check_timeout_not_shorter_than_its_interval_is_a_warning() {
         stderr.contains("warning: bad.toml:7:11: upstream.web.health_check.timeout: timeout (2s) is not shorter than interval (1s)"),
         "{stderr}"
     );
+    // Only the interval written (the default timeout is 1 s): the warning points at it.
+    let text = format!("[[route]]\nupstream = \"web\"\n{UPSTREAM}[upstream.web.health_check]\ninterval = \"500ms\"\n");
+    let (ok, _, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: bad.toml:6:12: upstream.web.health_check.interval: timeout (1s) is not shorter than interval (500ms)"),
+        "{stderr}"
+    );
 }
 
 #[test]

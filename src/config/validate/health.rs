@@ -85,19 +85,14 @@ pub(super) fn health_check(
         format!("{field}.timeout"),
         DEFAULT_HEALTH_TIMEOUT,
     );
-    // (The defaults never meet this, so one of the two is written.)
-    if let (true, Some(written)) = (
-        timeout >= interval,
-        h.timeout.as_ref().or(h.interval.as_ref()),
-    ) {
+    // Pointed at the timeout if it is written, else at the interval (the defaults never meet
+    // this, so one of the two is).
+    let written = (h.timeout.as_ref().map(|t| ("timeout", t)))
+        .or_else(|| h.interval.as_ref().map(|i| ("interval", i)));
+    if let Some((key, written)) = written.filter(|_| timeout >= interval) {
         let msg = format!(
             "timeout ({timeout:?}) is not shorter than interval ({interval:?}): a slow backend is probed again before the last probe ended"
         );
-        let key = if h.timeout.is_some() {
-            "timeout"
-        } else {
-            "interval"
-        };
         c.warn(written.span(), format!("{field}.{key}"), msg);
     }
     HealthCheckConfig {
