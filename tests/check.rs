@@ -337,6 +337,16 @@ fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
     );
 }
 
+/// The lines of `out`, each checked to start with its `want`, as many as there are.
+fn lines_starting_with<'a>(out: &'a str, want: &[&str]) -> Vec<&'a str> {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{out}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(want), "want {want}\n got {line}");
+    }
+    lines
+}
+
 #[test]
 fn every_independent_mistake_is_reported_in_one_run() {
     let text = r#"[server]
@@ -381,11 +391,7 @@ timeout = 3
         "error: bad.toml:24:11: upstream.web.health_check.timeout: invalid type: integer `3`, expected a duration string",
         "bad.toml: 12 problem(s) found",
     ];
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), want.len(), "{stderr}");
-    for (line, want) in lines.iter().zip(want) {
-        assert!(line.starts_with(want), "want {want}\n got {line}");
-    }
+    let lines = lines_starting_with(&stderr, &want);
     assert!(
         lines[6].ends_with("did you mean `round_robin`?"),
         "{}",
@@ -418,11 +424,7 @@ backends = [{ addr = "127.0.0.1:3" }]
         "error: bad.toml:8:50: server.tls[1].certificates[0].extra: unknown field `extra`, expected `cert` or `key`",
         "bad.toml: 3 problem(s) found",
     ];
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), want.len(), "{stderr}");
-    for (line, want) in lines.iter().zip(want) {
-        assert!(line.starts_with(want), "want {want}\n got {line}");
-    }
+    lines_starting_with(&stderr, &want);
 }
 
 #[test]
