@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prometheus::IntCounter;
 
 use crate::config::{AccessLogFormat, AccessLogTarget, ConfigError, Places};
+use crate::outcome::Outcome;
 
 /// Lines the channel holds before new ones are dropped.
 pub const CHANNEL_LINES: usize = 8192;
@@ -46,6 +47,8 @@ pub struct Entry<'a> {
     /// "HTTP/1.1", for the combined format.
     pub version: &'a str,
     pub status: u16,
+    /// How the request ended beside its status (a `200` cut short is `aborted`).
+    pub outcome: Outcome,
     /// Request body bytes.
     pub bytes_in: u64,
     /// Response body bytes.
@@ -109,6 +112,8 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     }
     field("status", out);
     out.extend_from_slice(num.format(e.status).as_bytes());
+    field("outcome", out);
+    json_str(e.outcome.as_str(), out);
     field("bytes_in", out);
     out.extend_from_slice(num.format(e.bytes_in).as_bytes());
     field("bytes_out", out);
@@ -633,6 +638,7 @@ mod tests {
             query: Some("token=secret"),
             version: "HTTP/1.1",
             status: 200,
+            outcome: Outcome::Ok,
             bytes_in: 3,
             bytes_out: 1234,
             duration: Duration::from_micros(1_234_567),
@@ -656,7 +662,7 @@ mod tests {
     fn json_lines_have_every_field_and_strip_the_query() {
         assert_eq!(
             line(&entry(), AccessLogFormat::Json, false),
-            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"status\":200,\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
+            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"status\":200,\"outcome\":\"ok\",\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
         );
         let kept = line(&entry(), AccessLogFormat::Json, true);
         assert!(

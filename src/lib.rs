@@ -4,6 +4,7 @@
 //! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
 //! - `tls`: TLS termination: the handshake under a deadline, certificates chosen by SNI.
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
+//! - `outcome`: how a request ended beside its status (ok, error, aborted, client closed).
 //! - `access_log`: one line per request (JSON or combined) through a bounded channel to a
 //!   writer thread.
 //! - `router`: host + path → route.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod metrics;
+pub mod outcome;
 pub mod proxy;
 pub mod ratelimit;
 pub mod registry;

@@ -3,10 +3,11 @@
 //! [`Metrics`] owns the metric families and is created once per process. What the request path
 //! records into is resolved once per snapshot: a route's [`RouteMetrics`], an upstream's
 //! [`UpstreamMetrics`] and a backend's [`BackendMetrics`] hold their label handles, so recording
-//! is an atomic add (no label hashing, no formatting). `fulcrum_requests_total` has a method and
-//! a code label on top of the route's: its handles are created on first use, one slot per
-//! (method, common code) pair; a code outside [`COMMON_CODES`] gets its handle from a short
-//! per-route list under a lock, made the first time that (method, code) is seen.
+//! is an atomic add (no label hashing, no formatting). `fulcrum_requests_total` has a method, a
+//! code and an [`Outcome`] label on top of the route's: its handles are created on first use, in a
+//! table of the common codes made for each (outcome, method) the route sees; a code outside
+//! [`COMMON_CODES`] gets its handle from a short per-route list under a lock, made the first time
+//! that (method, code, outcome) is seen.
 //!
 //! Gauges that mirror the registry's state (`fulcrum_backend_up`, `_inflight`,
 //! `fulcrum_circuit_state`) are read from the published snapshot at scrape time, so they always
@@ -29,6 +30,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
+use crate::outcome::Outcome;
 use crate::snapshot::SharedSnapshot;
 
 /// Methods with a label of their own; any other is `OTHER`.
@@ -114,8 +116,8 @@ impl Metrics {
             registry: registry.clone(),
             requests: counter_vec(
                 "fulcrum_requests_total",
-                "Requests answered, by route, upstream, method and status code (499: the client went away first; route \"\": no route matched)",
-                &["route", "upstream", "method", "code"],
+                "Requests answered, by route, upstream, method, status code and outcome (ok; error: fulcrum's own error response; aborted: a backend's response cut short; client_closed: the client went away, 499 when before any response; route \"\": no route matched)",
+                &["route", "upstream", "method", "code", "outcome"],
             ),
             duration: histogram_vec(
                 "fulcrum_request_duration_seconds",
@@ -233,7 +235,7 @@ impl Metrics {
                 vec: self.requests.clone(),
                 route: route.into(),
                 upstream: upstream.into(),
-                slots: (0..(METHODS.len() + 1) * COMMON_CODES.len())
+                tables: (0..Outcome::ALL.len() * (METHODS.len() + 1))
                     .map(|_| OnceLock::new())
                     .collect(),
                 other: Mutex::default(),
@@ -346,21 +348,32 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     /// Counts one finished request and its duration.
-    pub fn record(&self, method: &Method, code: u16, duration: std::time::Duration) {
-        self.requests.inc(method, code);
+    pub fn record(
+        &self,
+        method: &Method,
+        code: u16,
+        outcome: Outcome,
+        duration: std::time::Duration,
+    ) {
+        self.requests.inc(method, code, outcome);
         self.duration.observe(duration.as_secs_f64());
     }
 }
 
-/// `fulcrum_requests_total` of one route: a handle per (method, code), made on first use.
+/// The handles of one (outcome, method) of a route: a slot per code of [`COMMON_CODES`].
+type CodeTable = Box<[OnceLock<IntCounter>]>;
+
+/// `fulcrum_requests_total` of one route: a handle per (method, code, outcome), made on first use.
 pub struct RequestCounters {
     vec: IntCounterVec,
     route: Box<str>,
     upstream: Box<str>,
-    /// (method slot × common code) → handle.
-    slots: Box<[OnceLock<IntCounter>]>,
-    /// Handles of the codes outside [`COMMON_CODES`]: (method slot, code, handle).
-    other: Mutex<Vec<(usize, u16, IntCounter)>>,
+    /// (outcome × method slot) → the handles of the common codes, one slot per code of
+    /// [`COMMON_CODES`]; a table is made the first time its (outcome, method) is seen, so a route
+    /// costs a few hundred bytes until it serves.
+    tables: Box<[OnceLock<CodeTable>]>,
+    /// Handles of the codes outside [`COMMON_CODES`]: (method slot, code, outcome, handle).
+    other: Mutex<Vec<(usize, u16, Outcome, IntCounter)>>,
     /// Set when a reload dropped this route's series: no handle is made any more.
     retired: AtomicBool,
 }
@@ -372,30 +385,34 @@ impl std::fmt::Debug for RequestCounters {
 }
 
 impl RequestCounters {
-    /// Counts one request answered with `code`.
-    pub fn inc(&self, method: &Method, code: u16) {
+    /// Counts one request answered with `code` that ended as `outcome`.
+    pub fn inc(&self, method: &Method, code: u16, outcome: Outcome) {
         let m = method_slot(method);
         let Some(c) = COMMON_CODES.iter().position(|&k| k == code) else {
             let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, _, counter)) = other.iter().find(|(om, oc, _)| *om == m && *oc == code)
-            {
+            let known = other
+                .iter()
+                .find(|(om, oc, oo, _)| *om == m && *oc == code && *oo == outcome);
+            if let Some((_, _, _, counter)) = known {
                 counter.inc();
-            } else if let Some(counter) = self.handle(method, code) {
+            } else if let Some(counter) = self.handle(method, code, outcome) {
                 counter.inc();
-                other.push((m, code, counter));
+                other.push((m, code, outcome, counter));
             }
             return;
         };
-        let slot = &self.slots[m * COMMON_CODES.len() + c];
+        let table = self.tables[outcome.index() * (METHODS.len() + 1) + m]
+            .get_or_init(|| COMMON_CODES.iter().map(|_| OnceLock::new()).collect());
+        let slot = &table[c];
         if let Some(counter) = slot.get() {
             counter.inc();
-        } else if let Some(counter) = self.handle(method, code) {
+        } else if let Some(counter) = self.handle(method, code, outcome) {
             slot.get_or_init(|| counter).inc();
         }
     }
 
-    /// The series of (method, code), made now; `None` once retired.
-    fn handle(&self, method: &Method, code: u16) -> Option<IntCounter> {
+    /// The series of (method, code, outcome), made now; `None` once retired.
+    fn handle(&self, method: &Method, code: u16, outcome: Outcome) -> Option<IntCounter> {
         if self.retired.load(Ordering::Acquire) {
             return None;
         }
@@ -405,6 +422,7 @@ impl RequestCounters {
             &*self.upstream,
             method_label(method),
             code_buf.format(code),
+            outcome.as_str(),
         ]))
     }
 
@@ -592,9 +610,10 @@ mod tests {
     fn common_and_rare_codes_count_under_their_labels() {
         let m = Metrics::detached();
         let r = m.route("api", "pool");
-        r.requests.inc(&Method::GET, 200);
-        r.requests.inc(&Method::GET, 200);
-        r.requests.inc(&Method::from_bytes(b"PURGE").unwrap(), 418);
+        r.requests.inc(&Method::GET, 200, Outcome::Ok);
+        r.requests.inc(&Method::GET, 200, Outcome::Ok);
+        r.requests
+            .inc(&Method::from_bytes(b"PURGE").unwrap(), 418, Outcome::Ok);
         let get = [("route", "api"), ("method", "GET"), ("code", "200")];
         assert_eq!(value(&m, "fulcrum_requests_total", &get), Some(2.0));
         let rare = [("method", "OTHER"), ("code", "418")];
@@ -602,13 +621,33 @@ mod tests {
     }
 
     #[test]
+    fn each_outcome_counts_under_its_own_label() {
+        let m = Metrics::detached();
+        let r = m.route("api", "pool");
+        r.requests.inc(&Method::GET, 200, Outcome::Ok);
+        r.requests.inc(&Method::GET, 200, Outcome::Aborted);
+        r.requests.inc(&Method::GET, 200, Outcome::Aborted);
+        r.requests.inc(&Method::GET, 418, Outcome::ClientClosed);
+        let count = |code, outcome| {
+            let labels = [("code", code), ("outcome", outcome)];
+            value(&m, "fulcrum_requests_total", &labels)
+        };
+        assert_eq!(count("200", "ok"), Some(1.0));
+        assert_eq!(count("200", "aborted"), Some(2.0));
+        assert_eq!(count("418", "client_closed"), Some(1.0));
+        assert_eq!(count("418", "ok"), None);
+    }
+
+    #[test]
     fn retain_drops_the_series_of_removed_routes_and_backends_only() {
         let m = Metrics::detached();
         for route in ["kept", "gone"] {
-            m.route(route, "pool").requests.inc(&Method::GET, 200);
+            m.route(route, "pool")
+                .requests
+                .inc(&Method::GET, 200, Outcome::Ok);
             m.route(route, "pool").ratelimited.inc();
         }
-        m.unrouted().requests.inc(&Method::GET, 404);
+        m.unrouted().requests.inc(&Method::GET, 404, Outcome::Ok);
         for b in ["10.0.0.1:80", "10.0.0.2:80"] {
             m.backend("pool", b).connect_errors.inc();
         }
@@ -641,13 +680,13 @@ mod tests {
         let m = Metrics::detached();
         // The old snapshot's handles of a route a reload removes; one request already counted.
         let old = m.route("old", "pool");
-        old.requests.inc(&Method::GET, 200);
+        old.requests.inc(&Method::GET, 200, Outcome::Ok);
         old.retire_and_retain(&m);
         // Requests still in flight on the old snapshot end: a cached code, a common code not
         // seen yet, a rare code.
-        old.requests.inc(&Method::GET, 200);
-        old.requests.inc(&Method::GET, 504);
-        old.requests.inc(&Method::POST, 418);
+        old.requests.inc(&Method::GET, 200, Outcome::Ok);
+        old.requests.inc(&Method::GET, 504, Outcome::Ok);
+        old.requests.inc(&Method::POST, 418, Outcome::Ok);
         assert_eq!(
             value(&m, "fulcrum_requests_total", &[("route", "old")]),
             None
@@ -659,9 +698,9 @@ mod tests {
         let m = Metrics::detached();
         let r = m.route("api", "pool");
         for _ in 0..3 {
-            r.requests.inc(&Method::GET, 418);
+            r.requests.inc(&Method::GET, 418, Outcome::Ok);
         }
-        r.requests.inc(&Method::POST, 418);
+        r.requests.inc(&Method::POST, 418, Outcome::Ok);
         assert_eq!(r.requests.other.lock().unwrap().len(), 2);
         let get = [("method", "GET"), ("code", "418")];
         assert_eq!(value(&m, "fulcrum_requests_total", &get), Some(3.0));

@@ -217,14 +217,18 @@ async fn a_request_in_flight_on_a_removed_route_does_not_bring_its_series_back()
         .iter()
         .find(|r| r.config.name == "old")
         .unwrap();
-    old.metrics.requests.inc(&http::Method::GET, 200);
+    old.metrics
+        .requests
+        .inc(&http::Method::GET, 200, crate::outcome::Outcome::Ok);
 
     let outcome = rt
         .apply(config(&file(&format!("{}{upstream}", route("kept")))))
         .await;
     assert!(outcome.is_success(), "{outcome}");
     // The request that was in flight on the old snapshot ends with a code not seen before.
-    old.metrics.requests.inc(&http::Method::GET, 504);
+    old.metrics
+        .requests
+        .inc(&http::Method::GET, 504, crate::outcome::Outcome::Ok);
     let series: Vec<String> = rt
         .metrics
         .registry()
