@@ -105,6 +105,9 @@ pub struct ClientLimits {
     pub request_header_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// Bytes per second a request body must average after its first `client_body_timeout`;
+    /// 0: no minimum.
+    pub client_body_min_rate: u64,
     pub send_timeout: Duration,
     /// Bytes.
     pub max_header_size: usize,

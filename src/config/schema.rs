@@ -25,6 +25,9 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// `[server].client_body_timeout` when absent: nginx's.
 pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[server].client_body_min_rate` when absent, in bytes per second: Apache `mod_reqtimeout`'s
+/// `MinRate=500`, rounded to a binary size.
+pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 512;
 /// `[upstream.NAME].dns_refresh` when absent.
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 /// `[server].send_timeout` when absent: nginx's.
@@ -168,6 +171,10 @@ pub struct ServerSection {
     /// The longest wait between two reads of a request body (else the request fails with 408).
     /// Default: [`DEFAULT_CLIENT_BODY_TIMEOUT`].
     pub client_body_timeout: Option<Spanned<HumanDuration>>,
+    /// The slowest a request body may arrive once `client_body_timeout` has passed since the
+    /// request began, in bytes per second averaged over the body so far (else 408); 0 turns it
+    /// off. Default: [`DEFAULT_CLIENT_BODY_MIN_RATE`].
+    pub client_body_min_rate: Option<Spanned<ByteSize>>,
     /// The longest a write of the response to the client may wait (a client that stops reading
     /// is dropped). Default: [`DEFAULT_SEND_TIMEOUT`].
     pub send_timeout: Option<Spanned<HumanDuration>>,

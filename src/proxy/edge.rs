@@ -1,10 +1,11 @@
 //! The checks an edge proxy makes on a request header before routing it (RFC 9112 and the
 //! smuggling and path-confusion defences of nginx and Envoy): one `Host`, a valid one, and one
 //! for every HTTP/1.1 request; an absolute-form target routes by its authority; repeated
-//! `Content-Length` values merge when they agree and are refused when they do not; the path is
-//! normalised, and the normal form is what routing sees and what the backend is sent.
+//! `Content-Length` values merge when they agree and are refused when they do not; a
+//! `Transfer-Encoding` must be `chunked` alone; the path is normalised, and the normal form is
+//! what routing sees and what the backend is sent.
 
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Version};
 use pingora::http::RequestHeader;
 
@@ -26,6 +27,7 @@ pub fn check(
     let absolute = absolute_form(req.raw_path()).map(|(a, rest)| (a.to_vec(), rest.to_vec()));
     host(req, absolute.as_ref().map(|(a, _)| a.as_slice()))?;
     content_length(req)?;
+    transfer_encoding(req)?;
     target(
         req,
         absolute.as_ref().map(|(_, rest)| rest.as_slice()),
@@ -194,6 +196,32 @@ fn content_length(req: &mut RequestHeader) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// A request body is framed by `Transfer-Encoding: chunked` alone. Another coding before it
+/// (`gzip, chunked`) pingora would read as chunked and send on as `chunked` without the `gzip`,
+/// so the backend would get a body it cannot tell is compressed; `chunked` twice, `identity` or
+/// a coding without `chunked` leave the framing in doubt. Each is refused with 400 (RFC 9112
+/// §6.1 allows a 501 for an unknown coding; a 400 is what nginx answers for these), as is any
+/// `Transfer-Encoding` in an HTTP/1.0 request (§6.1: its framing is faulty).
+fn transfer_encoding(req: &RequestHeader) -> Result<(), ProxyError> {
+    let mut values = req.headers.get_all(TRANSFER_ENCODING).iter();
+    let Some(first) = values.next() else {
+        return Ok(());
+    };
+    let chunked = values.next().is_none()
+        && first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+        && req.version != Version::HTTP_10;
+    if chunked {
+        Ok(())
+    } else {
+        Err(ProxyError::Invalid(
+            "Transfer-Encoding must be chunked alone (and HTTP/1.1)",
+        ))
+    }
+}
+
 /// Normalises the path of the request target and, when that changes it (or the target was in
 /// absolute form), sets the origin-form target the backend will be sent.
 fn target(
@@ -234,6 +262,31 @@ fn target(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_encoding_must_be_chunked_alone() {
+        let te = |version, lines: &[&str]| {
+            let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+            r.set_version(version);
+            for v in lines {
+                r.append_header(TRANSFER_ENCODING, *v).unwrap();
+            }
+            transfer_encoding(&r)
+        };
+        assert!(te(Version::HTTP_11, &[]).is_ok());
+        assert!(te(Version::HTTP_11, &["chunked"]).is_ok());
+        assert!(te(Version::HTTP_11, &[" Chunked "]).is_ok());
+        for bad in [
+            &["gzip, chunked"][..],
+            &["chunked, chunked"],
+            &["gzip", "chunked"],
+            &["identity"],
+            &["chunked;x=1"],
+        ] {
+            assert!(te(Version::HTTP_11, bad).is_err(), "{bad:?}");
+        }
+        assert!(te(Version::HTTP_10, &["chunked"]).is_err());
+    }
 
     #[test]
     fn hosts() {

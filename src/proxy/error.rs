@@ -53,6 +53,9 @@ pub enum ProxyError {
     Deadline(Duration),
     #[error("upstream failed")]
     UpstreamFailed,
+    /// The backend's response is not one fulcrum can pass on, with the reason.
+    #[error("invalid response from upstream: {0}")]
+    UpstreamInvalid(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -70,7 +73,7 @@ impl ProxyError {
             | ProxyError::CircuitOpen { .. }
             | ProxyError::Overloaded { .. } => 503,
             ProxyError::UpstreamTimeout | ProxyError::Deadline(_) => 504,
-            ProxyError::UpstreamFailed => 502,
+            ProxyError::UpstreamFailed | ProxyError::UpstreamInvalid(_) => 502,
             ProxyError::Internal => 500,
         }
     }
@@ -89,7 +92,8 @@ impl ProxyError {
             | ProxyError::Overloaded { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::Deadline(_)
-            | ProxyError::UpstreamFailed => Cause::Upstream,
+            | ProxyError::UpstreamFailed
+            | ProxyError::UpstreamInvalid(_) => Cause::Upstream,
             ProxyError::Internal => Cause::Internal,
         }
     }

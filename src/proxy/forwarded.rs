@@ -1,6 +1,8 @@
 //! `X-Forwarded-For`, `-Proto` and `-Host`. An incoming chain is believed only when the
 //! connection comes from one of `trusted_proxies`; from anyone else it is replaced, so a client
-//! cannot forge the address a backend sees.
+//! cannot forge the address a backend sees. For the same reason `Forwarded` (RFC 7239) and
+//! `X-Real-IP`, which fulcrum does not write, are removed from a request that does not come
+//! from a trusted proxy, and passed on from one that does.
 
 use std::net::IpAddr;
 
@@ -19,6 +21,7 @@ const XFH: &str = "x-forwarded-host";
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(XFF);
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(XFP);
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(XFH);
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The connection's peer address. An IPv4 client of a dual-stack (`[::]`) listener arrives as
 /// `::ffff:a.b.c.d`; it is returned as the IPv4 address it is, so that IPv4 `trusted_proxies`,
@@ -85,6 +88,10 @@ pub fn apply(
         (None, None) => {
             req.remove_header(&X_FORWARDED_FOR);
         }
+    }
+    if !trusted {
+        req.remove_header(&http::header::FORWARDED);
+        req.remove_header(&X_REAL_IP);
     }
     if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
         req.insert_header(XFP, HeaderValue::from_static(proto))?;
@@ -204,5 +211,19 @@ mod tests {
         let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         assert!(is_trusted("10.9.9.9".parse().unwrap(), &nets));
         assert!(!is_trusted("11.0.0.1".parse().unwrap(), &nets));
+    }
+
+    #[test]
+    fn forwarded_and_x_real_ip_pass_only_from_a_trusted_proxy() {
+        let sent = [("forwarded", "for=6.6.6.6"), ("x-real-ip", "6.6.6.6")];
+        let peer = Some("8.8.8.8".parse().unwrap());
+        let mut untrusted = req(&sent);
+        apply(&mut untrusted, peer, false, "http", None).unwrap();
+        assert!(untrusted.headers.get("forwarded").is_none());
+        assert!(untrusted.headers.get("x-real-ip").is_none());
+        let mut trusted = req(&sent);
+        apply(&mut trusted, peer, true, "http", None).unwrap();
+        assert_eq!(trusted.headers["forwarded"], "for=6.6.6.6");
+        assert_eq!(trusted.headers["x-real-ip"], "6.6.6.6");
     }
 }

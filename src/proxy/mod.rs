@@ -26,6 +26,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{extract_key, BackendSet, Lease};
 use crate::breaker::Probe;
+use crate::config::runtime::ClientLimits;
+use crate::outcome::Outcome;
 use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
@@ -81,6 +83,9 @@ pub struct RequestCtx {
     attempt_started: Option<Instant>,
     /// Whether the current attempt's outcome went to the outlier detector already.
     outcome_recorded: bool,
+    /// A backend's final response header (or its 101) went on to the client: from then on a
+    /// failure cuts a response short ([`Outcome::Aborted`]).
+    proxied: bool,
     attempts: u32,
     backend: Option<usize>,
     body_bytes: u64,
@@ -111,10 +116,55 @@ impl RequestCtx {
         self.outcome_recorded = true;
     }
 
+    /// How long the next read of the request body may wait: `client_body_timeout`, but not past
+    /// the route's deadline, nor past the time by which the body read so far should have come at
+    /// `client_body_min_rate` once `client_body_timeout` has passed since the request began
+    /// (Apache `mod_reqtimeout`'s `MinRate`). So a body sent a byte at a time, each within
+    /// `client_body_timeout` of the last, is still cut off.
+    fn body_wait(&self, limits: &ClientLimits, now: Instant) -> Duration {
+        let mut until = now.checked_add(limits.client_body_timeout);
+        let ns = self.body_bytes.saturating_mul(1_000_000_000);
+        if let Some(earned) = ns.checked_div(limits.client_body_min_rate) {
+            let by_rate = self
+                .started
+                .checked_add(limits.client_body_timeout)
+                .and_then(|t| t.checked_add(Duration::from_nanos(earned)));
+            until = earliest(until, by_rate);
+        }
+        until = earliest(until, self.deadline);
+        until.map_or(Duration::MAX, |t| t.saturating_duration_since(now))
+    }
+
+    /// How the request ended, given the error it ended with (if any) and the status logged.
+    fn outcome(&self, e: Option<&Error>, status: u16) -> Outcome {
+        if self.failure.is_none() && e.is_none() {
+            return Outcome::Ok;
+        }
+        if status == CLIENT_GONE {
+            return Outcome::ClientClosed;
+        }
+        // `from_pingora` says `None` for a client that went away.
+        let client_gone =
+            self.failure.is_none() && e.is_some_and(|e| ProxyError::from_pingora(e).is_none());
+        match (self.proxied, client_gone) {
+            (true, true) => Outcome::ClientClosed,
+            (true, false) => Outcome::Aborted,
+            (false, _) => Outcome::Error,
+        }
+    }
+
     fn fail(&mut self, e: ProxyError) -> Box<Error> {
         let err = e.to_pingora();
         self.failure = Some(e);
         err
+    }
+}
+
+/// The sooner of two instants, `None` being never.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -256,6 +306,7 @@ impl ProxyHttp for Proxy {
             probe: None,
             attempt_started: None,
             outcome_recorded: false,
+            proxied: false,
             attempts: 0,
             backend: None,
             body_bytes: 0,
@@ -303,7 +354,18 @@ impl ProxyHttp for Proxy {
             return Ok(true);
         }
         let req = session.req_header();
-        let index = snap.router.route(request_host(req), req.uri.path());
+        let (host, path) = (request_host(req), req.uri.path());
+        let index = snap.router.route(host, path);
+        // A servlet container behind fulcrum cuts `;` parameters off each segment before it
+        // maps the path (see `normalize`): a path that would route elsewhere without them is
+        // refused, so that no route's rules can be passed by (`/app/admin;/x` past `/app/admin/`).
+        if normalize::without_parameters(path).is_some_and(|p| snap.router.route(host, &p) != index)
+        {
+            session.set_keepalive(None);
+            let e = ProxyError::Invalid("a path parameter (;) would change the route");
+            refuse(session, ctx, e).await;
+            return Ok(true);
+        }
         let Some(index) = index else {
             refuse(session, ctx, ProxyError::NoRoute).await;
             return Ok(true);
@@ -341,25 +403,36 @@ impl ProxyHttp for Proxy {
             // whole-request deadline goes, and an idle limit on both sides holds instead.
             ctx.upgrade = true;
             session.set_read_timeout(Some(route.config.upgrade_idle_timeout));
+        } else {
+            let wait = ctx.body_wait(&snap.client, Instant::now());
+            session.set_read_timeout(Some(wait));
         }
         Ok(false)
     }
 
-    /// Counts streamed body bytes against the limit (for bodies without `Content-Length`).
+    /// Counts streamed body bytes against the limit (for bodies without `Content-Length`), and
+    /// sets how long the next read of the body may wait (see [`RequestCtx::body_wait`]).
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let Some(snap) = ctx.snapshot.as_deref() else {
             return Ok(());
         };
-        let limit = snap.max_request_body;
+        let (limit, client) = (snap.max_request_body, snap.client);
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         if ctx.body_bytes > limit {
             return Err(ctx.fail(ProxyError::BodyTooLarge { limit }));
+        }
+        if !end_of_stream && !ctx.upgrade {
+            let wait = ctx.body_wait(&client, Instant::now());
+            if wait.is_zero() {
+                return Err(ctx.fail(ProxyError::ClientTimeout));
+            }
+            session.set_read_timeout(Some(wait));
         }
         Ok(())
     }
@@ -495,10 +568,22 @@ impl ProxyHttp for Proxy {
         let proto = if is_tls(session) { "https" } else { "http" };
         forwarded::apply(upstream_request, peer, trusted, proto, host)?;
         upstream_request.insert_header(request_id::HEADER, &ctx.request_id)?;
-        let route = &route.config;
-        if let Some(rewrite) = &route.host_rewrite {
+        let config = &route.config;
+        if let Some(rewrite) = &config.host_rewrite {
             upstream_request.insert_header(HOST, rewrite.as_str())?;
+        } else if upstream_request
+            .headers
+            .get(HOST)
+            .is_none_or(|h| h.is_empty())
+        {
+            // An HTTP/1.0 request may come without a Host; the backend is sent HTTP/1.1, which
+            // needs one: the backend's own name, as written in the config.
+            let upstream = &snap.upstreams[config.upstream];
+            if let Some(b) = ctx.backend.and_then(|i| upstream.backends.get(i)) {
+                upstream_request.insert_header(HOST, b.name.as_str())?;
+            }
         }
+        let route = config;
         if route.strip_prefix {
             let uri = strip_prefix(&upstream_request.uri, &route.path)?;
             upstream_request.set_uri(uri);
@@ -506,8 +591,10 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// Drops hop-by-hop headers and tells passive health and the breaker how the backend did
-    /// (5xx is a failure; an accepted upgrade, 101, a success).
+    /// Refuses a status outside 100–599 (502), drops hop-by-hop headers and tells passive health
+    /// and the breaker how the backend did: a 5xx is a failure at once, an accepted upgrade
+    /// (101) a success; any other response is judged when it ends (in `logging`), so that one
+    /// cut short counts as the failure it is.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -522,12 +609,21 @@ impl ProxyHttp for Proxy {
                 .response
                 .observe(started.elapsed().as_secs_f64());
         }
-        let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        let status = upstream_response.status;
+        if !(100..600).contains(&status.as_u16()) {
+            return Err(ctx.fail(ProxyError::UpstreamInvalid(
+                "the backend's status code is outside 100-599",
+            )));
+        }
+        let upgraded = status == http::StatusCode::SWITCHING_PROTOCOLS;
         if upgraded && ctx.upgrade {
             ctx.deadline = None;
         }
-        if upgraded || !upstream_response.status.is_informational() {
-            ctx.record_outcome(!upstream_response.status.is_server_error());
+        if upgraded || !status.is_informational() {
+            ctx.proxied = true;
+            if upgraded || status.is_server_error() {
+                ctx.record_outcome(!status.is_server_error());
+            }
         }
         if !upgraded {
             hop_by_hop::strip_response(upstream_response);
@@ -590,7 +686,11 @@ impl ProxyHttp for Proxy {
         // A timeout or a broken response after connecting counts against the backend.
         if matches!(
             failure,
-            Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamFailed)
+            Some(
+                ProxyError::UpstreamTimeout
+                    | ProxyError::UpstreamFailed
+                    | ProxyError::UpstreamInvalid(_)
+            )
         ) {
             ctx.record_outcome(false);
         }
@@ -637,6 +737,16 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map_or(CLIENT_GONE, |r| r.status.as_u16());
+        let outcome = ctx.outcome(e, status);
+        // A backend's response that ended whole is a success; one cut short a failure (one the
+        // client cut short says nothing of the backend).
+        if ctx.proxied {
+            match outcome {
+                Outcome::Ok => ctx.record_outcome(true),
+                Outcome::Aborted => ctx.record_outcome(false),
+                Outcome::Error | Outcome::ClientClosed => {}
+            }
+        }
         let req = session.req_header();
         let elapsed = ctx.started.elapsed();
         let loaded;
@@ -649,8 +759,8 @@ impl ProxyHttp for Proxy {
         };
         let route = ctx.route.map(|i| &snap.routes[i]);
         match route {
-            Some(r) => r.metrics.record(&req.method, status, elapsed),
-            None => snap.unrouted.record(&req.method, status, elapsed),
+            Some(r) => r.metrics.record(&req.method, status, outcome, elapsed),
+            None => snap.unrouted.record(&req.method, status, outcome, elapsed),
         }
         if !self.access_log.is_on() {
             return;
@@ -681,6 +791,7 @@ impl ProxyHttp for Proxy {
             query: req.uri.query(),
             version: version(req.version),
             status,
+            outcome,
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
             duration: elapsed,

@@ -18,6 +18,16 @@
 //!
 //! A path is refused at its first fault in byte order. The input is the path alone: the caller
 //! splits the target at its first '?' and keeps the query as it is.
+//!
+//! **Path parameters.** Java servlet containers (Tomcat, Jetty, Spring's `UrlPathHelper`) cut
+//! each segment at its first ';' (also a decoded `%3B`) before they map it: to them
+//! `/app/x/..;/admin/x`, `/app/admin;/x` and `/app/admin%3b/x` all mean `/app/admin/x`, while a
+//! proxy that routes on the path as written sends them to an `/app/` route. So a dot segment
+//! with parameters (`..;x`, `.;`, `%2e%2e;`) is refused here ([`PathError::DotParameters`]: no
+//! client has a reason to send one), and the proxy refuses a path whose route would change if
+//! its parameters were cut ([`without_parameters`]). Parameters that change no route
+//! (`/shop/cart;jsessionid=1`) pass untouched. nginx does neither; Envoy and HAProxy leave it to
+//! a rule of the operator's.
 
 use std::fmt;
 
@@ -35,6 +45,9 @@ pub enum PathError {
     /// A raw control character (0x00-0x1F, 0x7F), space, '#' or '\\' (which IIS and some URL
     /// parsers read as '/', so that `/public/..\\admin` would climb out of `/public/` there).
     Control,
+    /// A `.` or `..` segment with path parameters (`..;x`), which servlet containers read as a
+    /// dot segment that the router did not see.
+    DotParameters,
 }
 
 impl PathError {
@@ -46,6 +59,7 @@ impl PathError {
             PathError::EncodedSlash => "encoded slash (%2F or %5C) in path",
             PathError::AboveRoot => "path climbs above the root",
             PathError::Control => "control character, space, '#' or backslash in path",
+            PathError::DotParameters => "dot segment with path parameters (..;) in path",
         }
     }
 }
@@ -112,6 +126,7 @@ fn scan(path: &[u8], merge_slashes: bool) -> Result<Option<usize>, PathError> {
                 if is_dots(&path[seg..i]) || (merge_slashes && i == seg) {
                     return Ok(Some(seg));
                 }
+                refuse_dot_parameters(&path[seg..i])?;
                 i += 1;
                 seg = i;
             }
@@ -127,6 +142,7 @@ fn scan(path: &[u8], merge_slashes: bool) -> Result<Option<usize>, PathError> {
             Class::Refused => return Err(PathError::Control),
         }
     }
+    refuse_dot_parameters(&path[seg..])?;
     Ok(is_dots(&path[seg..]).then_some(seg))
 }
 
@@ -161,6 +177,7 @@ fn rewrite(path: &[u8], from: usize, merge_slashes: bool) -> Result<Vec<u8>, Pat
             }
         }
         let last = i == path.len();
+        refuse_dot_parameters(&out[start..])?;
         match &out[start..] {
             b"." => out.truncate(start),
             b".." => {
@@ -209,6 +226,54 @@ fn is_unreserved(b: u8) -> bool {
 
 fn is_dots(segment: &[u8]) -> bool {
     segment == b"." || segment == b".."
+}
+
+/// Refuses a segment that is `.` or `..` before its first parameter (`;` or `%3B`).
+fn refuse_dot_parameters(segment: &[u8]) -> Result<(), PathError> {
+    if segment.first() != Some(&b'.') {
+        return Ok(());
+    }
+    match parameter_at(segment) {
+        Some(p) if is_dots(&segment[..p]) => Err(PathError::DotParameters),
+        _ => Ok(()),
+    }
+}
+
+/// Where the first path parameter of `bytes` starts: a ';' or a `%3B` (either case).
+fn parameter_at(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr2_iter(b';', b'%', bytes).find(|&i| {
+        bytes[i] == b';'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"3B"))
+    })
+}
+
+/// A normalised path with every segment's parameters cut (`/a;x/b%3By` → `/a/b`): the path a
+/// servlet container maps. `None` when it has none, the common case, found with one scan.
+pub fn without_parameters(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let first = parameter_at(bytes)?;
+    let mut out = String::with_capacity(path.len());
+    out.push_str(&path[..first]);
+    let mut rest = &path[first..];
+    loop {
+        // `rest` starts with a parameter: drop it up to the next '/'.
+        match rest.find('/') {
+            None => return Some(out),
+            Some(slash) => rest = &rest[slash..],
+        }
+        match parameter_at(rest.as_bytes()) {
+            Some(p) => {
+                out.push_str(&rest[..p]);
+                rest = &rest[p..];
+            }
+            None => {
+                out.push_str(rest);
+                return Some(out);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +373,38 @@ mod tests {
             refused("/a/../../b", merge, PathError::AboveRoot);
             refused("/%2e%2e", merge, PathError::AboveRoot);
         }
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for merge in [false, true] {
+            for p in [
+                "/app/x/..;/admin/x",
+                "/app/..;x=1/admin",
+                "/app/.;/admin",
+                "/app/%2e%2e;/admin",
+                "/app/..%3b/admin",
+                "/app/..%3B",
+                "/..;",
+            ] {
+                refused(p, merge, PathError::DotParameters);
+            }
+            unchanged("/app/a..;/b", merge);
+            unchanged("/app/...;/b", merge);
+            unchanged("/shop/cart;jsessionid=1", merge);
+        }
+    }
+
+    #[test]
+    fn parameters_are_cut_as_a_servlet_container_does() {
+        let cut = |p: &str| without_parameters(p);
+        assert_eq!(cut("/app/admin/x"), None);
+        assert_eq!(cut("/app/admin;/x").as_deref(), Some("/app/admin/x"));
+        assert_eq!(cut("/app/admin%3B/x").as_deref(), Some("/app/admin/x"));
+        assert_eq!(cut("/a;x=1/b;y/c").as_deref(), Some("/a/b/c"));
+        assert_eq!(cut("/a/b;jsessionid=1").as_deref(), Some("/a/b"));
+        assert_eq!(cut("/a;/").as_deref(), Some("/a/"));
+        assert_eq!(cut("/a%20b"), None);
     }
 
     #[test]

@@ -504,6 +504,7 @@ mod tests {
         request_header_timeout: Duration::from_secs(10),
         keepalive_timeout: Duration::from_secs(75),
         client_body_timeout: Duration::from_secs(60),
+        client_body_min_rate: 512,
         send_timeout: Duration::from_secs(60),
         max_header_size: 64,
         max_headers: 3,

@@ -215,6 +215,10 @@ fn client_limits(c: &mut Checker, s: &ServerSection) -> ClientLimits {
             "server.client_body_timeout".into(),
             DEFAULT_CLIENT_BODY_TIMEOUT,
         ),
+        client_body_min_rate: s
+            .client_body_min_rate
+            .as_ref()
+            .map_or(DEFAULT_CLIENT_BODY_MIN_RATE, |r| r.get_ref().0),
         send_timeout: positive(
             c,
             &s.send_timeout,
