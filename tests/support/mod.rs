@@ -2,6 +2,8 @@
 //! on a generated config, and a minimal HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod rawhttp;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
