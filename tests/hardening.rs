@@ -256,3 +256,34 @@ async fn forwarded_and_x_real_ip_from_an_untrusted_client_are_removed() {
     assert_eq!(header(&seen[0], "x-real-ip"), None, "{seen:?}");
     assert_eq!(header(&seen[0], "x-forwarded-for"), Some("127.0.0.1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_response_cut_short_by_the_backend_ends_in_an_error() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start(
+        "h2c = true\naccess_log = \"access.log\"",
+        &one_route(&be, "", ""),
+    );
+    let s = TcpStream::connect(f.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for path in ["/reset", "/reset-chunked"] {
+        let req = hyper::Request::get(format!("http://h.test{path}"))
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes().len());
+        assert!(
+            body.is_err(),
+            "{path}: the stream ended cleanly with {body:?} bytes"
+        );
+    }
+    let aborted = "fulcrum_requests_total{code=\"200\",method=\"GET\",outcome=\"aborted\",route=\"r\",upstream=\"u\"}";
+    f.wait_metric(aborted, 2.0).await;
+}

@@ -143,13 +143,19 @@ impl RequestCtx {
         if status == CLIENT_GONE {
             return Outcome::ClientClosed;
         }
-        // `from_pingora` says `None` for a client that went away.
-        let client_gone =
-            self.failure.is_none() && e.is_some_and(|e| ProxyError::from_pingora(e).is_none());
-        match (self.proxied, client_gone) {
-            (true, true) => Outcome::ClientClosed,
-            (true, false) => Outcome::Aborted,
-            (false, _) => Outcome::Error,
+        if !self.proxied {
+            return Outcome::Error;
+        }
+        match &self.failure {
+            // The client's fault (a body too large or too slow) cut the response short, not
+            // the backend.
+            Some(f) if f.cause() == Cause::Client => Outcome::Error,
+            Some(_) => Outcome::Aborted,
+            // `from_pingora` says `None` for a client that went away.
+            None if e.is_some_and(|e| ProxyError::from_pingora(e).is_none()) => {
+                Outcome::ClientClosed
+            }
+            None => Outcome::Aborted,
         }
     }
 
