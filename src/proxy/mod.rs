@@ -589,9 +589,8 @@ impl ProxyHttp for Proxy {
                 upstream_request.insert_header(HOST, b.name.as_str())?;
             }
         }
-        let route = config;
-        if route.strip_prefix {
-            let uri = strip_prefix(&upstream_request.uri, &route.path)?;
+        if config.strip_prefix {
+            let uri = strip_prefix(&upstream_request.uri, &config.path)?;
             upstream_request.set_uri(uri);
         }
         Ok(())
