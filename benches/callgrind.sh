@@ -7,9 +7,10 @@
 # The proxy runs fulcrum-full's config from benches/compare.py (10 host+path routes, a rate
 # limit that never triggers, least_connections, active health checks, a circuit breaker, JSON
 # access log to a file) under `valgrind --tool=callgrind`, in front of two small loopback
-# backends answering a 19-byte body. After a warm-up the counters are zeroed, `wrk -c8 -t1`
-# sends keep-alive GETs for SECONDS, and the instructions counted since the zeroing are divided
-# by the requests fulcrum counted (fulcrum_requests_total) in the same window. Needs valgrind,
+# backends answering a 19-byte body. After a warm-up, callgrind counts SECONDS without load (the
+# work the process does on its own: health checks, timers), then SECONDS of `wrk -c8 -t1`
+# keep-alive GETs; the difference is divided by the requests fulcrum counted
+# (fulcrum_requests_total) in the loaded window. Needs valgrind,
 # wrk and python3; loopback only, bounded by SECONDS; stops everything it started.
 set -euo pipefail
 bin=$(realpath "${1:-target/release/fulcrum}")
@@ -59,12 +60,19 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&
 url="http://127.0.0.1:$proxy/api/x"
 wrk -c8 -t1 -d2s -H "Host: svc3.bench.test" "$url" >/dev/null
 count() { curl -sf "http://127.0.0.1:$admin/metrics" | awk '/^fulcrum_requests_total\{/ {s += $NF} END {print s + 0}'; }
-callgrind_control -z "$vg" >/dev/null
+# Instructions counted from a zeroing to a dump, in dump file number $1.
+window() {
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  "${@:2}" >/dev/null
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  for _ in $(seq 50); do [ -s "$dir/cg.out.$1" ] && break; sleep 0.1; done
+  awk '/^totals:/ {t = $2} /^summary:/ {s = $2} END {print (t ? t : s) + 0}' "$dir/cg.out.$1"
+}
+# What the process spends without requests (health checks, timers, the access-log writer's
+# ticks) over the same time, taken off the loaded window's count.
+idle=$(window 1 sleep "$secs")
 before=$(count)
-wrk -c8 -t1 -d"${secs}s" -H "Host: svc3.bench.test" "$url" | grep -E "requests in|Non-2xx" || true
+load=$(window 2 wrk -c8 -t1 -d"${secs}s" -H "Host: svc3.bench.test" "$url")
 after=$(count)
-callgrind_control -d "$vg" >/dev/null
-sleep 1
-ir=$(cat "$dir"/cg.out* | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
 requests=$((after - before))
-echo "$(basename "$bin"): $requests requests, $ir instructions, $((ir / requests)) instructions/request"
+echo "$(basename "$bin"): $requests requests in ${secs}s; $load instructions, $idle of them idle-time work; $(((load - idle) / requests)) instructions/request"
