@@ -1195,9 +1195,13 @@ async fn account(
         }
         match line {
             None => missing.push(r.job.id),
-            Some(l) => match l.outcome.as_deref() {
-                Some("error" | "aborted" | "client_closed") => {}
-                other => not_failures.push(format!(
+            Some(l) => match (cause, l.outcome.as_deref()) {
+                // fulcrum answered the timeout itself; the cut response was started, then
+                // aborted.
+                (Cause::Hang, Some("error"))
+                | (Cause::Reset, Some("aborted"))
+                | (Cause::Unexplained, Some("error" | "aborted" | "client_closed")) => {}
+                (_, other) => not_failures.push(format!(
                     "id {} ({failure}) logged with status {} and outcome {other:?}",
                     r.job.id, l.status
                 )),
@@ -1213,8 +1217,8 @@ async fn account(
     }
     if !not_failures.is_empty() {
         problems.push(format!(
-            "{} failed request(s) are not logged as failures (outcome error, aborted or \
-             client_closed), e.g.:\n  {}",
+            "{} failed request(s) are not logged as the failures they are (a 504 outcome \
+             error, a cut response aborted), e.g.:\n  {}",
             not_failures.len(),
             not_failures[..not_failures.len().min(5)].join("\n  ")
         ));
