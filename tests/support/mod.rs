@@ -621,6 +621,34 @@ pub fn sample_of(scrape: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
+/// The sum of every series of `name` in a scrape whose labels include all of `labels` (0 when
+/// none does): `sum_of(m, "fulcrum_requests_total", &[("route", "api")])` counts the route's
+/// requests over every method, code and outcome.
+pub fn sum_of(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let has = |(k, v): &(&str, &str)| {
+                set.split(',').any(|pair| {
+                    pair.strip_prefix(*k)
+                        .and_then(|p| p.strip_prefix("=\""))
+                        .and_then(|p| p.strip_suffix('"'))
+                        == Some(*v)
+                })
+            };
+            labels
+                .iter()
+                .all(has)
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// A response as a test sees it.
 #[derive(Debug)]
 pub struct Resp {
