@@ -24,6 +24,7 @@
 //!   records into.
 //! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`).
 //! - `demo`: built-in demo backends for `fulcrum demo`.
+//! - `fuzzing` (cargo feature `fuzzing` only): the calls the fuzz targets in `fuzz/` make.
 
 pub mod access_log;
 pub mod admin;
@@ -43,3 +44,6 @@ pub mod server;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -11,7 +11,7 @@
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 
 mod certs;
-mod env;
+pub(crate) mod env;
 mod error;
 mod resolve;
 pub mod runtime;
@@ -25,6 +25,7 @@ use std::path::Path;
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
+use resolve::Names;
 pub use runtime::*;
 
 /// Reads, parses, validates and resolves the config file at `path`. Blocking (file IO, DNS).
@@ -76,7 +77,7 @@ pub fn parse_resolving(
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
 ) -> Result<Config, ConfigErrors> {
-    parse_with(source, path, previous, None)
+    parse_with(source, path, previous, None, Names::System)
 }
 
 /// [`parse_resolving`] of the text of the config running now, to resolve its backend names
@@ -89,7 +90,15 @@ pub fn parse_refreshing(
     previous: &[(String, Vec<std::net::SocketAddr>)],
     loaded: &Loaded,
 ) -> Result<Config, ConfigErrors> {
-    parse_with(source, path, previous, Some(loaded))
+    parse_with(source, path, previous, Some(loaded), Names::System)
+}
+
+/// [`parse`] without leaving the text, for the fuzz targets: no backend host name is looked up
+/// (each resolves to no address, a warning) and no certificate, key or CA file is read (none is
+/// loaded, and none is checked).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_offline(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(source, path, &[], Some(&Loaded::default()), Names::Offline)
 }
 
 fn parse_with(
@@ -97,11 +106,14 @@ fn parse_with(
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
     loaded: Option<&Loaded>,
+    resolver: Names,
 ) -> Result<Config, ConfigErrors> {
     let env_errors = match env::expand(source, |name| std::env::var(name).ok()) {
         // One line index for every error of this load, however many there are.
         Ok(source) => {
-            return LineIndex::scope(&source, || parse_indexed(&source, path, previous, loaded))
+            return LineIndex::scope(&source, || {
+                parse_indexed(&source, path, previous, loaded, resolver)
+            })
         }
         Err(errors) => errors,
     };
@@ -130,8 +142,9 @@ fn parse_with(
         real.or_else(|| missing.contains(&name).then(|| "unset".to_owned()))
     };
     if let Ok(text) = env::expand(source, stand_in) {
-        if let Err(more) = LineIndex::scope(&text, || parse_indexed(&text, path, previous, loaded))
-        {
+        if let Err(more) = LineIndex::scope(&text, || {
+            parse_indexed(&text, path, previous, loaded, resolver)
+        }) {
             let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
             errors.extend(more.0.into_iter().filter(|e| !lines.contains(&e.line)));
         }
@@ -144,13 +157,14 @@ fn parse_indexed(
     path: &Path,
     previous: &[(String, Vec<std::net::SocketAddr>)],
     loaded: Option<&Loaded>,
+    resolver: Names,
 ) -> Result<Config, ConfigErrors> {
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors::by_place(every_mistake(e, source, path)))?;
     let (unresolved, files, mut errors) = validate::validate(file, path, source);
-    let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous);
+    let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous, resolver);
     errors.extend(unresolvable);
     match loaded {
         None => errors.extend(certs::load(&mut config, files, path, source)),

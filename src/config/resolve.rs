@@ -52,6 +52,16 @@ pub(super) struct BackendSource {
     pub field: String,
 }
 
+/// Who answers for backend host names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Names {
+    /// `FULCRUM_HOSTS_FILE`, then the system resolver.
+    System,
+    /// Nobody: every name resolves to no address, without a lookup (the fuzz targets' loads).
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    Offline,
+}
+
 /// Resolves every backend of `u` into its upstream. Problems are returned beside the config,
 /// which is complete but for the backends that failed.
 /// `previous`: what the names resolved to in the config running now; a name whose lookup fails
@@ -62,6 +72,7 @@ pub(super) fn resolve(
     file: &Path,
     source: &str,
     previous: &[(String, Vec<SocketAddr>)],
+    resolver: Names,
 ) -> (Config, Vec<ConfigError>) {
     let Unresolved {
         mut config,
@@ -70,7 +81,7 @@ pub(super) fn resolve(
     let mut errors = Vec::new();
     // (upstream, address) → index in the file of the backend that has it.
     let mut seen: HashMap<(usize, SocketAddr), usize> = HashMap::new();
-    let hosts = hosts_file();
+    let hosts = (resolver == Names::System).then(hosts_file).flatten();
     let mut dns: Vec<(String, Vec<SocketAddr>)> = Vec::new();
     // Literal addresses first: a literal always wins, and what a name returns that a literal
     // has is skipped (whatever their order in the file), so no DNS answer is a config error.
@@ -96,7 +107,10 @@ pub(super) fn resolve(
                 if let Some(u) = config.upstreams.get_mut(b.upstream) {
                     u.named = true;
                 }
-                let found = lookup(host_port, hosts.as_ref());
+                let found = match resolver {
+                    Names::System => lookup(host_port, hosts.as_ref()),
+                    Names::Offline => Ok(Vec::new()),
+                };
                 let before = previous
                     .iter()
                     .find(|(name, addrs)| name == host_port && !addrs.is_empty());

@@ -6,7 +6,7 @@ mod edge;
 mod error;
 mod forwarded;
 mod hop_by_hop;
-mod normalize;
+pub(crate) mod normalize;
 mod request_id;
 
 pub use error::{Cause, ProxyError};

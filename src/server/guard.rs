@@ -132,7 +132,7 @@ enum State {
     Closed,
 }
 
-struct Header {
+pub(crate) struct Header {
     /// When the wait ends: before the first byte the idle limit, after it the header limit.
     deadline: Instant,
     started: bool,
@@ -149,7 +149,7 @@ struct Header {
 
 impl Header {
     /// `first`: the connection's first request, the only place an HTTP/2 preface can be.
-    fn new(wait: Duration, first: bool) -> Header {
+    pub(crate) fn new(wait: Duration, first: bool) -> Header {
         Header {
             deadline: Instant::now() + wait,
             started: false,
@@ -160,11 +160,17 @@ impl Header {
             preface: first.then_some(0),
         }
     }
+
+    /// Bytes of the header section counted so far (all of it once [`Scan::Complete`]).
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 /// What scanning newly read bytes found.
-#[derive(Debug, PartialEq, Eq)]
-enum Scan {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
     More,
     Complete,
     TooLarge,
@@ -174,7 +180,7 @@ impl Header {
     /// Feeds bytes just read: line ends are found with `memchr`, and the header ends at the
     /// first empty line (`\r\n` or `\n`). Empty lines before the request line are skipped,
     /// as RFC 9112 §2.2 allows.
-    fn scan(&mut self, mut bytes: &[u8], limits: &ClientLimits) -> Scan {
+    pub(crate) fn scan(&mut self, mut bytes: &[u8], limits: &ClientLimits) -> Scan {
         // Only its head is compared, so that no split into reads changes the answer.
         if let Some(m) = self.preface {
             let n = bytes.len().min(PREFACE_HEAD - m);
