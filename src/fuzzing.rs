@@ -66,6 +66,7 @@ pub fn guard_scan(data: &[u8]) {
         request_header_timeout: Duration::from_secs(10),
         keepalive_timeout: Duration::from_secs(10),
         client_body_timeout: Duration::from_secs(10),
+        client_body_min_rate: 512,
         send_timeout: Duration::from_secs(10),
         max_header_size: 8 * (usize::from(*size) + 1),
         max_headers: usize::from(headers % 16) + 1,
