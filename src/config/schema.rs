@@ -41,6 +41,13 @@ pub const MAX_HEADERS_LIMIT: usize = 256;
 pub const MAX_THREADS: usize = 1024;
 /// `[server].max_connections` when absent.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// `[server].max_config_size` when absent, and what `fulcrum run` and `fulcrum check` read at
+/// most without `--max-config-size`: 64 MiB.
+pub const DEFAULT_MAX_CONFIG_SIZE: u64 = 64 << 20;
+/// The smallest `max_config_size` accepted.
+pub const MIN_CONFIG_SIZE_LIMIT: u64 = 1 << 10;
+/// The largest `max_config_size` accepted: parsing holds about 35 bytes per byte of the file.
+pub const MAX_CONFIG_SIZE_LIMIT: u64 = 1 << 30;
 /// A certificate that expires within this is a warning at every load.
 pub const CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// `[server].upgrade_sock` when absent.
@@ -179,6 +186,9 @@ pub struct ServerSection {
     /// Most client connections open at once in this process; past it a new connection is
     /// closed as soon as it is accepted. Default: [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: Option<Spanned<usize>>,
+    /// Largest config file a reload reads (bytes); a larger one is refused before it is parsed.
+    /// The running config's value governs the next reload. Default: [`DEFAULT_MAX_CONFIG_SIZE`].
+    pub max_config_size: Option<Spanned<ByteSize>>,
     /// Whether `//` in a request path is read as `/` (for routing and for the backend).
     /// Default: true (nginx's `merge_slashes on`).
     pub merge_slashes: Option<Spanned<bool>>,
