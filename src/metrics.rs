@@ -278,8 +278,12 @@ impl Metrics {
     /// (called after a reload is published). One pass over each family's series, each checked
     /// with a hash lookup: linear in the number of series.
     pub fn retain(&self, keep: &Keep) {
-        retain(&self.requests, |l| l[0].is_empty() || keep.route(l[0], l[1]));
-        retain(&self.duration, |l| l[0].is_empty() || keep.route(l[0], l[1]));
+        retain(&self.requests, |l| {
+            l[0].is_empty() || keep.route(l[0], l[1])
+        });
+        retain(&self.duration, |l| {
+            l[0].is_empty() || keep.route(l[0], l[1])
+        });
         retain(&self.ratelimited, |l| keep.routes.contains_key(l[0]));
         for vec in [&self.retries, &self.overloaded] {
             retain(vec, |l| keep.upstreams.contains(l[0]));
