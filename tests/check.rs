@@ -584,7 +584,7 @@ fn a_file_over_the_size_limit_is_refused_naming_the_limit_and_how_to_raise_it() 
     };
     let (ok, _, stderr) = check("2KiB");
     assert!(!ok);
-    let want = format!("error: {}: config file is larger than 2 KiB; raise it with --max-config-size (and server.max_config_size, which holds reloads of it)", path.display());
+    let want = format!("error: {}: cannot read config file: it is larger than 2 KiB; raise it with --max-config-size (and server.max_config_size, which holds reloads of it)", path.display());
     assert!(
         stderr.lines().any(|l| l == want),
         "want {want:?} in:\n{stderr}"

@@ -660,7 +660,7 @@ async fn a_file_over_max_config_size_is_refused_naming_the_limit() {
     f.rewrite(&format!("{body}{}\n", "x".repeat(pad)));
     let r = reload_within(&f).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    let want = format!("{path}: server.max_config_size: config file is larger than 2 KiB; the limit is server.max_config_size of the config running now");
+    let want = format!("{path}: server.max_config_size: cannot read config file: it is larger than 2 KiB; the limit is server.max_config_size of the config running now");
     assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
     still_serves(&f, "a").await;
     f.rewrite(&pools("ub", &a, &b));

@@ -1,4 +1,5 @@
-//! Reading the config file: the one way every read of it goes (start, `check`, every reload).
+//! Reading the config file: the one way every read of it goes (start, `check`, every reload),
+//! and the certificate, key and CA files it names.
 //!
 //! Only a regular file is read, at most a limit of bytes, and nothing a path may point at
 //! instead (a FIFO, a device such as `/dev/zero`, a directory, a socket) can block the reader
@@ -79,37 +80,41 @@ impl fmt::Display for FileKind {
     }
 }
 
-/// Who sets the limit a read is held to, for the hint on how to raise it.
+/// The most bytes a read takes, and who sets it (for the hint on how to raise it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    /// `fulcrum run` and `fulcrum check`: `--max-config-size` (default 64 MiB).
+    /// The config file at `fulcrum run` and `fulcrum check`: `--max-config-size` (default
+    /// 64 MiB).
     Flag(u64),
-    /// A reload: `[server].max_config_size` of the config running now.
+    /// The config file at a reload: `[server].max_config_size` of the config running now.
     Running(u64),
+    /// A certificate, key or CA file the config names: a fixed limit.
+    Pem(u64),
 }
 
 impl Limit {
     pub fn bytes(self) -> u64 {
         match self {
-            Limit::Flag(n) | Limit::Running(n) => n,
+            Limit::Flag(n) | Limit::Running(n) | Limit::Pem(n) => n,
         }
     }
 }
 
-/// Why the config file was not read.
+/// Why a file was not read. The text says what is wrong with "it", the file: the caller names
+/// the file ([`ReadError::at`] for the config file).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot read config file: {0}")]
+    #[error("{0}")]
     Io(#[source] std::io::Error),
-    #[error("cannot read config file: it is {0}, not a regular file")]
+    #[error("it is {0}, not a regular file")]
     NotRegular(FileKind),
-    #[error("config file is larger than {limit}; {}", raise(*.limit))]
+    #[error("it is larger than {limit}; {}", raise(*.limit))]
     TooLarge { limit: Limit },
-    #[error("config file is not UTF-8 text (byte {0} is not)")]
+    #[error("it is not UTF-8 text (byte {0} is not)")]
     NotUtf8(usize),
-    #[error("reading the config file took longer than {0:?}: abandoned (the next reload reads it again)")]
+    #[error("reading it took longer than {0:?}: abandoned (the next reload reads it again)")]
     TimedOut(Duration),
-    #[error("{0} earlier reads of the config file are stuck (each abandoned after its timeout); not reading it again until one ends")]
+    #[error("{0} earlier reads of it are stuck (each abandoned after its timeout); not reading it again until one ends")]
     Stuck(usize),
 }
 
@@ -128,11 +133,12 @@ fn raise(limit: Limit) -> &'static str {
     match limit {
         Limit::Flag(_) => "raise it with --max-config-size (and server.max_config_size, which holds reloads of it)",
         Limit::Running(_) => "the limit is server.max_config_size of the config running now: raise it there first, or restart with --max-config-size",
+        Limit::Pem(_) => "the most a certificate, key or CA file may be",
     }
 }
 
 impl ReadError {
-    /// The error as a config problem of the file at `path`.
+    /// The error as a problem of the config file at `path`.
     pub fn at(&self, path: &Path) -> ConfigError {
         let field = match self {
             ReadError::TooLarge {
@@ -140,13 +146,21 @@ impl ReadError {
             } => "server.max_config_size",
             _ => "",
         };
-        ConfigError::at(path, "", None, field, self.to_string())
+        let message = format!("cannot read config file: {self}");
+        ConfigError::at(path, "", None, field, message)
     }
 }
 
 /// Reads the regular file at `path`, at most `limit` bytes of UTF-8 text. Blocking, but never on
 /// what the path points at: see the module doc.
 pub fn read(path: &Path, limit: Limit) -> Result<String, ReadError> {
+    let bytes = read_bytes(path, limit)?;
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+}
+
+/// Reads the regular file at `path`, at most `limit` bytes. Blocking, but never on what the path
+/// points at: see the module doc.
+pub fn read_bytes(path: &Path, limit: Limit) -> Result<Vec<u8>, ReadError> {
     let kind = |m: &std::fs::Metadata| FileKind::of(m.file_type());
     let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
     if let Some(k) = kind(&meta) {
@@ -170,7 +184,7 @@ pub fn read(path: &Path, limit: Limit) -> Result<String, ReadError> {
     if bytes.len() as u64 > limit.bytes() {
         return Err(ReadError::TooLarge { limit });
     }
-    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+    Ok(bytes)
 }
 
 /// Reads `file` into `bytes` until its end or until `limit + 1` bytes.
@@ -273,7 +287,7 @@ mod tests {
         let e = read(&path, LIMIT).unwrap_err();
         assert!(matches!(e, ReadError::TooLarge { limit } if limit == LIMIT));
         let shown = e.at(&path).to_string();
-        assert!(shown.contains("larger than 16 bytes"), "{shown}");
+        assert!(shown.contains("it is larger than 16 bytes"), "{shown}");
         assert!(shown.contains("server.max_config_size"), "{shown}");
     }
 
@@ -303,8 +317,11 @@ mod tests {
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
         let e = read(&link, LIMIT).unwrap_err();
         assert_eq!(
-            e.to_string(),
-            "cannot read config file: it is a character device, not a regular file"
+            e.at(&link).to_string(),
+            format!(
+                "{}: cannot read config file: it is a character device, not a regular file",
+                link.display()
+            )
         );
     }
 
