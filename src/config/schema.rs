@@ -186,9 +186,6 @@ pub struct ServerSection {
     /// Most client connections open at once in this process; past it a new connection is
     /// closed as soon as it is accepted. Default: [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: Option<Spanned<usize>>,
-    /// Largest config file a reload reads (bytes); a larger one is refused before it is parsed.
-    /// The running config's value governs the next reload. Default: [`DEFAULT_MAX_CONFIG_SIZE`].
-    pub max_config_size: Option<Spanned<ByteSize>>,
     /// Whether `//` in a request path is read as `/` (for routing and for the backend).
     /// Default: true (nginx's `merge_slashes on`).
     pub merge_slashes: Option<Spanned<bool>>,
@@ -199,6 +196,9 @@ pub struct ServerSection {
     pub redirect_http_to_https: Option<Spanned<bool>>,
     /// Whether the plain listeners also take HTTP/2 with prior knowledge (h2c). Default: false.
     pub h2c: Option<Spanned<bool>>,
+    /// Largest config file a reload reads (bytes); a larger one is refused before it is parsed.
+    /// The running config's value governs the next reload. Default: [`DEFAULT_MAX_CONFIG_SIZE`].
+    pub max_config_size: Option<Spanned<ByteSize>>,
 }
 
 /// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.
