@@ -1,5 +1,11 @@
-//! Reload time and memory of the release binary on large configs: 10 000 and 100 000 routes
-//! (over 100 upstreams of 2 backends). For each size fulcrum starts on the file, then:
+//! Reload time and memory of the release binary on large configs:
+//!
+//! - `narrow`: 10 000 and 100 000 routes (name, path) over 100 upstreams of 2 backends;
+//! - `wide`: 20 000 routes (a third with an exact host, a third with a wildcard, every tenth
+//!   rate-limited) over 10 000 upstreams of 2 backends (one by IP, one by the name
+//!   `localhost`), every strategy, every fifth upstream with outlier ejection and a breaker.
+//!
+//! For each file fulcrum starts on it, then:
 //!
 //! - `same`: `POST /reload` of the unchanged file (every route keeps its metric series);
 //! - `renamed`: the file rewritten with every route renamed, then `POST /reload` (every
@@ -10,7 +16,8 @@
 //! reset through `/proc/PID/clear_refs` just before), beside the RSS before it. Reload must be
 //! linear: the 100 000 row about ten times the 10 000 one.
 //!
-//! `cargo bench --bench reload_scale` (Linux; builds the release binary)
+//! `cargo bench --bench reload_scale` (Linux; builds the release binary). `FULCRUM_BIN=PATH`
+//! measures another build instead (the revision before a change, say).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use support::Fulcrum;
 
-const SIZES: [usize; 2] = [10_000, 100_000];
+/// (shape, routes)
+const CASES: [(&str, usize); 3] = [("narrow", 10_000), ("narrow", 100_000), ("wide", 20_000)];
 const UPSTREAMS: usize = 100;
 /// How long a start or a reload of the largest file may take before the bench gives up.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -39,6 +47,56 @@ fn body(routes: usize, prefix: &str) -> String {
             10_000 + 2 * u,
             10_001 + 2 * u
         ));
+    }
+    text
+}
+
+/// `routes` routes named `{prefix}{i}` over `routes / 2` upstreams; see the module doc.
+fn wide(routes: usize, prefix: &str) -> String {
+    const STRATEGIES: [&str; 7] = [
+        "round_robin",
+        "weighted_round_robin",
+        "least_connections",
+        "p2c",
+        "random",
+        "ip_hash",
+        "consistent_hash",
+    ];
+    let upstreams = routes / 2;
+    let mut text = String::with_capacity(routes * 180);
+    for r in 0..routes {
+        let host = match r % 3 {
+            0 => format!("host = \"*.h{r}.example.com\"\n"),
+            1 => format!("host = \"h{r}.example.com\"\n"),
+            _ => String::new(),
+        };
+        let limit = match r % 10 {
+            0 => "rate_limit = { rate = 100, per = \"1s\", burst = 50 }\n",
+            _ => "",
+        };
+        text.push_str(&format!(
+            "[[route]]\nname = \"{prefix}{r}\"\n{host}path = \"/p{r}/\"\nupstream = \"u{}\"\n{limit}",
+            r % upstreams
+        ));
+    }
+    for u in 0..upstreams {
+        let strategy = STRATEGIES[u % STRATEGIES.len()];
+        let key = match strategy {
+            "consistent_hash" => "hash_key = \"path\"\n",
+            _ => "",
+        };
+        let port = 20_000 + (2 * u) % 40_000;
+        text.push_str(&format!(
+            "[upstream.u{u}]\nbalance = \"{strategy}\"\n{key}backends = [{{ addr = \"127.0.{}.{}:{port}\", weight = 2 }}, {{ addr = \"localhost:{}\" }}]\n",
+            (u / 250) % 250,
+            u % 250 + 1,
+            port + 1
+        ));
+        if u % 5 == 0 {
+            text.push_str(&format!(
+                "[upstream.u{u}.outlier]\nconsecutive_failures = 5\n[upstream.u{u}.circuit_breaker]\nconsecutive_failures = 5\n"
+            ));
+        }
     }
     text
 }
@@ -81,10 +139,14 @@ async fn reload(f: &Fulcrum) -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    println!("| routes | file | start | reload | time | RSS before | peak RSS during |");
-    println!("|---|---|---|---|---|---|---|");
-    for routes in SIZES {
-        let text = body(routes, "r");
+    println!("| config | routes | file | start | reload | time | RSS before | peak RSS during |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (shape, routes) in CASES {
+        let file = |prefix| match shape {
+            "wide" => wide(routes, prefix),
+            _ => body(routes, prefix),
+        };
+        let text = file("r");
         let mut f = Fulcrum::launch("127.0.0.1", "warn", "", &text);
         let started = Instant::now();
         f.wait_ready(LIMIT).expect("fulcrum serves");
@@ -92,14 +154,14 @@ async fn main() {
         let size = format!("{:.1} MB", text.len() as f64 / 1e6);
         let (took, before, peak) = reload(&f).await;
         println!(
-            "| {routes} | {size} | {start:.2} s | same | {took:.2} s | {before:.0} MiB | {peak:.0} MiB |"
+            "| {shape} | {routes} | {size} | {start:.2} s | same | {took:.2} s | {before:.0} MiB | {peak:.0} MiB |"
         );
         // Rewritten with new names: the watcher's reload comes after its 200 ms debounce, so
         // the POST is the one that applies it (the watcher then finds the text it read).
-        f.rewrite(&body(routes, "s"));
+        f.rewrite(&file("s"));
         let (took, before, peak) = reload(&f).await;
         println!(
-            "| {routes} | {size} | | renamed | {took:.2} s | {before:.0} MiB | {peak:.0} MiB |"
+            "| {shape} | {routes} | {size} | | renamed | {took:.2} s | {before:.0} MiB | {peak:.0} MiB |"
         );
     }
 }

@@ -328,8 +328,12 @@ pub fn free_port() -> u16 {
     dead_addr().port()
 }
 
+/// The `fulcrum` binary: this build's, or the one `FULCRUM_BIN` names (to run a bench against
+/// another build, e.g. the revision before a change).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_fulcrum"))
+    std::env::var_os("FULCRUM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fulcrum")))
 }
 
 /// `fulcrum run --config path ARGS` with `RUST_LOG=log`, stderr to `log_file`.
