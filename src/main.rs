@@ -34,6 +34,10 @@ struct Cli {
     /// Config file (`fulcrum --config PATH` alone is `fulcrum run PATH`).
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Largest config file `run`, `demo` and `check` read, e.g. "128MiB" (reloads are held to
+    /// the running config's `[server] max_config_size`).
+    #[arg(long, global = true, value_name = "SIZE", default_value = "64MiB", value_parser = size)]
+    max_config_size: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,6 +101,11 @@ fn one_path(
     }
 }
 
+/// A size argument: "64MiB", "512KiB", "1GB" or bytes.
+fn size(s: &str) -> Result<u64, String> {
+    config::units::parse_size(s)
+}
+
 const RUN_USAGE: &str = "use `fulcrum run PATH` (or `fulcrum demo` to try it out)";
 
 fn main() -> ExitCode {
@@ -111,35 +120,37 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Check { path }) => {
-            match one_path(path, cli.config, "use `fulcrum check PATH`") {
-                Ok(path) => return check(&path),
-                Err(e) => Err(e),
+    let max = cli.max_config_size;
+    let result =
+        match cli.command {
+            Some(Command::Check { path }) => {
+                match one_path(path, cli.config, "use `fulcrum check PATH`") {
+                    Ok(path) => return check(&path, max),
+                    Err(e) => Err(e),
+                }
             }
-        }
-        Some(Command::Demo) => demo(cli.config.as_deref(), sighup),
-        Some(Command::Run { path, upgrade }) => {
-            one_path(path, cli.config, RUN_USAGE).and_then(|path| run(&path, upgrade, sighup))
-        }
-        Some(Command::Completions { shell }) => {
-            // Into a buffer first: clap_complete panics when it cannot write (`| head`).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
-            print(&script)
-        }
-        Some(Command::Man { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
-            .with_context(|| format!("cannot write man pages into {}", dir.display())),
-        Some(Command::Man { dir: None }) => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| print(&page))
-        }
-        Some(Command::Healthcheck { addr }) => healthcheck(addr),
-        None => one_path(None, cli.config, RUN_USAGE).and_then(|path| run(&path, false, sighup)),
-    };
+            Some(Command::Demo) => demo(cli.config.as_deref(), sighup, max),
+            Some(Command::Run { path, upgrade }) => one_path(path, cli.config, RUN_USAGE)
+                .and_then(|path| run(&path, upgrade, sighup, max)),
+            Some(Command::Completions { shell }) => {
+                // Into a buffer first: clap_complete panics when it cannot write (`| head`).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "fulcrum", &mut script);
+                print(&script)
+            }
+            Some(Command::Man { dir: Some(dir) }) => clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display())),
+            Some(Command::Man { dir: None }) => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut page)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| print(&page))
+            }
+            Some(Command::Healthcheck { addr }) => healthcheck(addr),
+            None => one_path(None, cli.config, RUN_USAGE)
+                .and_then(|path| run(&path, false, sighup, max)),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -183,8 +194,8 @@ fn print(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
+fn check(path: &Path, max_size: u64) -> ExitCode {
+    match config::load(path, max_size) {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
@@ -213,10 +224,9 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// The config at `path`, and the text it was parsed from.
-fn load(path: &Path) -> anyhow::Result<(Config, Source)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+/// The config at `path` (at most `max_size` bytes), and the text it was parsed from.
+fn load(path: &Path, max_size: u64) -> anyhow::Result<(Config, Source)> {
+    let text = config::read(path, max_size).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = config::parse(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     let source = Source {
         path: path.to_path_buf(),
@@ -266,8 +276,13 @@ where
         .with_ansi(std::io::stderr().is_terminal())
 }
 
-fn run(path: &Path, upgrade: bool, sighup: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
-    let (config, source) = load(path)?;
+fn run(
+    path: &Path,
+    upgrade: bool,
+    sighup: Option<Arc<AtomicBool>>,
+    max_size: u64,
+) -> anyhow::Result<()> {
+    let (config, source) = load(path, max_size)?;
     let log = init_logging(&config);
     let options = RunOptions {
         source: Some(source),
@@ -279,10 +294,10 @@ fn run(path: &Path, upgrade: bool, sighup: Option<Arc<AtomicBool>>) -> anyhow::R
     Ok(())
 }
 
-fn demo(path: Option<&Path>, sighup: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
+fn demo(path: Option<&Path>, sighup: Option<Arc<AtomicBool>>, max_size: u64) -> anyhow::Result<()> {
     let (config, source) = match path {
         Some(p) => {
-            let (config, source) = load(p)?;
+            let (config, source) = load(p, max_size)?;
             (config, Some(source))
         }
         None => {

@@ -235,9 +235,7 @@ impl Metrics {
                 vec: self.requests.clone(),
                 route: route.into(),
                 upstream: upstream.into(),
-                tables: (0..Outcome::ALL.len() * (METHODS.len() + 1))
-                    .map(|_| OnceLock::new())
-                    .collect(),
+                tables: std::array::from_fn(|_| OnceLock::new()),
                 other: Mutex::default(),
                 retired: AtomicBool::new(false),
             },
@@ -279,39 +277,46 @@ impl Metrics {
     }
 
     /// Drops the series of routes, upstreams and backends that `keep` does not name any more
-    /// (called after a reload is published).
+    /// (called after a reload is published). One pass over each family's series, each checked
+    /// with a hash lookup: linear in the number of series.
     pub fn retain(&self, keep: &Keep) {
         retain(&self.requests, |l| {
-            l[0].is_empty() || keep.routes.contains(&(l[0].to_owned(), l[1].to_owned()))
+            l[0].is_empty() || keep.route(l[0], l[1])
         });
         retain(&self.duration, |l| {
-            l[0].is_empty() || keep.routes.contains(&(l[0].to_owned(), l[1].to_owned()))
+            l[0].is_empty() || keep.route(l[0], l[1])
         });
-        retain(&self.ratelimited, |l| {
-            keep.routes.iter().any(|(route, _)| route == l[0])
-        });
+        retain(&self.ratelimited, |l| keep.routes.contains_key(l[0]));
         for vec in [&self.retries, &self.overloaded] {
             retain(vec, |l| keep.upstreams.contains(l[0]));
         }
-        retain(&self.upstream_response, |l| {
-            keep.backends.contains(&(l[0].to_owned(), l[1].to_owned()))
-        });
+        retain(&self.upstream_response, |l| keep.backend(l[0], l[1]));
         for vec in [&self.connect_errors, &self.health_checks] {
-            retain(vec, |l| {
-                keep.backends.contains(&(l[0].to_owned(), l[1].to_owned()))
-            });
+            retain(vec, |l| keep.backend(l[0], l[1]));
         }
     }
 }
 
-/// The label sets a published config still has.
+/// The label sets a published config still has, borrowed from its snapshot.
 #[derive(Debug, Default)]
-pub struct Keep {
-    /// (route, upstream)
-    pub routes: HashSet<(String, String)>,
-    pub upstreams: HashSet<String>,
+pub struct Keep<'a> {
+    /// Route → its upstream (route names are unique in a config).
+    pub routes: HashMap<&'a str, &'a str>,
+    pub upstreams: HashSet<&'a str>,
     /// (upstream, backend)
-    pub backends: HashSet<(String, String)>,
+    pub backends: HashSet<(&'a str, &'a str)>,
+}
+
+impl Keep<'_> {
+    /// Whether route `route` still goes to `upstream`.
+    pub fn route(&self, route: &str, upstream: &str) -> bool {
+        self.routes.get(route) == Some(&upstream)
+    }
+
+    /// Whether `upstream` still has `backend`.
+    pub fn backend(&self, upstream: &str, backend: &str) -> bool {
+        self.backends.contains(&(upstream, backend))
+    }
 }
 
 /// Removes every series of `vec` whose label values (in the vec's label order) `keep` refuses.
@@ -319,16 +324,19 @@ fn retain<T: prometheus::core::MetricVecBuilder>(
     vec: &prometheus::core::MetricVec<T>,
     keep: impl Fn(&[&str]) -> bool,
 ) {
-    for family in vec.collect() {
+    let desc = vec.desc()[0];
+    let families = vec.collect();
+    let mut values: Vec<&str> = Vec::with_capacity(desc.variable_labels.len());
+    for family in &families {
         for metric in family.get_metric() {
             // The exposition sorts labels by name; put them back in the vec's order.
             let pairs = metric.get_label();
-            let desc = vec.desc()[0];
-            let values: Vec<&str> = desc
-                .variable_labels
-                .iter()
-                .filter_map(|name| pairs.iter().find(|p| p.name() == name).map(|p| p.value()))
-                .collect();
+            values.clear();
+            values.extend(
+                desc.variable_labels
+                    .iter()
+                    .filter_map(|name| pairs.iter().find(|p| p.name() == name).map(|p| p.value())),
+            );
             if values.len() == desc.variable_labels.len() && !keep(&values) {
                 if let Err(e) = vec.remove_label_values(&values) {
                     tracing::debug!(error = %e, "metric series already gone");
@@ -360,18 +368,17 @@ impl RouteMetrics {
     }
 }
 
-/// The handles of one (outcome, method) of a route: a slot per code of [`COMMON_CODES`].
-type CodeTable = Box<[OnceLock<IntCounter>]>;
+/// One (outcome, method)'s handles of `fulcrum_requests_total`, by [`COMMON_CODES`] index.
+type CodeRow = [OnceLock<IntCounter>; COMMON_CODES.len()];
 
 /// `fulcrum_requests_total` of one route: a handle per (method, code, outcome), made on first use.
 pub struct RequestCounters {
     vec: IntCounterVec,
     route: Box<str>,
     upstream: Box<str>,
-    /// (outcome × method slot) → the handles of the common codes, one slot per code of
-    /// [`COMMON_CODES`]; a table is made the first time its (outcome, method) is seen, so a route
-    /// costs a few hundred bytes until it serves.
-    tables: Box<[OnceLock<CodeTable>]>,
+    /// (outcome × method slot) → that pair's row of handles, one per common code, made at the
+    /// pair's first request on the route (so that a route nobody calls costs no row at all).
+    tables: [OnceLock<Box<CodeRow>>; Outcome::ALL.len() * (METHODS.len() + 1)],
     /// Handles of the codes outside [`COMMON_CODES`]: (method slot, code, outcome, handle).
     other: Mutex<Vec<(usize, u16, Outcome, IntCounter)>>,
     /// Set when a reload dropped this route's series: no handle is made any more.
@@ -401,9 +408,9 @@ impl RequestCounters {
             }
             return;
         };
-        let table = self.tables[outcome.index() * (METHODS.len() + 1) + m]
-            .get_or_init(|| COMMON_CODES.iter().map(|_| OnceLock::new()).collect());
-        let slot = &table[c];
+        let row = self.tables[outcome.index() * (METHODS.len() + 1) + m]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        let slot = &row[c];
         if let Some(counter) = slot.get() {
             counter.inc();
         } else if let Some(counter) = self.handle(method, code, outcome) {
@@ -652,9 +659,9 @@ mod tests {
             m.backend("pool", b).connect_errors.inc();
         }
         let mut keep = Keep::default();
-        keep.routes.insert(("kept".into(), "pool".into()));
-        keep.upstreams.insert("pool".into());
-        keep.backends.insert(("pool".into(), "10.0.0.1:80".into()));
+        keep.routes.insert("kept", "pool");
+        keep.upstreams.insert("pool");
+        keep.backends.insert(("pool", "10.0.0.1:80"));
         m.retain(&keep);
         let total = |labels: &[(&str, &str)]| value(&m, "fulcrum_requests_total", labels);
         assert_eq!(total(&[("route", "kept")]), Some(1.0));

@@ -27,16 +27,19 @@ impl Router {
             paths: routes.iter().map(|r| r.path.clone()).collect(),
             ..Router::default()
         };
+        // Suffix → its place in `wildcard`: a lookup per route, not a scan of the suffixes.
+        let mut suffixes: HashMap<&str, usize> = HashMap::new();
         for (i, route) in routes.iter().enumerate() {
             match &route.host {
                 HostPattern::Any => r.any.push(i),
                 HostPattern::Exact(h) => r.exact.entry(h.clone()).or_default().push(i),
-                HostPattern::Wildcard(suffix) => {
-                    match r.wildcard.iter_mut().find(|(s, _)| s == suffix) {
-                        Some((_, ids)) => ids.push(i),
-                        None => r.wildcard.push((suffix.clone(), vec![i])),
+                HostPattern::Wildcard(suffix) => match suffixes.get(suffix.as_str()) {
+                    Some(&at) => r.wildcard[at].1.push(i),
+                    None => {
+                        suffixes.insert(suffix, r.wildcard.len());
+                        r.wildcard.push((suffix.clone(), vec![i]));
                     }
-                }
+                },
             }
         }
         let by_path_len = |ids: &mut Vec<usize>, paths: &[String]| {

@@ -129,17 +129,17 @@ impl Snapshot {
     }
 
     /// The metric label sets this snapshot uses, for [`Metrics::retain`].
-    pub fn metric_labels(&self) -> Keep {
+    pub fn metric_labels(&self) -> Keep<'_> {
         let mut keep = Keep::default();
+        keep.routes.reserve(self.routes.len());
         for r in &self.routes {
             let upstream = &self.upstreams[r.config.upstream].name;
-            keep.routes
-                .insert((r.config.name.clone(), upstream.clone()));
+            keep.routes.insert(&r.config.name, upstream);
         }
         for u in &self.upstreams {
-            keep.upstreams.insert(u.name.clone());
+            keep.upstreams.insert(&u.name);
             for b in &u.backends {
-                keep.backends.insert((u.name.clone(), b.name.clone()));
+                keep.backends.insert((&u.name, &b.name));
             }
         }
         keep
@@ -150,10 +150,7 @@ impl Snapshot {
     pub fn retire_metrics(&self, keep: &Keep) {
         for r in &self.routes {
             let upstream = &self.upstreams[r.config.upstream].name;
-            if !keep
-                .routes
-                .contains(&(r.config.name.clone(), upstream.clone()))
-            {
+            if !keep.route(&r.config.name, upstream) {
                 r.metrics.requests.retire();
             }
         }

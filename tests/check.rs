@@ -35,7 +35,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlissten = [\"127.0.0.1:1\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `client_body_min_rate`, `send_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`, `tls`, `redirect_http_to_https`, `h2c`; did you mean `listen`?",
+            "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`, `threads`, `admin_listen`, `trusted_proxies`, `grace_period`, `max_request_body`, `log_level`, `upgrade_sock`, `access_log`, `access_log_format`, `access_log_query`, `request_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `client_body_min_rate`, `send_timeout`, `max_header_size`, `max_headers`, `max_connections`, `merge_slashes`, `tls`, `redirect_http_to_https`, `h2c`, `max_config_size`; did you mean `listen`?",
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nstrip = true\n{UPSTREAM}"),
@@ -85,6 +85,10 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("[server]\nmax_header_size = \"100B\"\n{route}{UPSTREAM}"),
             "error: bad.toml:2:19: server.max_header_size: must be between 1KiB and 1MiB (pingora's own limit), e.g. \"32KiB\" (got 100 bytes)",
+        ),
+        (
+            format!("[server]\nmax_config_size = \"100B\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:19: server.max_config_size: must be between 1KiB and 1GiB, e.g. \"64MiB\" (got 100 bytes)",
         ),
         (
             format!("[server]\nrequest_header_timeout = \"0s\"\n{route}{UPSTREAM}"),
@@ -530,6 +534,76 @@ fn missing_file_is_a_clear_error() {
     assert!(
         stderr.contains("/nonexistent/fulcrum.toml: cannot read config file"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_fifo_a_device_or_a_directory_is_refused_at_once_naming_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    support::mkfifo(&fifo);
+    let zero = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let cases = [
+        (fifo, "a FIFO (named pipe)"),
+        (zero, "a character device"),
+        (dir.path().to_path_buf(), "a directory"),
+    ];
+    // A FIFO nobody writes to would block a plain read forever; check_file gives up after 30 s.
+    for (path, kind) in cases {
+        let (ok, _, stderr) = support::check_file(&path, &[]);
+        assert!(!ok, "{}: {stderr}", path.display());
+        let want = format!(
+            "error: {}: cannot read config file: it is {kind}, not a regular file",
+            path.display()
+        );
+        assert!(
+            stderr.lines().any(|l| l == want),
+            "want {want:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_naming_the_limit_and_how_to_raise_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.toml");
+    // A valid config of 3 000 bytes (a comment pads it).
+    let head = format!("[[route]]\nupstream = \"web\"\n{UPSTREAM}#");
+    let text = format!("{head}{}\n", "x".repeat(3000 - head.len() - 1));
+    std::fs::write(&path, &text).unwrap();
+    let check = |limit: &str| {
+        support::check_args(
+            &[
+                "--max-config-size".as_ref(),
+                limit.as_ref(),
+                path.as_os_str(),
+            ],
+            &[],
+        )
+    };
+    let (ok, _, stderr) = check("2KiB");
+    assert!(!ok);
+    let want = format!("error: {}: cannot read config file: it is larger than 2 KiB; raise it with --max-config-size (and server.max_config_size, which holds reloads of it)", path.display());
+    assert!(
+        stderr.lines().any(|l| l == want),
+        "want {want:?} in:\n{stderr}"
+    );
+    // Within the limit it passes (the default, 64 MiB, is far above it).
+    assert!(check("3000").0);
+    assert!(support::check_file(&path, &[]).0);
+
+    // A file over its own max_config_size would be refused by the next reload: an error now.
+    let head =
+        format!("[server]\nmax_config_size = \"1KiB\"\n[[route]]\nupstream = \"web\"\n{UPSTREAM}#");
+    let text = format!("{head}{}\n", "x".repeat(1500 - head.len() - 1));
+    std::fs::write(&path, &text).unwrap();
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(!ok);
+    let want = format!("error: {}:2:19: server.max_config_size: this file is 1500 bytes, more than its own max_config_size (1 KiB): a reload of it would be refused; raise max_config_size to at least 1500 bytes", path.display());
+    assert!(
+        stderr.lines().any(|l| l == want),
+        "want {want:?} in:\n{stderr}"
     );
 }
 

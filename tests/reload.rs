@@ -581,3 +581,90 @@ async fn adding_a_health_check_under_load_probes_before_publishing() {
     .await;
     assert_all_ok(&load.stop().await);
 }
+
+/// `POST /reload`, which must answer within 10 s (a reload stuck on a read never does).
+async fn reload_within(f: &Fulcrum) -> Resp {
+    tokio::time::timeout(Duration::from_secs(10), f.admin_post("/reload"))
+        .await
+        .expect("POST /reload answered within 10 s")
+}
+
+/// Three requests, each answered by `backend`.
+async fn still_serves(f: &Fulcrum, backend: &str) {
+    for _ in 0..3 {
+        let r = get(f.addr, "h.test", "/").await;
+        assert_eq!((r.status, r.backend()), (200, backend));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_path_linked_to_dev_zero_is_refused_and_a_later_good_file_reloads() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start("", &pools("ua", &a, &b));
+    let path = f.config_path().display().to_string();
+    f.link_to(std::path::Path::new("/dev/zero"));
+    let r = reload_within(&f).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let want =
+        format!("{path}: cannot read config file: it is a character device, not a regular file");
+    assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
+    still_serves(&f, "a").await;
+    f.rewrite(&pools("ub", &a, &b));
+    let r = reload_within(&f).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    still_serves(&f, "b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_path_linked_to_a_fifo_never_blocks_a_reload_and_a_later_good_file_reloads() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+    let path = f.config_path().display().to_string();
+    // Nobody ever writes to it: a plain read of it blocks forever.
+    let fifo = f.dir.path().join("fifo");
+    mkfifo(&fifo);
+    f.link_to(&fifo);
+    let want =
+        format!("{path}: cannot read config file: it is a FIFO (named pipe), not a regular file");
+    // The edit itself (the watcher), POST /reload and SIGHUP: each is answered, none waits.
+    f.wait_for_log(&["config reload rejected"], Duration::from_secs(10))
+        .await;
+    for _ in 0..2 {
+        let r = reload_within(&f).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
+    }
+    let rejected = count(&f.log(), &["config reload rejected"]);
+    f.signal("-HUP");
+    f.wait_for_log_count(
+        &["config reload rejected"],
+        rejected + 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    still_serves(&f, "a").await;
+    f.rewrite(&pools("ub", &a, &b));
+    let r = reload_within(&f).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    still_serves(&f, "b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_max_config_size_is_refused_naming_the_limit() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start("max_config_size = \"2KiB\"", &pools("ua", &a, &b));
+    let path = f.config_path().display().to_string();
+    // A valid file but for its size: 3 000 bytes, a comment padding it.
+    let body = pools("ub", &a, &b) + "#";
+    let pad = 3000 - f.server.len() - body.len() - 1;
+    f.rewrite(&format!("{body}{}\n", "x".repeat(pad)));
+    let r = reload_within(&f).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let want = format!("{path}: server.max_config_size: cannot read config file: it is larger than 2 KiB; the limit is server.max_config_size of the config running now");
+    assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
+    still_serves(&f, "a").await;
+    f.rewrite(&pools("ub", &a, &b));
+    let r = reload_within(&f).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    still_serves(&f, "b").await;
+}

@@ -793,6 +793,39 @@ fn check_finds_a_key_of_another_certificate_an_expired_one_and_missing_files() {
 }
 
 #[test]
+fn a_certificate_or_key_path_at_a_fifo_or_a_device_is_refused_at_once() {
+    let ca = Ca::new("test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = write(dir.path(), "site", &ca.issue(&["site.example.com"]));
+    // A FIFO nobody writes to as a certificate, /dev/zero as a key, /dev/null as a CA file:
+    // a plain read blocks forever, fills memory, or reads nothing.
+    let fifo = dir.path().join("fifo.pem");
+    mkfifo(&fifo);
+    let zero = (cert, PathBuf::from("/dev/zero"));
+    let stuck = (fifo.clone(), dir.path().join("site.key"));
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n\n{}\n{}\n[[route]]\nupstream = \"u\"\n[upstream.u]\ntls = true\nca_file = \"/dev/null\"\nbackends = [{{ addr = \"127.0.0.1:9\" }}]\n",
+        tls_listener(2, &[&stuck], None),
+        tls_listener(3, &[&zero], None),
+    );
+    // check_file gives up (and fails the test) after 30 s.
+    let (ok, out) = check(dir.path(), &text);
+    assert!(!ok, "{out}");
+    let has = |parts: &[&str]| out.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    let fifo = format!(
+        "cannot read certificates from {}: it is a FIFO (named pipe), not a regular file",
+        fifo.display()
+    );
+    assert!(has(&["server.tls[0].certificates[0].cert", &fifo]), "{out}");
+    let zero =
+        "cannot read a private key from /dev/zero: it is a character device, not a regular file";
+    assert!(has(&["server.tls[1].certificates[0].key", zero]), "{out}");
+    let null =
+        "cannot read certificates from /dev/null: it is a character device, not a regular file";
+    assert!(has(&["upstream.u.ca_file", null]), "{out}");
+}
+
+#[test]
 fn check_accepts_good_certificates_and_refuses_tls_keys_on_a_plain_upstream() {
     let ca = Ca::new("test ca");
     let dir = tempfile::tempdir().unwrap();

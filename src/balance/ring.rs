@@ -5,9 +5,10 @@
 //! Hashes are xxh3-64 of the address text and key bytes: a pure function of (key, backend set,
 //! weights), identical in every process and on every fulcrum instance, with no per-process seed.
 //!
-//! A lookup is O(1): a 2^16-entry jump table maps the top 16 bits of a hash to the first point
-//! with that prefix, leaving a handful of points to scan instead of a binary search over
-//! hundreds of thousands.
+//! A lookup is O(1): a jump table maps the top bits of a hash to the first point with that
+//! prefix, leaving a handful of points to scan instead of a binary search over hundreds of
+//! thousands. The table has about one entry per point (at most 2^16): a 2-backend ring's is 2 KiB,
+//! not the 256 KiB a fixed 2^16 entries would cost each of thousands of upstreams.
 //!
 //! Why ketama and not Maglev: ketama's minimal disruption is exact (Maglev also reshuffles a
 //! few percent of other backends' keys), bounded load needs a walk over alternatives in a
@@ -23,14 +24,17 @@ use super::weight_gcd;
 pub const POINTS_PER_WEIGHT: u64 = 160;
 /// Most points on one ring (16 bytes each); past it every weight gets proportionally fewer.
 pub const MAX_POINTS: u64 = 1 << 22;
-const JUMP_BITS: u32 = 16;
+/// Most bits of a hash the jump table is indexed by (2^16 + 1 entries of 4 bytes).
+const MAX_JUMP_BITS: u32 = 16;
 
 #[derive(Debug)]
 pub struct Ring {
     /// (position, backend), sorted by position.
     points: Box<[(u64, u32)]>,
-    /// jump[p] = index of the first point whose position's top bits are >= p.
+    /// jump[p] = index of the first point whose position's top `jump_bits` bits are >= p.
     jump: Box<[u32]>,
+    /// About log2 of the number of points, 1 to [`MAX_JUMP_BITS`].
+    jump_bits: u32,
     backends: usize,
 }
 
@@ -42,18 +46,26 @@ impl Ring {
         let units: u64 = weights.iter().map(|&w| u64::from(w) / gcd).sum();
         let per_unit = POINTS_PER_WEIGHT.min((MAX_POINTS / units.max(1)).max(1));
         let mut points = Vec::with_capacity((units * per_unit) as usize);
+        let mut label = String::new();
         for (i, &(addr, w)) in backends.iter().enumerate() {
-            let name = addr.to_string();
             for k in 0..(u64::from(w) / gcd) * per_unit {
-                let label = format!("{name}-{k}");
+                use std::fmt::Write;
+                label.clear();
+                // Writing into a String cannot fail.
+                let _ = write!(label, "{addr}-{k}");
                 points.push((xxh3_64(label.as_bytes()), i as u32));
             }
         }
         points.sort_unstable();
-        let mut jump = vec![0u32; (1 << JUMP_BITS) + 1];
+        let jump_bits = points
+            .len()
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(1, MAX_JUMP_BITS);
+        let mut jump = vec![0u32; (1 << jump_bits) + 1];
         let mut p = 0usize;
         for (prefix, slot) in jump.iter_mut().enumerate() {
-            while p < points.len() && ((points[p].0 >> (64 - JUMP_BITS)) as usize) < prefix {
+            while p < points.len() && ((points[p].0 >> (64 - jump_bits)) as usize) < prefix {
                 p += 1;
             }
             *slot = p as u32;
@@ -61,6 +73,7 @@ impl Ring {
         Ring {
             points: points.into_boxed_slice(),
             jump: jump.into_boxed_slice(),
+            jump_bits,
             backends: backends.len(),
         }
     }
@@ -74,7 +87,7 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let prefix = (hash >> (64 - JUMP_BITS)) as usize;
+        let prefix = (hash >> (64 - self.jump_bits)) as usize;
         let (lo, hi) = (self.jump[prefix] as usize, self.jump[prefix + 1] as usize);
         let i = lo + self.points[lo..hi].partition_point(|&(pos, _)| pos < hash);
         Some(if i == self.points.len() { 0 } else { i })
@@ -118,13 +131,27 @@ mod tests {
 
     #[test]
     fn lookup_matches_a_plain_binary_search() {
-        let ring = Ring::new(&backends(7));
-        for i in 0..20_000 {
-            let h = Ring::hash(&key(i));
-            let want = ring.points.partition_point(|&(p, _)| p < h) % ring.points.len();
-            assert_eq!(ring.first_point(h), Some(want));
+        // Jump tables of 8 bits (160 points) up to the largest, 16 bits (80 000 points).
+        for n in [1, 2, 7, 500] {
+            let ring = Ring::new(&backends(n));
+            for i in 0..20_000 {
+                let h = Ring::hash(&key(i));
+                let want = ring.points.partition_point(|&(p, _)| p < h) % ring.points.len();
+                assert_eq!(ring.first_point(h), Some(want), "{n} backends");
+            }
+            assert_eq!(ring.first_point(u64::MAX), Some(0), "wraps around");
+            assert_eq!(ring.first_point(0), Some(0));
         }
-        assert_eq!(ring.first_point(u64::MAX), Some(0), "wraps around");
+    }
+
+    #[test]
+    fn the_jump_table_grows_with_the_points_up_to_a_cap() {
+        // 320 points: 512 entries (2 KiB), not 2^16.
+        assert_eq!(Ring::new(&backends(2)).jump.len(), (1 << 9) + 1);
+        assert_eq!(
+            Ring::new(&backends(500)).jump.len(),
+            (1 << MAX_JUMP_BITS) + 1
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use super::error::ConfigError;
+use super::file::{self, Limit};
 use super::runtime::{Certificate, Config, UpstreamTls};
 use super::schema::CERTIFICATE_EXPIRY_WARNING;
 
@@ -276,13 +277,14 @@ fn certificate(
     now: SystemTime,
 ) -> Result<(Certificate, Option<String>), Problem> {
     let chain = pem_certificates(cert_path).map_err(Problem::cert)?;
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        Problem::key(format!(
-            "cannot read a private key from {}: {}; expected a PEM file with a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key",
-            key_path.display(),
-            pem_error(&e)
-        ))
-    })?;
+    let key = pem_file(key_path)
+        .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|e| pem_error(&e)))
+        .map_err(|e| {
+            Problem::key(format!(
+                "cannot read a private key from {}: {e}; expected a PEM file with a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key",
+                key_path.display(),
+            ))
+        })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
         Problem::key(format!(
             "unsupported private key in {}: {e}; expected RSA, ECDSA (P-256, P-384) or Ed25519",
@@ -342,19 +344,23 @@ fn certificate(
     Ok((cert, warning))
 }
 
+/// The most a certificate, key or CA file may be (a bundle of every public root CA is about
+/// 250 KB).
+const MAX_PEM_FILE: u64 = 4 << 20;
+
+/// The bytes of a certificate, key or CA file, read as the config file is (a regular file only,
+/// at most [`MAX_PEM_FILE`]): a path pointing at a FIFO or a device cannot stall a reload.
+fn pem_file(path: &Path) -> Result<Vec<u8>, String> {
+    file::read_bytes(path, Limit::Pem(MAX_PEM_FILE)).map_err(|e| e.to_string())
+}
+
 /// Every certificate in a PEM file, at least one.
 fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let cannot = |e: &rustls::pki_types::pem::Error| {
-        format!(
-            "cannot read certificates from {}: {}",
-            path.display(),
-            pem_error(e)
-        )
-    };
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| cannot(&e))?
+    let cannot = |e: String| format!("cannot read certificates from {}: {e}", path.display());
+    let pem = pem_file(path).map_err(cannot)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cannot(&e))?;
+        .map_err(|e| cannot(pem_error(&e)))?;
     if chain.is_empty() {
         return Err(format!(
             "no certificate in {}; expected PEM (-----BEGIN CERTIFICATE-----)",

@@ -9,10 +9,13 @@
 //! - `certs`: the certificate, key and CA files the config names, read and checked.
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
+//! - `file`: reading the config file: a regular file only, at most a limit of bytes, never
+//!   blocking on what the path points at, abandoned past a timeout.
 
 mod certs;
 pub(crate) mod env;
 mod error;
+pub mod file;
 mod resolve;
 pub mod runtime;
 pub mod schema;
@@ -28,16 +31,18 @@ pub use error::{ConfigError, ConfigErrors};
 use resolve::Names;
 pub use runtime::*;
 
-/// Reads, parses, validates and resolves the config file at `path`. Blocking (file IO, DNS).
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read config file: {e}"),
-    })?;
-    parse(&source, path)
+/// Reads the config file at `path` (a regular file of at most `max_size` bytes: see [`file`])
+/// and parses, validates and resolves it. Blocking (file IO, DNS).
+pub fn load(path: &Path, max_size: u64) -> Result<Config, ConfigErrors> {
+    parse(&read(path, max_size)?, path)
+}
+
+/// The text of the config file at `path`, for `fulcrum run` and `check`: a regular file of at
+/// most `max_size` bytes (`--max-config-size`), read within [`file::READ_TIMEOUT`].
+pub fn read(path: &Path, max_size: u64) -> Result<String, ConfigError> {
+    file::Reader::default()
+        .read(path, file::Limit::Flag(max_size))
+        .map_err(|e| e.at(path))
 }
 
 /// Parses, validates and resolves config text; `path` only names it in errors. Blocking when a
@@ -110,10 +115,11 @@ fn parse_with(
 ) -> Result<Config, ConfigErrors> {
     let env_errors = match env::expand(source, |name| std::env::var(name).ok()) {
         // One line index for every error of this load, however many there are.
-        Ok(source) => {
-            return LineIndex::scope(&source, || {
-                parse_indexed(&source, path, previous, loaded, resolver)
-            })
+        Ok(expanded) => {
+            let config = LineIndex::scope(&expanded, || {
+                parse_indexed(&expanded, path, previous, loaded, resolver)
+            })?;
+            return fits_its_own_limit(config, source, path);
         }
         Err(errors) => errors,
     };
@@ -175,6 +181,19 @@ fn parse_indexed(
     } else {
         Err(ConfigErrors::by_place(errors))
     }
+}
+
+/// A file larger than its own `max_config_size` would be refused by the next reload, even
+/// unchanged: an error now, not a surprise then.
+fn fits_its_own_limit(config: Config, source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let (size, limit) = (source.len() as u64, config.server.max_config_size);
+    if size <= limit {
+        return Ok(config);
+    }
+    let limit = file::Limit::Running(limit);
+    let message = format!("this file is {size} bytes, more than its own max_config_size ({limit}): a reload of it would be refused; raise max_config_size to at least {size} bytes");
+    let field = "server.max_config_size";
+    Err(config.places.error(Some(path), field, message).into())
 }
 
 /// serde stops at a file's first unknown key or type error: this finds the others section by

@@ -82,6 +82,14 @@ pub(super) fn resolve(
     // (upstream, address) → index in the file of the backend that has it.
     let mut seen: HashMap<(usize, SocketAddr), usize> = HashMap::new();
     let hosts = (resolver == Names::System).then(hosts_file).flatten();
+    // What each name resolved to in the config running now: one lookup per backend, not a scan.
+    let before: HashMap<&str, &Vec<SocketAddr>> = previous
+        .iter()
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .map(|(name, addrs)| (name.as_str(), addrs))
+        .collect();
+    // Each host is asked once per load, however many backends (and ports) name it.
+    let mut answers: Answers = HashMap::new();
     let mut dns: Vec<(String, Vec<SocketAddr>)> = Vec::new();
     // Literal addresses first: a literal always wins, and what a name returns that a literal
     // has is skipped (whatever their order in the file), so no DNS answer is a config error.
@@ -108,24 +116,21 @@ pub(super) fn resolve(
                     u.named = true;
                 }
                 let found = match resolver {
-                    Names::System => lookup(host_port, hosts.as_ref()),
+                    Names::System => lookup(host_port, hosts.as_ref(), &mut answers),
                     Names::Offline => Ok(Vec::new()),
                 };
-                let before = previous
-                    .iter()
-                    .find(|(name, addrs)| name == host_port && !addrs.is_empty());
-                let (addrs, unresolved) = match (found, before) {
+                let (addrs, unresolved) = match (found, before.get(host_port.as_str())) {
                     // An answer with no address is an answer: the name has none now.
                     (Ok(addrs), _) if addrs.is_empty() => (
                         addrs,
                         Some(format!("\"{host_port}\" resolves to no address")),
                     ),
                     (Ok(addrs), _) => (addrs, None),
-                    (Err(message), Some((_, addrs))) => {
+                    (Err(message), Some(addrs)) => {
                         let message =
                             format!("{message}; keeping the {} address(es) it had", addrs.len());
                         config.warnings.push(error(message));
-                        (addrs.clone(), None)
+                        ((*addrs).clone(), None)
                     }
                     (Err(message), None) => (Vec::new(), Some(message)),
                 };
@@ -161,6 +166,8 @@ pub(super) fn resolve(
         }
     }
     dns.sort();
+    // A name several upstreams use is one entry.
+    dns.dedup();
     config.dns = dns;
     (config, errors)
 }
@@ -197,41 +204,59 @@ fn is_no_such_name(e: &std::io::Error) -> bool {
     .any(|t| text.contains(t))
 }
 
+/// What each host resolved to during one load (or why it did not), by host.
+type Answers = HashMap<String, Result<Vec<IpAddr>, String>>;
+
 /// Every address `host:port` resolves to (IPv4 only when there is one), sorted; empty when the
-/// name does not exist or has none; an error when the resolver could not be asked.
+/// name does not exist or has none; an error when the resolver could not be asked. The host's
+/// answer is taken from `answers` when this load asked already, and kept there.
 fn lookup(
     host_port: &str,
     hosts: Option<&HashMap<String, Option<Vec<IpAddr>>>>,
+    answers: &mut Answers,
 ) -> Result<Vec<SocketAddr>, String> {
-    let from_file = host_port.rsplit_once(':').and_then(|(host, port)| {
-        let port: u16 = port.parse().ok()?;
-        let ips = hosts?.get(host)?;
-        Some(ips.as_ref().map(|ips| {
-            ips.iter()
-                .map(|ip| SocketAddr::new(*ip, port))
-                .collect::<Vec<_>>()
-        }))
-    });
-    let mut addrs: Vec<SocketAddr> = match from_file {
-        Some(Some(addrs)) => addrs,
-        Some(None) => {
-            return Err(format!(
-                "cannot resolve \"{host_port}\": resolver failure (FULCRUM_HOSTS_FILE)"
-            ))
-        }
-        None => match host_port.to_socket_addrs() {
-            Ok(addrs) => addrs.collect(),
-            // The name does not exist, or has no address: an answer, not a failure to get one.
-            Err(e) if is_no_such_name(&e) => Vec::new(),
-            Err(e) => return Err(format!("cannot resolve \"{host_port}\": {e}")),
-        },
+    // Validation let only `host:port` through as a name.
+    let Some((host, port)) = host_port
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    else {
+        return Err(format!("cannot resolve \"{host_port}\": no port"));
     };
+    let ips = match answers.get(host) {
+        Some(answer) => answer,
+        None => answers
+            .entry(host.to_owned())
+            .or_insert_with(|| lookup_host(host, hosts)),
+    };
+    let ips = ips
+        .as_ref()
+        .map_err(|e| format!("cannot resolve \"{host_port}\": {e}"))?;
+    let mut addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     if addrs.iter().any(SocketAddr::is_ipv4) {
         addrs.retain(SocketAddr::is_ipv4);
     }
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
+}
+
+/// Every address of `host`: from `hosts` (`FULCRUM_HOSTS_FILE`) when it names it, else from the
+/// system resolver; empty when the name does not exist or has none.
+fn lookup_host(
+    host: &str,
+    hosts: Option<&HashMap<String, Option<Vec<IpAddr>>>>,
+) -> Result<Vec<IpAddr>, String> {
+    if let Some(ips) = hosts.and_then(|h| h.get(host)) {
+        return ips
+            .clone()
+            .ok_or_else(|| "resolver failure (FULCRUM_HOSTS_FILE)".to_owned());
+    }
+    match (host, 0).to_socket_addrs() {
+        Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
+        // The name does not exist, or has no address: an answer, not a failure to get one.
+        Err(e) if is_no_such_name(&e) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -256,16 +281,28 @@ mod tests {
             ("dual", &["::1", "10.0.0.9"]),
             ("six", &["::2", "::1"]),
         ]);
-        let addrs = |n: &str| lookup(n, Some(&h)).unwrap();
+        let addrs = |n: &str| lookup(n, Some(&h), &mut Answers::new()).unwrap();
         let s = |a: &str| a.parse::<SocketAddr>().unwrap();
         assert_eq!(addrs("two:80"), [s("10.0.0.1:80"), s("10.0.0.2:80")]);
         assert_eq!(addrs("dual:80"), [s("10.0.0.9:80")]);
         assert_eq!(addrs("six:80"), [s("[::1]:80"), s("[::2]:80")]);
         let empty = hosts(&[("none.invalid", &[]), ("down", &["!fail"])]);
-        assert_eq!(lookup("none.invalid:80", Some(&empty)).unwrap(), []);
-        assert!(lookup("down:80", Some(&empty)).is_err());
+        // A host is asked once per load, whatever the port.
+        let mut answers = Answers::new();
+        assert_eq!(lookup("two:80", Some(&h), &mut answers).unwrap().len(), 2);
+        let again = lookup("two:81", Some(&h), &mut answers).unwrap();
+        assert_eq!(again, [s("10.0.0.1:81"), s("10.0.0.2:81")]);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(
+            lookup("none.invalid:80", Some(&empty), &mut answers).unwrap(),
+            []
+        );
+        assert!(lookup("down:80", Some(&empty), &mut answers).is_err());
         // The system resolver's "no such name" is an answer too.
-        assert_eq!(lookup("no-such-host.invalid:80", None).unwrap(), []);
+        assert_eq!(
+            lookup("no-such-host.invalid:80", None, &mut answers).unwrap(),
+            []
+        );
     }
 
     #[test]

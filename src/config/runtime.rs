@@ -84,6 +84,8 @@ pub struct ServerConfig {
     pub access_log_query: bool,
     pub client: ClientLimits,
     pub max_connections: usize,
+    /// Bytes: the largest config file the next reload reads.
+    pub max_config_size: u64,
     pub merge_slashes: bool,
     /// In file order; their certificates are loaded by `certs` after validation.
     pub tls: Vec<TlsListenerConfig>,

@@ -44,6 +44,13 @@ pub const MAX_HEADERS_LIMIT: usize = 256;
 pub const MAX_THREADS: usize = 1024;
 /// `[server].max_connections` when absent.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// `[server].max_config_size` when absent, and what `fulcrum run` and `fulcrum check` read at
+/// most without `--max-config-size`: 64 MiB.
+pub const DEFAULT_MAX_CONFIG_SIZE: u64 = 64 << 20;
+/// The smallest `max_config_size` accepted.
+pub const MIN_CONFIG_SIZE_LIMIT: u64 = 1 << 10;
+/// The largest `max_config_size` accepted: parsing holds about 35 bytes per byte of the file.
+pub const MAX_CONFIG_SIZE_LIMIT: u64 = 1 << 30;
 /// A certificate that expires within this is a warning at every load.
 pub const CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// `[server].upgrade_sock` when absent.
@@ -196,6 +203,9 @@ pub struct ServerSection {
     pub redirect_http_to_https: Option<Spanned<bool>>,
     /// Whether the plain listeners also take HTTP/2 with prior knowledge (h2c). Default: false.
     pub h2c: Option<Spanned<bool>>,
+    /// Largest config file a reload reads (bytes); a larger one is refused before it is parsed.
+    /// The running config's value governs the next reload. Default: [`DEFAULT_MAX_CONFIG_SIZE`].
+    pub max_config_size: Option<Spanned<ByteSize>>,
 }
 
 /// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.

@@ -31,6 +31,7 @@ fn minimal_config_gets_documented_defaults() {
     assert!(c.server.trusted_proxies.is_empty());
     assert_eq!(c.server.grace_period, schema::DEFAULT_GRACE_PERIOD);
     assert_eq!(c.server.max_request_body, 10 << 20);
+    assert_eq!(c.server.max_config_size, 64 << 20);
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("*/", "/"));
     assert_eq!(r.host, HostPattern::Any);

@@ -39,7 +39,10 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use xxhash_rust::xxh3::xxh3_128;
+
 use crate::access_log::{self, AccessLog};
+use crate::config::file::{Limit, Reader};
 use crate::config::{self, AccessLogTarget, Config, ConfigError, ServerConfig};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
@@ -107,6 +110,8 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     /// The access log's writer, whose destination a reload may change.
     access_log: Option<Arc<AccessLog>>,
+    /// Reads the config file off the async workers, within a timeout.
+    reader: Reader,
     reloads: ReloadMetrics,
     last: Mutex<LastLoad>,
     /// Held for a whole apply, so that applies never overlap.
@@ -126,10 +131,12 @@ struct Applied {
     generation: u64,
     log_level: String,
     access_log: AccessLogTarget,
-    /// The file as last read (applied or not), to skip events that did not change it.
-    text: Option<String>,
+    /// A hash of the file as last read (applied or not), to skip events that did not change it.
+    read: Option<u128>,
     /// The text of the config running now (the file may hold a newer, rejected one).
-    applied_text: Option<String>,
+    applied_text: Option<Arc<str>>,
+    /// The largest file the next reload reads: `max_config_size` of the config running now.
+    max_config_size: u64,
     /// The certificate, key and CA files of the config running now, as they were read.
     applied_files: config::Loaded,
     /// What the backend names resolved to in the applied config, and how often to look again.
@@ -162,6 +169,7 @@ impl Runtime {
             reloads: ReloadMetrics::register(metrics.registry()),
             metrics,
             access_log,
+            reader: Reader::default(),
             last: Mutex::new(LastLoad {
                 at: SystemTime::now(),
                 success: true,
@@ -171,9 +179,10 @@ impl Runtime {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
                 access_log: config.server.access_log.clone(),
-                applied_text: source.as_ref().map(|s| s.text.clone()),
+                read: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
+                applied_text: source.map(|s| Arc::from(s.text)),
+                max_config_size: config.server.max_config_size,
                 applied_files: config::Loaded::of(&config),
-                text: source.map(|s| s.text),
                 dns: config.dns.clone(),
                 dns_refresh: config.dns_refresh(),
             }),
@@ -219,7 +228,8 @@ impl Runtime {
 
     /// Reads the config file again and applies it. For [`Cause::FileChanged`], a file whose text
     /// is what was read last time is left alone (`None`). File IO, parsing and DNS run on a
-    /// blocking thread, off the async workers.
+    /// blocking thread, off the async workers; the file is read as [`config::file`] says (a
+    /// regular file, at most the running config's `max_config_size`, within a timeout).
     pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
         let Some(path) = self.path.clone() else {
             let message = "fulcrum demo serves its built-in config; run `fulcrum demo --config config/demo.toml` to reload edits";
@@ -227,22 +237,27 @@ impl Runtime {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let (last, last_dns, applied_text, files) = {
+        let (last, last_dns, applied_text, files, limit) = {
             let a = self.applied.lock().await;
             let files = (cause == Cause::Dns).then(|| a.applied_files.clone());
-            (a.text.clone(), a.dns.clone(), a.applied_text.clone(), files)
+            let text = a.applied_text.clone();
+            (a.read, a.dns.clone(), text, files, a.max_config_size)
         };
+        let reader = self.reader.clone();
         let read = tokio::task::spawn_blocking(move || {
             // A DNS refresh resolves the names of the config running now again: not the file,
             // which may hold an edit that was rejected (or be gone); edits reload on their own.
-            let text = match (cause, applied_text) {
+            let text: Arc<str> = match (cause, applied_text) {
                 (Cause::Dns, Some(text)) => text,
                 (Cause::Dns, None) => return Ok(None),
-                _ => std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::at(&path, "", None, "", format!("cannot read config file: {e}"))
-                })?,
+                _ => Arc::from(
+                    reader
+                        .read(&path, Limit::Running(limit))
+                        .map_err(|e| e.at(&path))?,
+                ),
             };
-            if cause == Cause::FileChanged && last.as_deref() == Some(text.as_str()) {
+            let digest = xxh3_128(text.as_bytes());
+            if cause == Cause::FileChanged && last == Some(digest) {
                 return Ok(None);
             }
             let parsed = match &files {
@@ -258,7 +273,7 @@ impl Runtime {
                 }
                 return Ok(None);
             }
-            Ok(Some((text, parsed)))
+            Ok(Some((text, digest, parsed)))
         })
         .await;
         match (&read, cause) {
@@ -272,9 +287,9 @@ impl Runtime {
         }
         let outcome = match read {
             Ok(Ok(None)) => return None,
-            Ok(Ok(Some((text, parsed)))) => {
+            Ok(Ok(Some((text, digest, parsed)))) => {
                 if cause != Cause::Dns {
-                    self.applied.lock().await.text = Some(text.clone());
+                    self.applied.lock().await.read = Some(digest);
                 }
                 match parsed {
                     Ok(config) => {
@@ -346,6 +361,7 @@ impl Runtime {
         snapshot.keep_listeners(&running, &old);
         applied.dns = config.dns.clone();
         applied.dns_refresh = config.dns_refresh();
+        applied.max_config_size = config.server.max_config_size;
         let (added, removed) = backend_changes(&old, &snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.published(&mut applied, generation, Some(&old));

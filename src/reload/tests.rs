@@ -271,3 +271,48 @@ async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
     let applied = rt.applied.lock().await;
     assert_eq!(applied.applied_text.as_deref(), Some(two.as_str()));
 }
+
+#[tokio::test]
+async fn the_running_configs_max_config_size_governs_the_next_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"{}\" }}]\n",
+        dead()
+    );
+    // `limit` as max_config_size, padded with a comment to `size` bytes.
+    let text = |limit: &str, size: usize| {
+        let head = format!("[server]\nlisten = [\"127.0.0.1:1\"]\nthreads = 1\nmax_config_size = \"{limit}\"\n{body}#");
+        format!("{head}{}\n", "x".repeat(size - head.len() - 1))
+    };
+    let small = text("2KiB", 1500);
+    std::fs::write(&path, &small).unwrap();
+    let (_, handle) = Supervisor::new();
+    let source = Source {
+        path: path.clone(),
+        text: small.clone(),
+    };
+    let metrics = crate::metrics::Metrics::detached();
+    let rt = Runtime::start(config(&small), Some(source), handle, None, metrics, None).await;
+
+    // 3 000 bytes asking for 4 KiB: over the 2 KiB of the config running now, so not read.
+    let large = text("4KiB", 3000);
+    std::fs::write(&path, &large).unwrap();
+    let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
+    let Outcome::Rejected { errors } = &outcome else {
+        panic!("{outcome}");
+    };
+    assert_eq!(errors.len(), 1, "{outcome}");
+    assert_eq!(errors[0].field, "server.max_config_size");
+    assert!(errors[0].message.contains("larger than 2 KiB"), "{outcome}");
+    assert_eq!(rt.snapshot().load().generation, 1);
+
+    // A small file that raises the limit applies; then the large one is read.
+    std::fs::write(&path, text("4KiB", 1500)).unwrap();
+    let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
+    assert!(outcome.is_success(), "{outcome}");
+    std::fs::write(&path, &large).unwrap();
+    let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
+    assert!(outcome.is_success(), "{outcome}");
+    assert_eq!(rt.snapshot().load().generation, 3);
+}

@@ -330,8 +330,12 @@ pub fn free_port() -> u16 {
     dead_addr().port()
 }
 
+/// The `fulcrum` binary: this build's, or the one `FULCRUM_BIN` names (to run a bench against
+/// another build, e.g. the revision before a change).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_fulcrum"))
+    std::env::var_os("FULCRUM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fulcrum")))
 }
 
 /// `fulcrum run --config path ARGS` with `RUST_LOG=log`, stderr to `log_file`.
@@ -479,6 +483,13 @@ impl Fulcrum {
     pub fn replace(&self, text: &str) {
         let tmp = self.dir.path().join(".fulcrum.toml.tmp");
         std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Makes the config path a symbolic link to `target` (made beside it, renamed over it).
+    pub fn link_to(&self, target: &std::path::Path) {
+        let tmp = self.dir.path().join(".fulcrum.toml.link");
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
         std::fs::rename(&tmp, self.config_path()).unwrap();
     }
 
@@ -865,14 +876,54 @@ where
 /// `fulcrum check` on the file at `path` with the environment variables `env` set: whether it
 /// passed, its stdout and its stderr.
 pub fn check_file(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(bin())
+    check_args(&[path.as_os_str()], env)
+}
+
+/// `fulcrum check ARGS` with `env` set: whether it passed, its stdout and its stderr. Panics if
+/// it has not ended within 30 s (it is killed first): a check never waits on what it reads.
+pub fn check_args(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (bool, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(bin())
         .arg("check")
-        .arg(path)
+        .args(args)
         .envs(env.iter().copied())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    // Drained while it runs, so that a full pipe cannot stall it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fulcrum check {args:?} still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status.success(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// Makes a FIFO (named pipe) at `path`.
+pub fn mkfifo(path: &std::path::Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
 }
 
 /// A route `/` to upstream `name` over `(backend, weight)`, with `extra` lines in the upstream

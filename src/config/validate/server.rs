@@ -10,6 +10,7 @@ use super::{positive, tls, Checker};
 use crate::config::certs::Files;
 use crate::config::runtime::*;
 use crate::config::schema::*;
+use crate::config::units::ByteSize;
 
 /// Validates `[server]`; records in `places` where the keys a reload cannot change (and
 /// `access_log`, whose file a reload opens) were written.
@@ -36,6 +37,10 @@ pub(super) fn server(
             s.tls.as_ref().and_then(|t| t.first()).map(|t| t.span()),
         ),
         ("server.h2c", s.h2c.as_ref().map(|h| h.span())),
+        (
+            "server.max_config_size",
+            s.max_config_size.as_ref().map(|m| m.span()),
+        ),
     ];
     for (key, span) in spans {
         if let Some(span) = span {
@@ -172,6 +177,7 @@ pub(super) fn server(
             usize::MAX,
             DEFAULT_MAX_CONNECTIONS,
         ),
+        max_config_size: max_config_size(c, s.max_config_size.as_ref()),
         merge_slashes: match &s.merge_slashes {
             Some(m) if !*m.get_ref() => {
                 let msg = "false: a path like //admin/ does not match an /admin/ route, but a backend that merges slashes serves it as /admin/";
@@ -234,6 +240,20 @@ fn client_limits(c: &mut Checker, s: &ServerSection) -> ClientLimits {
             DEFAULT_MAX_HEADERS,
         ),
     }
+}
+
+/// `max_config_size`: 1 KiB to 1 GiB.
+fn max_config_size(c: &mut Checker, m: Option<&Spanned<ByteSize>>) -> u64 {
+    let Some(m) = m else {
+        return DEFAULT_MAX_CONFIG_SIZE;
+    };
+    let bytes = m.get_ref().0;
+    if !(MIN_CONFIG_SIZE_LIMIT..=MAX_CONFIG_SIZE_LIMIT).contains(&bytes) {
+        let msg = format!("must be between 1KiB and 1GiB, e.g. \"64MiB\" (got {bytes} bytes)");
+        c.error(m.span(), "server.max_config_size", msg);
+        return DEFAULT_MAX_CONFIG_SIZE;
+    }
+    bytes
 }
 
 /// A count between 1 and `max`; anything else is reported and read as `default`.
