@@ -249,8 +249,10 @@ fn parameter_at(bytes: &[u8]) -> Option<usize> {
     })
 }
 
-/// A normalised path with every segment's parameters cut (`/a;x/b%3By` → `/a/b`): the path a
-/// servlet container maps. `None` when it has none, the common case, found with one scan.
+/// A normalised path with every segment's parameters cut (`/a;x/b%3By` → `/a/b`) and the
+/// slashes that leaves merged (`/app/;x/admin` → `/app/admin`): the path a servlet container
+/// maps (Tomcat cuts, then merges). `None` when it has none, the common case, found with one
+/// scan.
 pub fn without_parameters(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let first = parameter_at(bytes)?;
@@ -258,9 +260,11 @@ pub fn without_parameters(path: &str) -> Option<String> {
     out.push_str(&path[..first]);
     let mut rest = &path[first..];
     loop {
-        // `rest` starts with a parameter: drop it up to the next '/'.
+        // `rest` starts with a parameter: drop it up to the next '/', and that '/' too when
+        // the cut left the segment empty.
         match rest.find('/') {
             None => return Some(out),
+            Some(slash) if out.ends_with('/') => rest = &rest[slash + 1..],
             Some(slash) => rest = &rest[slash..],
         }
         match parameter_at(rest.as_bytes()) {
@@ -405,6 +409,11 @@ mod tests {
         assert_eq!(cut("/a/b;jsessionid=1").as_deref(), Some("/a/b"));
         assert_eq!(cut("/a;/").as_deref(), Some("/a/"));
         assert_eq!(cut("/a%20b"), None);
+        // A segment the cut leaves empty goes, as Tomcat merges the slashes after cutting.
+        assert_eq!(cut("/app/;/admin/x").as_deref(), Some("/app/admin/x"));
+        assert_eq!(cut("/app/;x=1/admin/x").as_deref(), Some("/app/admin/x"));
+        assert_eq!(cut("/app/%3B/;/admin").as_deref(), Some("/app/admin"));
+        assert_eq!(cut("/;").as_deref(), Some("/"));
     }
 
     #[test]
