@@ -12,6 +12,20 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Passive ejection after one failure, even of the last backend: a failure counted against the
+/// backend shows at once in `fulcrum_backend_up`.
+const EJECT_AT_ONCE: &str =
+    "[upstream.u.outlier]\nconsecutive_failures = 1\nmax_ejected_percent = 100";
+
+/// `be`'s `fulcrum_backend_up`: 1 while it is in service.
+async fn backend_up(f: &Fulcrum, be: &RawBackend) -> Option<f64> {
+    let series = format!(
+        "fulcrum_backend_up{{backend=\"{}\",upstream=\"u\"}}",
+        be.addr
+    );
+    f.metric(&series).await
+}
+
 fn one_route(be: &RawBackend, route: &str, upstream_extra: &str) -> String {
     format!(
         "[[route]]\nname = \"r\"\nupstream = \"u\"\n{route}\n{}",
@@ -73,20 +87,25 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_by_the_minimum_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_is_cut_by_the_route_timeout() {
     let be = RawBackend::start().await;
-    // No minimum rate, a generous gap: only the route's whole-request timeout can end it.
+    // No minimum rate, a generous gap: only the route's whole-request timeout can end it. The
+    // backend's read timeout runs out then too (it waits for the body): still the client's
+    // 408, and nothing against the backend.
     let f = Fulcrum::start(
         "client_body_timeout = \"10s\"\nclient_body_min_rate = 0",
-        &one_route(&be, "timeout = \"3s\"", ""),
+        &one_route(&be, "timeout = \"3s\"", EJECT_AT_ONCE),
     );
-    let (status, took) = trickle(&f, Duration::from_millis(500), Duration::from_secs(20)).await;
-    assert_eq!(status, 408, "after {took:?}");
-    assert!(took >= Duration::from_secs(3), "{took:?}");
-    wait_until(
-        "the backend connection closed",
-        Duration::from_secs(5),
-        || be.cut() == 1,
-    )
-    .await;
+    for round in 1..=2 {
+        let (status, took) = trickle(&f, Duration::from_millis(500), Duration::from_secs(20)).await;
+        assert_eq!(status, 408, "round {round}, after {took:?}");
+        assert!(took >= Duration::from_secs(3), "{took:?}");
+        wait_until(
+            "the backend connection closed",
+            Duration::from_secs(5),
+            || be.cut() == round,
+        )
+        .await;
+    }
+    assert_eq!(backend_up(&f, &be).await, Some(1.0));
 }
 
 /// Everything the proxy sends on one connection until it closes it (panics if it does not
@@ -168,13 +187,18 @@ async fn a_whole_response_is_ok_in_the_log_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_outside_100_to_599_is_a_502() {
     let be = RawBackend::start().await;
-    let f = Fulcrum::start("access_log = \"access.log\"", &one_route(&be, "", ""));
+    let f = Fulcrum::start(
+        "access_log = \"access.log\"",
+        &one_route(&be, "", EJECT_AT_ONCE),
+    );
     let (status, _, _) = exchange(f.addr, b"GET /status600 HTTP/1.1\r\nHost: h.test\r\n\r\n")
         .await
         .expect("a response");
     assert_eq!(status, 502);
     let error = "fulcrum_requests_total{code=\"502\",method=\"GET\",outcome=\"error\",route=\"r\",upstream=\"u\"}";
     f.wait_metric(error, 1.0).await;
+    // A backend failure, for passive ejection as for the breaker.
+    assert_eq!(backend_up(&f, &be).await, Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +216,9 @@ async fn path_parameters_that_would_change_the_route_are_refused() {
         "/app/admin%3b/x",
         "/app/admin%3B/x",
         "/app/x/.;/../admin/x",
+        "/app/;/admin/x",
+        "/app/;x=1/admin/x",
+        "/app/%3B/admin/x",
     ] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: h.test\r\n\r\n");
         let got = exchange(f.addr, req.as_bytes()).await.map(|r| r.0);
@@ -286,4 +313,23 @@ async fn an_http2_response_cut_short_by_the_backend_ends_in_an_error() {
     }
     let aborted = "fulcrum_requests_total{code=\"200\",method=\"GET\",outcome=\"aborted\",route=\"r\",upstream=\"u\"}";
     f.wait_metric(aborted, 2.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_not_held_against_the_backend() {
+    let be = RawBackend::start().await;
+    let f = Fulcrum::start("send_timeout = \"1s\"", &one_route(&be, "", EJECT_AT_ONCE));
+    // Two clients ask for 64 MiB and read none of it: fulcrum's writes time out.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(f.addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: h.test\r\n\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let closed = "fulcrum_requests_total{code=\"200\",method=\"GET\",outcome=\"client_closed\",route=\"r\",upstream=\"u\"}";
+    f.wait_metric(closed, 2.0).await;
+    assert_eq!(backend_up(&f, &be).await, Some(1.0));
+    drop(held);
 }

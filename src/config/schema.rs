@@ -178,8 +178,8 @@ pub struct ServerSection {
     /// The longest wait between two reads of a request body (else the request fails with 408).
     /// Default: [`DEFAULT_CLIENT_BODY_TIMEOUT`].
     pub client_body_timeout: Option<Spanned<HumanDuration>>,
-    /// The slowest a request body may arrive once `client_body_timeout` has passed since the
-    /// request began, in bytes per second averaged over the body so far (else 408); 0 turns it
+    /// Bytes per second a request body must keep up: `T` after the request began, at least this
+    /// × (`T` − `client_body_timeout`) bytes of it must have arrived (else 408); 0 turns it
     /// off. Default: [`DEFAULT_CLIENT_BODY_MIN_RATE`].
     pub client_body_min_rate: Option<Spanned<ByteSize>>,
     /// The longest a write of the response to the client may wait (a client that stops reading

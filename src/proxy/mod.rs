@@ -22,6 +22,7 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{extract_key, BackendSet, Lease};
@@ -135,27 +136,45 @@ impl RequestCtx {
         until.map_or(Duration::MAX, |t| t.saturating_duration_since(now))
     }
 
-    /// How the request ended, given the error it ended with (if any) and the status logged.
-    fn outcome(&self, e: Option<&Error>, status: u16) -> Outcome {
+    /// How the request ended, given the error it ended with (if any) and the status logged, and
+    /// what that says of the backend whose response it was: `Some(ok)` for a response that ended
+    /// whole or that the backend cut short, `None` when the end says nothing of it (the client
+    /// went away or stopped reading, the route timeout passed while the body streamed: a slow
+    /// backend or a slow reader, no telling which) or it was judged already.
+    fn ending(&self, e: Option<&Error>, status: u16) -> (Outcome, Option<bool>) {
         if self.failure.is_none() && e.is_none() {
-            return Outcome::Ok;
+            return (Outcome::Ok, Some(true));
         }
         if status == CLIENT_GONE {
-            return Outcome::ClientClosed;
+            return (Outcome::ClientClosed, None);
         }
-        if !self.proxied {
-            return Outcome::Error;
+        // A WebSocket's tunnel ends with an error when it is closed for being idle: its
+        // handshake, the response, went through whole.
+        if !self.proxied || status == 101 {
+            let outcome = if self.proxied {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            };
+            return (outcome, None);
         }
-        match &self.failure {
-            // The client's fault (a body too large or too slow) cut the response short, not
-            // the backend.
-            Some(f) if f.cause() == Cause::Client => Outcome::Error,
-            Some(_) => Outcome::Aborted,
-            // `from_pingora` says `None` for a client that went away.
-            None if e.is_some_and(|e| ProxyError::from_pingora(e).is_none()) => {
-                Outcome::ClientClosed
+        match (&self.failure, e) {
+            // The client's own fault (a body too large or too slow) cut the response short.
+            (Some(f), _) if f.cause() == Cause::Client => (Outcome::Error, None),
+            (Some(ProxyError::Deadline(_)), _) => (Outcome::Aborted, None),
+            (Some(_), _) => (Outcome::Aborted, Some(false)),
+            (None, Some(e)) if *e.esource() == ErrorSource::Upstream => {
+                (Outcome::Aborted, Some(false))
             }
-            None => Outcome::Aborted,
+            // `from_pingora` says `None` for a client that went away; a write that timed out
+            // (`send_timeout`) is a client that stopped reading.
+            (None, Some(e))
+                if *e.esource() == ErrorSource::Downstream
+                    || ProxyError::from_pingora(e).is_none() =>
+            {
+                (Outcome::ClientClosed, None)
+            }
+            (None, _) => (Outcome::Aborted, None),
         }
     }
 
@@ -626,7 +645,9 @@ impl ProxyHttp for Proxy {
         }
         if upgraded || !status.is_informational() {
             ctx.proxied = true;
-            if upgraded || status.is_server_error() {
+            // A half-open breaker's probe is settled by the header, so that a long response (a
+            // stream, a download) does not hold one of its few places.
+            if upgraded || status.is_server_error() || ctx.probe.is_some() {
                 ctx.record_outcome(!status.is_server_error());
             }
         }
@@ -687,7 +708,15 @@ impl ProxyHttp for Proxy {
     where
         RequestCtx: Send + Sync,
     {
-        let failure = ctx.failure.clone().or_else(|| ProxyError::from_pingora(e));
+        let mut failure = ctx.failure.clone().or_else(|| ProxyError::from_pingora(e));
+        // The backend gave no answer while the client had not sent all of the body: it waits
+        // for the rest, so the body's slowness is what ran out the time (pingora's read timeout
+        // of the backend and the body's own can fire in either order; over HTTP/2 the body has
+        // none). The client's fault: 408, and nothing against the backend.
+        if failure == Some(ProxyError::UpstreamTimeout) && !ctx.proxied && !session.is_body_done() {
+            failure = Some(ProxyError::ClientTimeout);
+            ctx.failure = failure.clone();
+        }
         // A timeout or a broken response after connecting counts against the backend.
         if matches!(
             failure,
@@ -742,15 +771,10 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map_or(CLIENT_GONE, |r| r.status.as_u16());
-        let outcome = ctx.outcome(e, status);
-        // A backend's response that ended whole is a success; one cut short a failure (one the
-        // client cut short says nothing of the backend).
-        if ctx.proxied {
-            match outcome {
-                Outcome::Ok => ctx.record_outcome(true),
-                Outcome::Aborted => ctx.record_outcome(false),
-                Outcome::Error | Outcome::ClientClosed => {}
-            }
+        let (outcome, verdict) = ctx.ending(e, status);
+        // A backend's response that ended whole is a success; one it cut short a failure.
+        if let (true, Some(ok)) = (ctx.proxied, verdict) {
+            ctx.record_outcome(ok);
         }
         let req = session.req_header();
         let elapsed = ctx.started.elapsed();
