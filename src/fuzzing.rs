@@ -536,6 +536,7 @@ mod tests {
             request_header_timeout: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(1),
             client_body_timeout: Duration::from_secs(1),
+            client_body_min_rate: 512,
             send_timeout: Duration::from_secs(1),
             max_header_size: 64,
             max_headers: 3,

@@ -240,7 +240,43 @@ fn judge<B>(req: &Request<B>, prefix: &str, strip: bool, host: u64) -> Option<St
     let longer = ROUTES
         .iter()
         .find(|(_, p, _)| !strip && p.len() > prefix.len() && path.starts_with(p));
-    longer.map(|(route, _, _)| format!("the path belongs to route {route}"))
+    if let Some((route, _, _)) = longer {
+        return Some(format!("the path belongs to route {route}"));
+    }
+    // What a servlet container behind the backend maps: no dot segment there either, and, for
+    // a route that keeps its prefix, no other route's path.
+    let cut = servlet_view(path);
+    if cut.split('/').any(|s| s == "." || s == "..") {
+        return Some(format!("a dot segment once ; parameters are cut ({cut})"));
+    }
+    let owner = ROUTES
+        .iter()
+        .filter(|(_, p, _)| cut.starts_with(p))
+        .max_by_key(|(_, p, _)| p.len());
+    match owner {
+        Some((route, p, _)) if !strip && *p != prefix => Some(format!(
+            "once ; parameters are cut ({cut}) the path belongs to route {route}"
+        )),
+        _ => None,
+    }
+}
+
+/// The path as Tomcat maps it: each segment cut at its first ';' (or `%3B`), and the segments
+/// the cut leaves empty merged away. Written apart from the proxy's own cut
+/// (`normalize::without_parameters`), so that a bug there shows.
+fn servlet_view(path: &str) -> String {
+    let plain = path.replace("%3B", ";").replace("%3b", ";");
+    let kept: Vec<&str> = plain
+        .split('/')
+        .skip(1)
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .filter(|seg| !seg.is_empty())
+        .collect();
+    let mut out = format!("/{}", kept.join("/"));
+    if plain.ends_with('/') && out != "/" {
+        out.push('/');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -260,6 +296,7 @@ mod tests {
         assert_eq!(judged("p", "/public/a", "/public/", false), None);
         assert_eq!(judged("p", "/x/a", "/strip/", true), None);
         assert_eq!(judged("p", "/x", "/", false), None);
+        assert_eq!(judged("p", "/public/cart;s=1", "/public/", false), None);
         let refused = [
             ("x", "/public/a", "/public/", false, "smuggled"),
             ("p", "/admin/a", "/public/", false, "outside"),
@@ -269,6 +306,9 @@ mod tests {
             ("p", "/public/%7Ea", "/public/", false, "normal form"),
             ("p", "/public//a", "/public/", false, "normal form"),
             ("p", "/admin/a", "/", false, "route admin"),
+            ("p", "/admin;x/a", "/", false, "once ; parameters are cut"),
+            ("p", "/;/admin/a", "/", false, "once ; parameters are cut"),
+            ("p", "/public/..;/a", "/public/", false, "normal form"),
         ];
         for (h, path, prefix, strip, why) in refused {
             let found = judged(h, path, prefix, strip).unwrap_or_default();
