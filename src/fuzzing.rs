@@ -465,21 +465,6 @@ mod tests {
         replay("http1", http1);
     }
 
-    fn route_config(host: HostPattern, path: &str) -> RouteConfig {
-        RouteConfig {
-            name: format!("{}{path}", host.display()),
-            host,
-            path: path.to_owned(),
-            strip_prefix: false,
-            host_rewrite: None,
-            upstream: 0,
-            retries: 1,
-            timeout: Duration::from_secs(1),
-            upgrade_idle_timeout: Duration::from_secs(1),
-            rate_limit: None,
-        }
-    }
-
     #[test]
     fn escapes_finds_what_a_decoding_backend_could_climb_with() {
         for ok in [
@@ -512,12 +497,12 @@ mod tests {
     fn the_route_model_follows_the_precedence() {
         use HostPattern::*;
         let routes = [
-            route_config(Any, "/"),
-            route_config(Any, "/static/"),
-            route_config(Exact("api.example.com".into()), "/v1/"),
-            route_config(Exact("api.example.com".into()), "/v1/admin/"),
-            route_config(Wildcard(".example.com".into()), "/"),
-            route_config(Wildcard(".eu.example.com".into()), "/"),
+            crate::router::plain_route(Any, "/"),
+            crate::router::plain_route(Any, "/static/"),
+            crate::router::plain_route(Exact("api.example.com".into()), "/v1/"),
+            crate::router::plain_route(Exact("api.example.com".into()), "/v1/admin/"),
+            crate::router::plain_route(Wildcard(".example.com".into()), "/"),
+            crate::router::plain_route(Wildcard(".eu.example.com".into()), "/"),
         ];
         let m = |host: Option<&str>, path: &str| model_route(&routes, host, path);
         assert_eq!(m(Some("api.example.com"), "/v1/users"), Some(2));

@@ -105,35 +105,37 @@ fn normalize_host(host: &str) -> Cow<'_, str> {
     }
 }
 
+/// A route of `host` and `path` with every other setting at a plain value, for tests (and the
+/// fuzzing seam's).
+#[cfg(test)]
+pub(crate) fn plain_route(host: HostPattern, path: &str) -> RouteConfig {
+    RouteConfig {
+        name: format!("{}{path}", host.display()),
+        host,
+        path: path.to_owned(),
+        strip_prefix: false,
+        host_rewrite: None,
+        upstream: 0,
+        retries: 1,
+        timeout: std::time::Duration::from_secs(1),
+        upgrade_idle_timeout: std::time::Duration::from_secs(1),
+        rate_limit: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn route(host: HostPattern, path: &str) -> RouteConfig {
-        RouteConfig {
-            name: format!("{}{path}", host.display()),
-            host,
-            path: path.to_owned(),
-            strip_prefix: false,
-            host_rewrite: None,
-            upstream: 0,
-            retries: 1,
-            timeout: Duration::from_secs(1),
-            upgrade_idle_timeout: Duration::from_secs(1),
-            rate_limit: None,
-        }
-    }
 
     fn table() -> Router {
         use HostPattern::*;
         Router::new(&[
-            route(Any, "/"),                                      // 0
-            route(Any, "/static/"),                               // 1
-            route(Exact("api.example.com".into()), "/v1/"),       // 2
-            route(Exact("api.example.com".into()), "/v1/admin/"), // 3
-            route(Wildcard(".example.com".into()), "/"),          // 4
-            route(Wildcard(".eu.example.com".into()), "/"),       // 5
+            plain_route(Any, "/"),                                      // 0
+            plain_route(Any, "/static/"),                               // 1
+            plain_route(Exact("api.example.com".into()), "/v1/"),       // 2
+            plain_route(Exact("api.example.com".into()), "/v1/admin/"), // 3
+            plain_route(Wildcard(".example.com".into()), "/"),          // 4
+            plain_route(Wildcard(".eu.example.com".into()), "/"),       // 5
         ])
     }
 
@@ -174,7 +176,7 @@ mod tests {
 
     #[test]
     fn no_match_is_none() {
-        let r = Router::new(&[route(HostPattern::Exact("a.test".into()), "/api/")]);
+        let r = Router::new(&[plain_route(HostPattern::Exact("a.test".into()), "/api/")]);
         assert_eq!(r.route(Some("a.test"), "/"), None);
         assert_eq!(r.route(Some("b.test"), "/api/"), None);
     }

@@ -589,6 +589,15 @@ async fn reload_within(f: &Fulcrum) -> Resp {
         .expect("POST /reload answered within 10 s")
 }
 
+/// The refused file left `a`'s config serving; a good file (to `b`) then reloads.
+async fn still_serves_then_reloads_a_good_file(f: &Fulcrum, a: &Backend, b: &Backend) {
+    still_serves(f, "a").await;
+    f.rewrite(&pools("ub", a, b));
+    let r = reload_within(f).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    still_serves(f, "b").await;
+}
+
 /// Three requests, each answered by `backend`.
 async fn still_serves(f: &Fulcrum, backend: &str) {
     for _ in 0..3 {
@@ -608,11 +617,7 @@ async fn a_config_path_linked_to_dev_zero_is_refused_and_a_later_good_file_reloa
     let want =
         format!("{path}: cannot read config file: it is a character device, not a regular file");
     assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
-    still_serves(&f, "a").await;
-    f.rewrite(&pools("ub", &a, &b));
-    let r = reload_within(&f).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    still_serves(&f, "b").await;
+    still_serves_then_reloads_a_good_file(&f, &a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,11 +647,7 @@ async fn a_config_path_linked_to_a_fifo_never_blocks_a_reload_and_a_later_good_f
         Duration::from_secs(10),
     )
     .await;
-    still_serves(&f, "a").await;
-    f.rewrite(&pools("ub", &a, &b));
-    let r = reload_within(&f).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    still_serves(&f, "b").await;
+    still_serves_then_reloads_a_good_file(&f, &a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -662,9 +663,5 @@ async fn a_file_over_max_config_size_is_refused_naming_the_limit() {
     assert_eq!(r.status, 400, "{}", r.body);
     let want = format!("{path}: server.max_config_size: cannot read config file: it is larger than 2 KiB; the limit is server.max_config_size of the config running now");
     assert!(r.body.contains(&want), "want {want:?} in:\n{}", r.body);
-    still_serves(&f, "a").await;
-    f.rewrite(&pools("ub", &a, &b));
-    let r = reload_within(&f).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    still_serves(&f, "b").await;
+    still_serves_then_reloads_a_good_file(&f, &a, &b).await;
 }
