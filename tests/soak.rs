@@ -1077,14 +1077,14 @@ enum Cause {
     /// A POST fulcrum had already sent on a kept-alive connection to `a` that `a`, killed,
     /// closed in the same instant, unread: a `502`, not retried (RFC 9110 §9.2.2: fulcrum cannot
     /// know the backend did not act on it; nginx and HAProxy do the same), and no backend got
-    /// it. HTTP/1.1's own race, rare (one run in about ten): at most [`KILL_RACE_MAX`] a run.
+    /// it. HTTP/1.1's own race: 0 or 1 a run so far; at most [`KILL_RACE_MAX`] a run.
     KillRace,
     /// Anything else: a bug, or a fault that must cost nothing (a kill, a reload).
     Unexplained,
 }
 
 /// The most POSTs a kill may cost through [`Cause::KillRace`] in one run.
-const KILL_RACE_MAX: usize = 2;
+const KILL_RACE_MAX: usize = 4;
 
 /// What the accounting found.
 struct Report {
