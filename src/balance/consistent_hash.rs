@@ -1,7 +1,7 @@
 //! `balance = "consistent_hash"` and `balance = "ip_hash"`: the request's key (a header, cookie,
 //! query parameter, the path, or the client IP) picks its owner on a [`Ring`]; an ineligible
 //! owner hands the key to the next backend clockwise. A request without a key is balanced
-//! round-robin.
+//! round-robin by weight ([`turns`]).
 //!
 //! With `hash_balance_factor = c`, this is consistent hashing with bounded loads (Mirrokni et
 //! al.): no backend takes a request while it has `c × average` in-flight requests or more; the
@@ -11,14 +11,14 @@
 
 use std::sync::Arc;
 
-use super::{BackendSet, Balancer, Pick, Ring, RoundRobin};
+use super::{turns, BackendSet, Balancer, Pick, Ring};
 use crate::registry::BackendState;
 
 #[derive(Debug)]
 pub struct ConsistentHash {
     ring: Ring,
-    /// For requests without a key.
-    fallback: RoundRobin,
+    /// For requests without a key: weighted round-robin.
+    fallback: Box<dyn Balancer>,
     /// (factor, per-backend state) when loads are bounded.
     bound: Option<(f64, Vec<Arc<BackendState>>)>,
     len: usize,
@@ -28,8 +28,8 @@ impl ConsistentHash {
     pub fn new(ring: Ring, bound: Option<(f64, Vec<Arc<BackendState>>)>) -> ConsistentHash {
         let len = ring.backends();
         ConsistentHash {
+            fallback: turns(ring.weights()),
             ring,
-            fallback: RoundRobin::new(len),
             bound,
             len,
         }

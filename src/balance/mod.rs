@@ -20,7 +20,7 @@ pub use least_connections::LeastConnections;
 pub use p2c::PowerOfTwo;
 pub use random::WeightedRandom;
 pub use ring::Ring;
-pub use round_robin::RoundRobin;
+pub use round_robin::{turns, RoundRobin};
 pub use smooth_weighted::SmoothWeighted;
 
 use std::sync::Arc;
@@ -64,10 +64,9 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
 /// counts for the load-aware strategies).
 pub fn build(config: &UpstreamConfig, states: &[Arc<BackendState>]) -> Arc<dyn Balancer> {
     let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
-    let n = weights.len();
     match config.balance {
-        BalanceKind::RoundRobin => Arc::new(RoundRobin::new(n)),
-        BalanceKind::WeightedRoundRobin => Arc::new(SmoothWeighted::new(&weights)),
+        // Weighted in both spellings: a weight is never silently ignored.
+        BalanceKind::RoundRobin | BalanceKind::WeightedRoundRobin => Arc::from(turns(&weights)),
         BalanceKind::LeastConnections => Arc::new(LeastConnections::new(&weights, states.to_vec())),
         BalanceKind::P2c => Arc::new(PowerOfTwo::new(&weights, states.to_vec())),
         BalanceKind::Random => Arc::new(WeightedRandom::new(&weights)),

@@ -36,9 +36,16 @@ pub struct Ring {
     /// About log2 of the number of points, 1 to [`MAX_JUMP_BITS`].
     jump_bits: u32,
     backends: usize,
+    /// Each backend's weight as configured.
+    weights: Box<[u32]>,
 }
 
 impl Ring {
+    /// Each backend's weight, in index order.
+    pub fn weights(&self) -> &[u32] {
+        &self.weights
+    }
+
     /// A ring over `(address, weight)` backends, indexed in the given order.
     pub fn new(backends: &[(SocketAddr, u32)]) -> Ring {
         let weights: Vec<u32> = backends.iter().map(|&(_, w)| w).collect();
@@ -71,6 +78,7 @@ impl Ring {
             *slot = p as u32;
         }
         Ring {
+            weights: weights.into_boxed_slice(),
             points: points.into_boxed_slice(),
             jump: jump.into_boxed_slice(),
             jump_bits,

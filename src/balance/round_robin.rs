@@ -1,11 +1,23 @@
-//! `balance = "round_robin"`: equal turns, weights ignored.
+//! Equal turns: what `balance = "round_robin"` (and its synonym `weighted_round_robin`) does
+//! when every weight is the same. It yields exactly the sequence of [`SmoothWeighted`] over
+//! equal weights (and skips the same way), without its table; [`turns`] picks one of the two.
 //!
 //! A skipped (ineligible) backend advances the shared cursor too: the turn passes on exactly as
 //! if the backend were absent, so its successor does not inherit its share.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Balancer, Pick};
+use super::{Balancer, Pick, SmoothWeighted};
+
+/// `balance = "round_robin"` or `"weighted_round_robin"` over backends of these weights:
+/// nginx's smooth weighted round-robin, as plain turns when the weights are all equal.
+pub fn turns(weights: &[u32]) -> Box<dyn Balancer> {
+    if weights.windows(2).all(|w| w[0] == w[1]) {
+        Box::new(RoundRobin::new(weights.len()))
+    } else {
+        Box::new(SmoothWeighted::new(weights))
+    }
+}
 
 #[derive(Debug)]
 pub struct RoundRobin {
@@ -41,6 +53,23 @@ mod tests {
     #[test]
     fn takes_equal_turns_in_order() {
         assert_eq!(picks(&RoundRobin::new(3), 7), vec![0, 1, 2, 0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn equal_weights_take_the_same_turns_as_smooth_weighted() {
+        for n in 2..6 {
+            let weights = vec![3; n];
+            let smooth = SmoothWeighted::new(&weights);
+            let plain = turns(&weights);
+            assert_eq!(picks(&*plain, 4 * n + 1), picks(&smooth, 4 * n + 1));
+            let skip = |i| i != n / 2;
+            assert_eq!(shares(&*plain, n, 60, &skip), shares(&smooth, n, 60, &skip));
+        }
+    }
+
+    #[test]
+    fn unequal_weights_are_honoured() {
+        assert_eq!(picks(&*turns(&[5, 1]), 6), vec![0, 0, 0, 1, 0, 0]);
     }
 
     #[test]
