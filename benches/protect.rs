@@ -104,6 +104,7 @@ fn breaker_and_admission(c: &mut Criterion) {
         window: Duration::from_secs(10),
         open_duration: Duration::from_secs(30),
         half_open_requests: 3,
+        failure_status: fulcrum::config::StatusSet::EMPTY,
     };
     g.bench_function("admits_closed", |b| {
         b.iter(|| backend.breaker.admits(black_box(&config)))

@@ -18,19 +18,52 @@ use crate::config::BreakerConfig;
 use crate::registry::breaker::{Claim, Transition};
 use crate::registry::BackendState;
 
-/// One half-open probe place, held by the request that claimed it. Dropped without an outcome
-/// (the client went away), it frees the place for another probe.
+/// What one attempt holds on its backend until its outcome is known: a half-open breaker's
+/// probe place, the trial of a backend back from an ejection, or both. Dropped without an
+/// outcome (the client went away, pingora retries a dead pooled connection), it frees them for
+/// another request.
 #[derive(Debug)]
 pub struct Probe {
     state: Arc<BackendState>,
-    cycle: u32,
+    /// The breaker's half-open cycle whose place this is.
+    cycle: Option<u32>,
+    /// Whether this attempt holds the backend's trial ([`HealthState::claim_trial`]).
+    ///
+    /// [`HealthState::claim_trial`]: crate::registry::health::HealthState::claim_trial
+    trial: bool,
     reported: bool,
+}
+
+impl Probe {
+    /// Adds the trial of `state`'s backend, which the caller has claimed, to `probe`.
+    pub fn with_trial(probe: Option<Probe>, state: &Arc<BackendState>) -> Probe {
+        let mut probe = probe.unwrap_or_else(|| Probe {
+            state: Arc::clone(state),
+            cycle: None,
+            trial: false,
+            reported: false,
+        });
+        probe.trial = true;
+        probe
+    }
+
+    /// The outcome is being recorded: the breaker cycle and whether it was the trial, for
+    /// [`record`] and the outlier detector to settle.
+    pub fn settle(mut self) -> (Option<u32>, bool) {
+        self.reported = true;
+        (self.cycle, self.trial)
+    }
 }
 
 impl Drop for Probe {
     fn drop(&mut self) {
         if !self.reported {
-            self.state.breaker.release(self.cycle);
+            if let Some(cycle) = self.cycle {
+                self.state.breaker.release(cycle);
+            }
+            if self.trial {
+                self.state.health.release_trial();
+            }
         }
     }
 }
@@ -47,18 +80,16 @@ pub fn claim(state: &Arc<BackendState>, config: &BreakerConfig) -> Option<Option
         Claim::Refused => None,
         Claim::Probe(cycle) => Some(Some(Probe {
             state: Arc::clone(state),
-            cycle,
+            cycle: Some(cycle),
+            trial: false,
             reported: false,
         })),
     }
 }
 
-/// Tells `state`'s breaker how a request went (`ok` = no connect error, timeout or 5xx).
-pub fn record(state: &BackendState, config: &BreakerConfig, ok: bool, probe: Option<Probe>) {
-    let cycle = probe.map(|mut p| {
-        p.reported = true;
-        p.cycle
-    });
+/// Tells `state`'s breaker how a request went (`ok`: not a connect error, timeout, broken
+/// response or one of `failure_status`); `cycle` is the half-open cycle of its probe place.
+pub fn record(state: &BackendState, config: &BreakerConfig, ok: bool, cycle: Option<u32>) {
     if let Some(t) = state.breaker.record(config, ok, cycle, Instant::now()) {
         log(state, t);
     }

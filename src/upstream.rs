@@ -18,8 +18,8 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
 use crate::breaker::{self, Probe};
 use crate::config::{
-    BackendConfig, BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, UpstreamConfig,
-    UpstreamTls,
+    BackendConfig, BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, StatusSet,
+    UpstreamConfig, UpstreamTls,
 };
 use crate::health::{Outlier, ProbeTls, SupervisorHandle, Target};
 use crate::metrics::{BackendMetrics, CheckCounters, Metrics, UpstreamMetrics};
@@ -32,6 +32,31 @@ pub struct Choice {
     pub backend: usize,
     /// The half-open probe place the attempt holds, if its backend's breaker is half-open.
     pub probe: Option<Probe>,
+}
+
+/// How one attempt on a backend went, for passive health and the breaker, which judge it each
+/// against its own `failure_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// No connection to the backend could be made.
+    Connect,
+    /// The backend took longer than a timeout to answer.
+    Timeout,
+    /// Its response was invalid or cut short.
+    Broken,
+    /// It answered with this status (and, when judged at the end, the response ended whole).
+    Status(u16),
+}
+
+impl Attempt {
+    /// Whether this counts as a failure where `failure_status` are the failing statuses:
+    /// connect errors, timeouts and broken responses always do.
+    pub fn failed(self, failure_status: &StatusSet) -> bool {
+        match self {
+            Attempt::Status(status) => failure_status.contains(status),
+            Attempt::Connect | Attempt::Timeout | Attempt::Broken => true,
+        }
+    }
 }
 
 /// Why no backend was chosen.
@@ -61,6 +86,8 @@ pub struct Upstream {
     check: Option<Arc<HealthCheckConfig>>,
     outlier: Option<Outlier>,
     breaker: Option<BreakerConfig>,
+    /// The statuses the outlier detector or the breaker counts as failures.
+    failure_status: StatusSet,
     max_inflight: Option<u32>,
     /// Percent; 0 = off.
     panic_threshold: u32,
@@ -189,6 +216,13 @@ impl Upstream {
                 .clone()
                 .map(|o| Outlier::new(o, supervisor.clone())),
             breaker: config.circuit_breaker.clone(),
+            failure_status: [
+                config.outlier.as_ref().map(|o| o.failure_status),
+                config.circuit_breaker.as_ref().map(|b| b.failure_status),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(StatusSet::EMPTY, StatusSet::union),
             max_inflight: config.max_inflight,
             panic_threshold: config.panic_threshold,
             view: View {
@@ -212,13 +246,14 @@ impl Upstream {
     }
 
     /// The one eligibility predicate: whether backend `i` may take this attempt of a request
-    /// that already failed on `excluded`. Health (checked healthy where checked) and ejection
-    /// say no unless the upstream is in panic mode; an open breaker (or a half-open one with
+    /// that already failed on `excluded`. Health (checked healthy where checked), ejection and
+    /// a trial after an ejection that another request has taken say no unless the upstream is
+    /// in panic mode; an open breaker (or a half-open one with
     /// every probe place taken) says no even then. Reads atomics only.
     pub fn eligible(&self, i: usize, excluded: &BackendSet) -> bool {
         !excluded.contains(i)
             && (self.view.panic.load(Ordering::Relaxed)
-                || self.states[i].health.in_service(self.check.is_some()))
+                || self.states[i].health.takes_request(self.check.is_some()))
             && self.breaker_admits(i)
     }
 
@@ -297,17 +332,30 @@ impl Upstream {
                     Refusal::NoBackend
                 });
             };
-            let Some(config) = &self.breaker else {
-                return Ok(Choice {
-                    backend: i,
-                    probe: None,
-                });
+            // Back from an ejection on trial: one request at a time tries it (in panic mode,
+            // where every backend takes traffic, the others go there too).
+            let state = &self.states[i];
+            let trial = state.health.on_trial() && state.health.claim_trial();
+            let trial_lost =
+                !trial && state.health.on_trial() && !self.view.panic.load(Ordering::Relaxed);
+            let claimed = match &self.breaker {
+                _ if trial_lost => None,
+                None => Some(None),
+                Some(config) => claim(i, config),
             };
-            match claim(i, config) {
+            match claimed {
+                Some(probe) if trial => {
+                    let probe = Some(Probe::with_trial(probe, state));
+                    return Ok(Choice { backend: i, probe });
+                }
                 Some(probe) => return Ok(Choice { backend: i, probe }),
                 None => {
-                    // The pick counted a request that will not be sent: take it back, or a
-                    // strategy that tracks its own load would see this backend busier forever.
+                    // A breaker refused, or a parallel request took the trial. The pick counted
+                    // a request that will not be sent: take it back, or a strategy that tracks
+                    // its own load would see this backend busier forever.
+                    if trial {
+                        state.health.release_trial();
+                    }
                     self.balancer.release(i);
                     lost.get_or_insert_with(|| excluded.clone()).insert(i);
                 }
@@ -335,15 +383,27 @@ impl Upstream {
         Lease::new(&self.states[i], &self.balancer, i, self.generation)
     }
 
-    /// Tells passive health and the breaker how a real request on backend `i` went (a connect
-    /// error, a timeout or a 5xx is a failure); `probe` is the attempt's half-open probe place.
-    pub fn record(&self, i: usize, ok: bool, probe: Option<Probe>) {
-        if let Some(o) = &self.outlier {
-            o.record(&self.states, i, ok);
+    /// Tells passive health and the breaker how a real request on backend `i` went; each judges
+    /// `attempt` against its own `failure_status`. `probe` is what the attempt held (a half-open
+    /// probe place, a trial after an ejection), settled here.
+    pub fn record(&self, i: usize, attempt: Attempt, probe: Option<Probe>) {
+        let (cycle, trial) = probe.map_or((None, false), Probe::settle);
+        match &self.outlier {
+            Some(o) => o.record(&self.states, i, attempt, trial),
+            // A trial taken under a config that has since turned ejection off.
+            None if trial => self.states[i].health.pass_trial(),
+            None => {}
         }
         if let Some(config) = &self.breaker {
-            breaker::record(&self.states[i], config, ok, probe);
+            let ok = !attempt.failed(&config.failure_status);
+            breaker::record(&self.states[i], config, ok, cycle);
         }
+    }
+
+    /// Whether a response with `status` counts as a failure for passive health or the breaker,
+    /// so that it is recorded at once, at its header. One bit test.
+    pub fn fails_on(&self, status: u16) -> bool {
+        self.failure_status.contains(status)
     }
 
     /// Whether the upstream balances across every backend because too few are in service.
@@ -488,6 +548,7 @@ mod tests {
                 window: Duration::from_secs(10),
                 open_duration: Duration::from_secs(10),
                 half_open_requests: 1,
+                failure_status: StatusSet::EMPTY,
             });
             let u = build(&c, &Registry::default(), 1);
             let key = Some(b"10.0.0.1".as_slice());
@@ -528,6 +589,7 @@ mod tests {
             window: Duration::from_secs(10),
             open_duration: Duration::from_secs(5),
             half_open_requests,
+            failure_status: StatusSet::EMPTY,
         });
         build(&c, &Registry::default(), 1)
     }
@@ -536,11 +598,11 @@ mod tests {
     async fn open_breakers_are_skipped_and_all_open_is_its_own_refusal() {
         let u = with_breaker(2, 1);
         let none = BackendSet::default();
-        u.record(0, false, None);
+        u.record(0, Attempt::Connect, None);
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
         }
-        u.record(1, false, None);
+        u.record(1, Attempt::Connect, None);
         assert_eq!(u.select(&none, None).unwrap_err(), Refusal::CircuitOpen);
         let mut tried = BackendSet::default();
         tried.insert(0);
@@ -553,7 +615,7 @@ mod tests {
     async fn half_open_admits_exactly_its_probes_through_select() {
         let u = with_breaker(1, 2);
         let none = BackendSet::default();
-        u.record(0, false, None);
+        u.record(0, Attempt::Connect, None);
         tokio::time::advance(Duration::from_secs(5)).await;
         let first = u.select(&none, None).unwrap();
         let second = u.select(&none, None).unwrap();
@@ -562,8 +624,8 @@ mod tests {
         // A probe whose request went away frees its place; reported successes close the breaker.
         drop(second);
         let third = u.select(&none, None).unwrap();
-        u.record(0, true, first.probe);
-        u.record(0, true, third.probe);
+        u.record(0, Attempt::Status(200), first.probe);
+        u.record(0, Attempt::Status(200), third.probe);
         let closed = u.select(&none, None).unwrap();
         assert!(closed.probe.is_none(), "closed: no probe needed");
     }
@@ -702,5 +764,97 @@ mod tests {
             .map(|c| c.backend)
             .collect();
         assert_eq!(picked.len(), 4, "the balancer's index follows panic mode");
+    }
+
+    /// An upstream that ejects after 2 failures, and its supervisor (kept, so that ejections
+    /// last until the test readmits).
+    fn ejecting(n: u16, failure_status: StatusSet) -> (Upstream, Supervisor) {
+        let mut c = config(n, BalanceKind::RoundRobin);
+        c.outlier = Some(crate::config::OutlierConfig {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(100),
+            max_ejected_percent: 50,
+            failure_status,
+        });
+        let (supervisor, handle) = Supervisor::new();
+        let u = Upstream::new(&c, &Registry::default(), 1, &handle, &Metrics::detached());
+        (u, supervisor)
+    }
+
+    #[test]
+    fn each_judge_counts_only_its_failure_statuses() {
+        let gateway = StatusSet::of(&[502, 503, 504].map(crate::config::StatusMatch::Code));
+        for (attempt, failed) in [
+            (Attempt::Connect, true),
+            (Attempt::Timeout, true),
+            (Attempt::Broken, true),
+            (Attempt::Status(500), false),
+            (Attempt::Status(503), true),
+            (Attempt::Status(200), false),
+        ] {
+            assert_eq!(attempt.failed(&gateway), failed, "{attempt:?}");
+        }
+        assert!(!Attempt::Status(0).failed(&gateway), "outside 100-599");
+        let (u, _supervisor) = ejecting(2, gateway);
+        assert!(u.fails_on(502) && !u.fails_on(500));
+        for _ in 0..5 {
+            u.record(0, Attempt::Status(500), None);
+        }
+        assert!(!u.backends[0].state.health.is_ejected(), "500s are answers");
+        u.record(0, Attempt::Status(502), None);
+        u.record(0, Attempt::Connect, None);
+        assert!(u.backends[0].state.health.is_ejected());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_readmitted_backend_gets_one_trial_request_which_decides() {
+        let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
+        let none = BackendSet::default();
+        let health = &u.backends[0].state.health;
+        u.record(0, Attempt::Connect, None);
+        u.record(0, Attempt::Connect, None);
+        assert!(health.is_ejected());
+        for _ in 0..4 {
+            assert_eq!(u.select(&none, None).unwrap().backend, 1);
+        }
+        health.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        // The first pick that meets backend 0 takes its trial; no other request goes there
+        // until the trial is settled.
+        let trial = loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                break c;
+            }
+        };
+        assert!(trial.probe.is_some());
+        for _ in 0..4 {
+            assert_eq!(u.select(&none, None).unwrap().backend, 1);
+        }
+        // Dropped unsettled (the client went away): another request may try.
+        drop(trial);
+        let trial = (0..2)
+            .map(|_| u.select(&none, None).unwrap())
+            .find(|c| c.backend == 0)
+            .expect("backend 0 is tried again");
+        // One failure is enough to eject it again, for twice as long.
+        u.record(0, Attempt::Connect, trial.probe);
+        assert!(health.is_ejected());
+        let until = health.ejected_until().unwrap();
+        assert_eq!(until - tokio::time::Instant::now(), Duration::from_secs(20));
+        // A trial that succeeds puts it fully back.
+        health.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let trial = (0..2)
+            .map(|_| u.select(&none, None).unwrap())
+            .find(|c| c.backend == 0)
+            .expect("backend 0 is tried again");
+        u.record(0, Attempt::Status(200), trial.probe);
+        assert!(!health.on_trial());
+        let picks: Vec<_> = (0..4)
+            .map(|_| u.select(&none, None).unwrap().backend)
+            .collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 2, "{picks:?}");
     }
 }

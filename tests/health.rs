@@ -285,7 +285,7 @@ async fn max_ejected_percent_holds() {
         )
         .await,
     );
-    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 2\nbase_ejection = \"30s\"\nmax_ejected_percent = 50\n";
+    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 2\nbase_ejection = \"30s\"\nmax_ejected_percent = 50\nfailure_status = [\"5xx\"]\n";
     let f = Fulcrum::start_logging("info", "", &config(&[&x, &y], "", outlier));
     for _ in 0..20 {
         assert_eq!(get(f.addr, "h.test", "/").await.status, 500);

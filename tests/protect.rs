@@ -284,7 +284,9 @@ fn count(log: &str, parts: &[&str]) -> usize {
 async fn a_failing_backend_trips_is_skipped_is_probed_and_closes_once_it_recovers() {
     let (flaky, good) = (Backend::start("flaky").await, Backend::start("good").await);
     flaky.set_status(500);
-    let breaker = "consecutive_failures = 3\nopen_duration = \"1s\"\nhalf_open_requests = 2";
+    // 500s count only where failure_status says so (the default is 502, 503, 504).
+    let breaker = "consecutive_failures = 3\nopen_duration = \"1s\"\nhalf_open_requests = 2\n\
+                   failure_status = [\"5xx\"]";
     let f = Fulcrum::start_logging("info", "", &broken_pool(&[&flaky, &good], breaker, ""));
     let addr = flaky.addr.to_string();
     for _ in 0..6 {
@@ -364,7 +366,7 @@ async fn every_breaker_open_is_a_fast_503_without_a_connection_and_survives_a_re
         Backend::with("x", sick.clone()).await,
         Backend::with("y", sick).await,
     );
-    let breaker = "consecutive_failures = 2\nopen_duration = \"60s\"";
+    let breaker = "consecutive_failures = 2\nopen_duration = \"60s\"\nfailure_status = [\"5xx\"]";
     let f = Fulcrum::start_logging("info", "", &broken_pool(&[&x, &y], breaker, ""));
     for _ in 0..4 {
         assert_eq!(get(f.addr, "h.test", "/").await.status, 500);

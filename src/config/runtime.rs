@@ -247,6 +247,7 @@ pub struct UpstreamConfig {
     /// Percent; 0 = off.
     pub panic_threshold: u32,
     pub health_check: Option<HealthCheckConfig>,
+    /// Passive ejection: on unless `[upstream.NAME.outlier] enabled = false`.
     pub outlier: Option<OutlierConfig>,
     pub circuit_breaker: Option<BreakerConfig>,
     /// Requests in flight to the upstream at once; `None` = unlimited.
@@ -339,6 +340,9 @@ pub struct BreakerConfig {
     pub open_duration: Duration,
     /// At least 1.
     pub half_open_requests: u32,
+    /// The response statuses that count as failures (connect errors, timeouts and broken
+    /// responses always do).
+    pub failure_status: StatusSet,
 }
 
 pub use super::schema::ProbeKind;
@@ -385,6 +389,51 @@ impl std::fmt::Display for StatusMatch {
     }
 }
 
+/// A set of response statuses (100..=599), one bit each: what `failure_status` resolves to,
+/// once per config, so that judging a response is one bit test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StatusSet([u64; 10]);
+
+impl StatusSet {
+    /// No status.
+    pub const EMPTY: StatusSet = StatusSet([0; 10]);
+
+    /// Every status one of `matches` matches.
+    pub fn of(matches: &[StatusMatch]) -> StatusSet {
+        let mut set = StatusSet::EMPTY;
+        for status in 100..600u16 {
+            if matches.iter().any(|m| m.matches(status)) {
+                set.0[usize::from(status / 64)] |= 1 << (status % 64);
+            }
+        }
+        set
+    }
+
+    /// The statuses in either set.
+    pub fn union(self, other: StatusSet) -> StatusSet {
+        let mut set = self;
+        for (w, o) in set.0.iter_mut().zip(other.0) {
+            *w |= o;
+        }
+        set
+    }
+
+    /// Whether `status` is in the set (never for a status outside 100..=599).
+    pub fn contains(&self, status: u16) -> bool {
+        self.0
+            .get(usize::from(status / 64))
+            .is_some_and(|w| w & (1 << (status % 64)) != 0)
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries((100..600u16).filter(|&s| self.contains(s)))
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutlierConfig {
     pub consecutive_failures: u32,
@@ -392,6 +441,9 @@ pub struct OutlierConfig {
     pub max_ejection: Duration,
     /// Percent 0..=100.
     pub max_ejected_percent: u32,
+    /// The response statuses that count as failures (connect errors, timeouts and broken
+    /// responses always do).
+    pub failure_status: StatusSet,
 }
 
 /// `hash_key = "..."`

@@ -95,8 +95,14 @@ pub const MAX_HEALTH_JITTER: u32 = 50;
 pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
 /// `health_check.unhealthy_threshold` when absent.
 pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
-/// `outlier.consecutive_failures` when absent.
+/// `outlier.consecutive_failures` when absent (also without an `[upstream.NAME.outlier]`
+/// section: passive ejection is on by default). Envoy's `consecutive_5xx` and
+/// `consecutive_gateway_failure` default: a dead backend is out after a handful of requests,
+/// one dropped connection is not enough.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+/// `outlier.failure_status` and `circuit_breaker.failure_status` when absent: Envoy's gateway
+/// failures. An application's own 500s are answers, not a sign the backend is gone.
+pub const DEFAULT_FAILURE_STATUS: [u16; 3] = [502, 503, 504];
 /// `outlier.base_ejection` when absent.
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 /// `outlier.max_ejection` when absent.
@@ -309,7 +315,8 @@ pub struct UpstreamSection {
     pub panic_threshold: Option<Spanned<u32>>,
     /// `[upstream.NAME.health_check]`: active probes. Default: none (every backend healthy).
     pub health_check: Option<HealthCheckSection>,
-    /// `[upstream.NAME.outlier]`: passive ejection from real traffic. Default: none.
+    /// `[upstream.NAME.outlier]`: passive ejection from real traffic. Default: on, with every
+    /// key at its default; `enabled = false` turns it off.
     pub outlier: Option<OutlierSection>,
     /// `[upstream.NAME.circuit_breaker]`: stop sending to a failing backend. Default: none.
     pub circuit_breaker: Option<Spanned<CircuitBreakerSection>>,
@@ -334,7 +341,7 @@ pub struct UpstreamSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerSection {
-    /// Trip after this many failures in a row (connect error, timeout, 5xx); 0 = only
+    /// Trip after this many failures in a row (connect error, timeout, a `failure_status`); 0 = only
     /// `failure_rate` trips. Default: [`DEFAULT_BREAKER_CONSECUTIVE_FAILURES`].
     pub consecutive_failures: Option<Spanned<u32>>,
     /// Trip when at least this share (0 < rate ≤ 1) of the requests in `window` failed.
@@ -349,6 +356,10 @@ pub struct CircuitBreakerSection {
     /// Requests let through at once while half-open; all must succeed to close, one failure
     /// re-opens. 1..=[`MAX_BREAKER_HALF_OPEN_REQUESTS`]. Default: [`DEFAULT_BREAKER_HALF_OPEN_REQUESTS`].
     pub half_open_requests: Option<Spanned<u32>>,
+    /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
+    /// `[]` = none (connect errors, timeouts and broken responses always count).
+    /// Default: [`DEFAULT_FAILURE_STATUS`].
+    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 
 /// `[upstream.NAME.health_check]`
@@ -387,10 +398,12 @@ pub enum ProbeKind {
 }
 
 /// `[upstream.NAME.outlier]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierSection {
-    /// Consecutive failures (connect errors, timeouts, 5xx) that eject. Default: [`DEFAULT_CONSECUTIVE_FAILURES`].
+    /// Passive ejection on or off. Default: true (also without this section).
+    pub enabled: Option<bool>,
+    /// Consecutive failures (connect errors, timeouts, a `failure_status`) that eject. Default: [`DEFAULT_CONSECUTIVE_FAILURES`].
     pub consecutive_failures: Option<Spanned<u32>>,
     /// Ejection time, multiplied by the number of ejections in a row. Default: [`DEFAULT_BASE_EJECTION`].
     pub base_ejection: Option<Spanned<HumanDuration>>,
@@ -398,6 +411,10 @@ pub struct OutlierSection {
     pub max_ejection: Option<Spanned<HumanDuration>>,
     /// Never eject more than this percent (0..=100) of the pool. Default: [`DEFAULT_MAX_EJECTED_PERCENT`].
     pub max_ejected_percent: Option<Spanned<u32>>,
+    /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
+    /// `[]` = none (connect errors, timeouts and broken responses always count).
+    /// Default: [`DEFAULT_FAILURE_STATUS`].
+    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 
 /// One `{ addr = "...", weight = N }` in `backends`.
@@ -414,10 +431,10 @@ pub struct BackendSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BalanceKind {
-    /// Equal turns, ignoring weights.
+    /// nginx's smooth weighted round-robin (equal turns when the weights are equal).
     #[default]
     RoundRobin,
-    /// nginx's smooth weighted round-robin.
+    /// The same as `round_robin`, kept as a synonym.
     WeightedRoundRobin,
     /// Fewest in-flight requests relative to weight; ties round-robin.
     LeastConnections,

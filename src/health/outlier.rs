@@ -1,7 +1,10 @@
-//! Passive outlier ejection: consecutive failures of real requests (connect errors, timeouts,
-//! 5xx) take a backend out for `base_ejection × ejections in a row` (capped at `max_ejection`),
-//! never more than `max_ejected_percent` of the pool at once. The readmission is scheduled with
-//! the [`SupervisorHandle`], which outlives every config.
+//! Passive outlier ejection, on by default: consecutive failures of real requests (connect
+//! errors, timeouts, broken responses, a `failure_status`) take a backend out for
+//! `base_ejection × ejections in a row` (capped at `max_ejection`), never more than
+//! `max_ejected_percent` of the pool at once. The readmission is scheduled with the
+//! [`SupervisorHandle`], which outlives every config; it puts the backend back on trial: one
+//! request tries it, and if that one fails the backend is out again at once, for longer (nginx's
+//! `max_fails`/`fail_timeout`).
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use tokio::time::Instant;
 use super::SupervisorHandle;
 use crate::config::OutlierConfig;
 use crate::registry::BackendState;
+use crate::upstream::Attempt;
 
 /// One upstream's passive detector, built with each snapshot.
 #[derive(Debug)]
@@ -24,11 +28,19 @@ impl Outlier {
     }
 
     /// Records the outcome of a real request on `members[i]` (`members` is the upstream's pool
-    /// in the requesting snapshot) and ejects the backend when the rules say so.
-    pub fn record(&self, members: &[Arc<BackendState>], i: usize, ok: bool) {
+    /// in the requesting snapshot) and ejects the backend when the rules say so; `trial` says
+    /// the request held the backend's trial after an ejection, which it settles.
+    pub fn record(&self, members: &[Arc<BackendState>], i: usize, attempt: Attempt, trial: bool) {
         let o = &self.config;
         let state = &members[i];
-        if !state.health.on_response(ok, o.consecutive_failures) || state.health.is_ejected() {
+        let ok = !attempt.failed(&o.failure_status);
+        if trial && ok {
+            state.health.pass_trial();
+            return;
+        }
+        if !trial && !state.health.on_response(ok, o.consecutive_failures)
+            || state.health.is_ejected()
+        {
             return;
         }
         let upstream = state.upstream();
@@ -40,6 +52,9 @@ impl Outlier {
         let backend = state.addr();
         if (ejected + 1) * 100 > o.max_ejected_percent as usize * members.len() {
             tracing::debug!(upstream = %upstream.name(), %backend, ejected, "not ejecting: max_ejected_percent reached");
+            if trial {
+                state.health.pass_trial();
+            }
             return;
         }
         let now = Instant::now();
@@ -49,13 +64,29 @@ impl Outlier {
             upstream = %upstream.name(),
             %backend,
             time = ?time,
-            reason = %format!("{} consecutive failures", o.consecutive_failures),
+            reason = %Reason { trial, failures: o.consecutive_failures },
             "backend ejected"
         );
         if !self.supervisor.readmit_at(Arc::clone(state), now + time) {
             tracing::error!(upstream = %upstream.name(), %backend, "health supervisor is gone; readmitting at once");
             state.health.readmit(now);
             upstream.bump_epoch();
+        }
+    }
+}
+
+/// Why a backend was ejected, for its log line.
+struct Reason {
+    trial: bool,
+    failures: u32,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.trial {
+            f.write_str("its trial request after an ejection failed")
+        } else {
+            write!(f, "{} consecutive failures", self.failures)
         }
     }
 }

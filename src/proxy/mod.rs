@@ -34,7 +34,7 @@ use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::server::guard;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
-use crate::upstream::{Refusal, Upstream};
+use crate::upstream::{Attempt, Refusal, Upstream};
 
 /// The proxy service: reads the current snapshot once per request.
 pub struct Proxy {
@@ -106,13 +106,13 @@ impl RequestCtx {
     }
 
     /// Tells passive health and the breaker how the current attempt went (once per attempt).
-    fn record_outcome(&mut self, ok: bool) {
+    fn record_outcome(&mut self, attempt: Attempt) {
         if self.outcome_recorded {
             return;
         }
         let probe = self.probe.take();
         if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
-            u.record(i, ok, probe);
+            u.record(i, attempt, probe);
         }
         self.outcome_recorded = true;
     }
@@ -548,7 +548,7 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.insert(i);
         }
-        ctx.record_outcome(false);
+        ctx.record_outcome(Attempt::Connect);
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
@@ -645,10 +645,13 @@ impl ProxyHttp for Proxy {
         }
         if upgraded || !status.is_informational() {
             ctx.proxied = true;
-            // A half-open breaker's probe is settled by the header, so that a long response (a
-            // stream, a download) does not hold one of its few places.
-            if upgraded || status.is_server_error() || ctx.probe.is_some() {
-                ctx.record_outcome(!status.is_server_error());
+            // A half-open breaker's probe (or an ejected backend's trial) is settled by the
+            // header, so that a long response (a stream, a download) does not hold one of its
+            // few places; so is a status that counts as a failure.
+            let code = status.as_u16();
+            let fails = ctx.upstream().is_some_and(|u| u.fails_on(code));
+            if upgraded || fails || ctx.probe.is_some() {
+                ctx.record_outcome(Attempt::Status(code));
             }
         }
         if !upgraded {
@@ -718,15 +721,12 @@ impl ProxyHttp for Proxy {
             ctx.failure = failure.clone();
         }
         // A timeout or a broken response after connecting counts against the backend.
-        if matches!(
-            failure,
-            Some(
-                ProxyError::UpstreamTimeout
-                    | ProxyError::UpstreamFailed
-                    | ProxyError::UpstreamInvalid(_)
-            )
-        ) {
-            ctx.record_outcome(false);
+        match &failure {
+            Some(ProxyError::UpstreamTimeout) => ctx.record_outcome(Attempt::Timeout),
+            Some(ProxyError::UpstreamFailed | ProxyError::UpstreamInvalid(_)) => {
+                ctx.record_outcome(Attempt::Broken)
+            }
+            _ => {}
         }
         let error_code = match &failure {
             Some(f) => respond(session, f, &ctx.request_id).await,
@@ -774,7 +774,10 @@ impl ProxyHttp for Proxy {
         let (outcome, verdict) = ctx.ending(e, status);
         // A backend's response that ended whole is a success; one it cut short a failure.
         if let (true, Some(ok)) = (ctx.proxied, verdict) {
-            ctx.record_outcome(ok);
+            ctx.record_outcome(match ok {
+                true => Attempt::Status(status),
+                false => Attempt::Broken,
+            });
         }
         let req = session.req_header();
         let elapsed = ctx.started.elapsed();

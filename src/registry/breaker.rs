@@ -376,6 +376,7 @@ mod tests {
             window: Duration::from_secs(10),
             open_duration: Duration::from_secs(30),
             half_open_requests: 2,
+            failure_status: crate::config::StatusSet::EMPTY,
         }
     }
 

@@ -25,6 +25,11 @@ const UNKNOWN: u8 = 1;
 const DOWN: u8 = 2;
 /// Passively ejected.
 const EJECTED: u8 = 4;
+/// Back from an ejection on trial: one request may try it ([`HealthState::claim_trial`]); its
+/// success ends the trial, its failure ejects the backend again at once.
+const TRIAL: u8 = 8;
+/// The trial request is under way: no other request goes there meanwhile.
+const TRIAL_TAKEN: u8 = 16;
 
 /// What a probe result did to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +75,48 @@ impl Default for HealthState {
 impl HealthState {
     /// Whether the backend may take traffic under a config that does (`checked`) or does not
     /// actively check it: not ejected and, when checked, probed healthy. One atomic load.
+    /// A backend on trial is in service (whether a request may go there now is
+    /// [`HealthState::takes_request`]).
     pub fn in_service(&self, checked: bool) -> bool {
-        let f = self.flags.load(Ordering::Relaxed);
+        let f = self.flags.load(Ordering::Relaxed) & !(TRIAL | TRIAL_TAKEN);
         if checked {
             f == 0
         } else {
             f & EJECTED == 0
         }
+    }
+
+    /// [`HealthState::in_service`], and not on a trial another request has taken. One atomic
+    /// load.
+    pub fn takes_request(&self, checked: bool) -> bool {
+        self.in_service(checked) && self.flags.load(Ordering::Relaxed) & TRIAL_TAKEN == 0
+    }
+
+    /// Whether the backend is back from an ejection on trial.
+    pub fn on_trial(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & TRIAL != 0
+    }
+
+    /// Takes the trial for one request: false if the backend is not on trial or another request
+    /// has it.
+    pub fn claim_trial(&self) -> bool {
+        self.flags
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
+                (f & (TRIAL | TRIAL_TAKEN) == TRIAL).then_some(f | TRIAL_TAKEN)
+            })
+            .is_ok()
+    }
+
+    /// Gives a taken trial back unsettled (its request ended without an outcome).
+    pub fn release_trial(&self) {
+        self.flags.fetch_and(!TRIAL_TAKEN, Ordering::AcqRel);
+    }
+
+    /// Ends a trial that succeeded: the backend is fully back.
+    pub fn pass_trial(&self) {
+        self.passive_failures.store(0, Ordering::Relaxed);
+        self.flags
+            .fetch_and(!(TRIAL | TRIAL_TAKEN), Ordering::AcqRel);
     }
 
     /// "healthy", "unhealthy", "unknown" or "ejected", for logs and status.
@@ -129,7 +169,8 @@ impl HealthState {
     }
 
     /// Applies one probe result. The first result of an unknown backend decides at once; later
-    /// ones need `rise` successes or `fall` failures in a row to change the state.
+    /// ones need `rise` successes or `fall` failures in a row to change the state. Rising also
+    /// ends a passive ejection.
     pub fn on_probe(&self, ok: bool, rise: u32, fall: u32) -> Transition {
         let flags = self.flags.load(Ordering::Relaxed);
         if ok {
@@ -139,7 +180,19 @@ impl HealthState {
                 .fetch_add(1, Ordering::Relaxed)
                 .saturating_add(1);
             if flags & UNKNOWN != 0 || (flags & DOWN != 0 && n >= rise) {
-                self.flags.fetch_and(!(UNKNOWN | DOWN), Ordering::Relaxed);
+                // The active check saw it come back: a passive ejection (from the failures
+                // that took it down) ends too, as Envoy's
+                // `successful_active_health_check_uneject_host`.
+                if flags & EJECTED != 0 {
+                    let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+                    e.returned = Some(Instant::now());
+                    e.until = None;
+                    self.passive_failures.store(0, Ordering::Relaxed);
+                }
+                self.flags.fetch_and(
+                    !(UNKNOWN | DOWN | EJECTED | TRIAL | TRIAL_TAKEN),
+                    Ordering::Relaxed,
+                );
                 return Transition::Up;
             }
         } else {
@@ -185,6 +238,8 @@ impl HealthState {
         let time = base.saturating_mul(e.count).min(max);
         e.until = Some(now + time);
         self.flags.fetch_or(EJECTED, Ordering::Relaxed);
+        self.flags
+            .fetch_and(!(TRIAL | TRIAL_TAKEN), Ordering::Relaxed);
         time
     }
 
@@ -194,12 +249,14 @@ impl HealthState {
         e.until.filter(|_| self.is_ejected())
     }
 
-    /// Ends an ejection: the backend takes traffic again with a clean failure count.
+    /// Ends an ejection: the backend is back on trial (one request tries it; see
+    /// [`HealthState::claim_trial`]) with a clean failure count.
     pub fn readmit(&self, now: Instant) {
         let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
         e.returned = Some(now);
         e.until = None;
         self.passive_failures.store(0, Ordering::Relaxed);
+        self.flags.fetch_or(TRIAL, Ordering::Relaxed);
         self.flags.fetch_and(!EJECTED, Ordering::Relaxed);
     }
 }
@@ -276,6 +333,48 @@ mod tests {
         assert!(!h.on_response(false, 3));
         assert!(!h.on_response(false, 3));
         assert!(h.on_response(false, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rising_on_active_checks_ends_a_passive_ejection() {
+        let h = checked();
+        h.on_probe(true, 2, 1);
+        let base = Duration::from_secs(30);
+        h.eject(base, base, Instant::now());
+        assert_eq!(
+            h.on_probe(true, 2, 1),
+            Transition::None,
+            "up already: stays ejected"
+        );
+        assert!(h.is_ejected());
+        assert_eq!(h.on_probe(false, 2, 1), Transition::Down);
+        h.on_probe(true, 2, 1);
+        assert_eq!(h.on_probe(true, 2, 1), Transition::Up);
+        assert!(!h.is_ejected() && h.in_service(true) && h.ejected_until().is_none());
+    }
+
+    #[test]
+    fn a_readmitted_backend_takes_one_request_on_trial() {
+        let h = HealthState::default();
+        let (base, now) = (Duration::from_secs(1), Instant::now());
+        h.eject(base, base, now);
+        assert!(!h.claim_trial(), "no trial while ejected");
+        h.readmit(now);
+        assert!(h.on_trial() && h.in_service(false) && h.takes_request(false));
+        assert!(h.claim_trial());
+        assert!(!h.claim_trial(), "one request at a time");
+        assert!(h.in_service(false) && !h.takes_request(false));
+        h.release_trial();
+        assert!(h.claim_trial(), "an unsettled trial is free again");
+        h.eject(base, base, now);
+        assert!(
+            !h.on_trial() && !h.in_service(false),
+            "a failed trial ejects again"
+        );
+        h.readmit(now);
+        assert!(h.claim_trial());
+        h.pass_trial();
+        assert!(!h.on_trial() && h.takes_request(false) && !h.claim_trial());
     }
 
     #[tokio::test(start_paused = true)]

@@ -80,7 +80,7 @@ type Body = http_body_util::Either<Full<Bytes>, Chunks>;
 
 /// A real HTTP backend. Its body names it and echoes what it received:
 /// `backend NAME`, `method M`, `uri U`, `body-len N`, then one `header: value` line per header.
-/// `GET /healthz` answers `health_status`. Dropping or [`Backend::stop`]ping it closes its
+/// `GET /healthz` answers `health_status`, `/status/NNN` answers NNN. Dropping or [`Backend::stop`]ping it closes its
 /// listener and every open connection.
 pub struct Backend {
     pub name: String,
@@ -159,6 +159,13 @@ impl Backend {
                         async move {
                             paths.lock().unwrap().push(req.uri().path().to_owned());
                             let health = req.uri().path() == "/healthz";
+                            // `/status/NNN` answers NNN: one backend, an endpoint that fails
+                            // and one that does not.
+                            let asked = req
+                                .uri()
+                                .path()
+                                .strip_prefix("/status/")
+                                .and_then(|s| s.parse::<u16>().ok());
                             if !health {
                                 hits.fetch_add(1, Ordering::SeqCst);
                                 let now = act.fetch_add(1, Ordering::SeqCst) + 1;
@@ -191,7 +198,7 @@ impl Backend {
                             } else {
                                 tokio::time::sleep(b.delay).await;
                                 act.fetch_sub(1, Ordering::SeqCst);
-                                st.load(Ordering::SeqCst)
+                                asked.unwrap_or_else(|| st.load(Ordering::SeqCst))
                             };
                             let body: Body = match b.stream.filter(|_| !health) {
                                 None => http_body_util::Either::Left(Full::new(Bytes::from(text))),

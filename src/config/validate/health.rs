@@ -138,7 +138,40 @@ fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Optio
     parsed
 }
 
-pub(super) fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> OutlierConfig {
+/// `failure_status` of `[upstream.NAME.outlier]` or `[upstream.NAME.circuit_breaker]` (`field`
+/// is the section's): codes or classes, resolved to one set; `[]` is allowed (only connect
+/// errors, timeouts and broken responses count).
+pub(super) fn failure_status(
+    c: &mut Checker,
+    list: Option<&Spanned<Vec<Spanned<toml::Value>>>>,
+    field: &str,
+) -> StatusSet {
+    match list {
+        None => StatusSet::of(&DEFAULT_FAILURE_STATUS.map(StatusMatch::Code)),
+        Some(list) => {
+            let matches: Vec<StatusMatch> = list
+                .get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| status_match(c, v, &format!("{field}.failure_status[{i}]")))
+                .collect();
+            StatusSet::of(&matches)
+        }
+    }
+}
+
+/// `[upstream.NAME.outlier]`, also when absent (passive ejection is on by default): `None` for
+/// `enabled = false`.
+pub(super) fn outlier(
+    c: &mut Checker,
+    upstream: &str,
+    section: Option<&OutlierSection>,
+) -> Option<OutlierConfig> {
+    let empty = OutlierSection::default();
+    let o = section.unwrap_or(&empty);
+    if o.enabled == Some(false) {
+        return None;
+    }
     let field = format!("{upstream}.outlier");
     let base = positive(
         c,
@@ -156,7 +189,7 @@ pub(super) fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> Ou
         let msg = format!("max_ejection ({max:?}) is shorter than base_ejection ({base:?}); it caps every ejection, so it must be at least as long");
         c.error(m.span(), format!("{field}.max_ejection"), msg);
     }
-    OutlierConfig {
+    Some(OutlierConfig {
         consecutive_failures: at_least_one(
             c,
             o.consecutive_failures.as_ref(),
@@ -171,5 +204,68 @@ pub(super) fn outlier(c: &mut Checker, upstream: &str, o: &OutlierSection) -> Ou
             .map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| {
                 percent(c, p, &format!("{field}.max_ejected_percent"), 100)
             }),
+        failure_status: failure_status(c, o.failure_status.as_ref(), &field),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{parse, OutlierConfig, StatusSet};
+
+    const POOL: &str =
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"127.0.0.1:9001\" }]\n";
+
+    fn outlier(extra: &str) -> Option<OutlierConfig> {
+        let c = parse(&format!("{POOL}{extra}"), Path::new("t.toml")).expect("parses");
+        c.upstreams[0].outlier.clone()
+    }
+
+    #[test]
+    fn passive_ejection_is_on_by_default_and_off_when_disabled() {
+        let o = outlier("").expect("on without a section");
+        assert_eq!(o.consecutive_failures, DEFAULT_CONSECUTIVE_FAILURES);
+        assert_eq!(o.base_ejection, DEFAULT_BASE_EJECTION);
+        let gateway = o.failure_status;
+        assert!(gateway.contains(502) && gateway.contains(503) && gateway.contains(504));
+        assert!(!gateway.contains(500) && !gateway.contains(501));
+        assert_eq!(
+            outlier("[upstream.u.outlier]\nconsecutive_failures = 2\n")
+                .unwrap()
+                .consecutive_failures,
+            2
+        );
+        assert_eq!(outlier("[upstream.u.outlier]\nenabled = false\n"), None);
+    }
+
+    #[test]
+    fn failure_status_takes_codes_and_classes() {
+        let set = |list: &str| {
+            outlier(&format!("[upstream.u.outlier]\nfailure_status = {list}\n"))
+                .unwrap()
+                .failure_status
+        };
+        let fives = set("[\"5xx\"]");
+        assert!((500..600).all(|s| fives.contains(s)) && !fives.contains(499));
+        let mixed = set("[429, \"5XX\"]");
+        assert!(mixed.contains(429) && mixed.contains(500) && !mixed.contains(428));
+        assert_eq!(set("[]"), StatusSet::EMPTY);
+        let err = parse(
+            &format!("{POOL}[upstream.u.circuit_breaker]\nfailure_status = [\"5xy\", 700]\n"),
+            Path::new("t.toml"),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("upstream.u.circuit_breaker.failure_status[0]"),
+            "{err}"
+        );
+        assert!(
+            err.contains("upstream.u.circuit_breaker.failure_status[1]"),
+            "{err}"
+        );
     }
 }

@@ -143,5 +143,6 @@ pub(super) fn circuit_breaker(
             DEFAULT_BREAKER_OPEN_DURATION,
         ),
         half_open_requests: half_open_requests.min(MAX_BREAKER_HALF_OPEN_REQUESTS),
+        failure_status: super::health::failure_status(c, b.failure_status.as_ref(), &field),
     }
 }

@@ -90,7 +90,7 @@ pub(super) fn upstream(
             .health_check
             .as_ref()
             .map(|h| health::health_check(c, &field, h)),
-        outlier: u.outlier.as_ref().map(|o| health::outlier(c, &field, o)),
+        outlier: health::outlier(c, &field, u.outlier.as_ref()),
         circuit_breaker: u
             .circuit_breaker
             .as_ref()

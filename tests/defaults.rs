@@ -1,0 +1,198 @@
+//! Defaults that never surprise an operator (issue 21, "Defaults that bite" 1–3), through the
+//! real binary against real backends: weights are honoured by the default strategy, an
+//! application's 500s do not count against a backend, and a dead backend leaves rotation without
+//! a health check.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+/// Route everything to upstream `u` over `addrs`, with `extra` in `[upstream.u]` and `tables`
+/// after it.
+fn pool(addrs: &[SocketAddr], extra: &str, tables: &str) -> String {
+    format!(
+        "[[route]]\nupstream = \"u\"\n{}{tables}",
+        upstream("u", addrs, extra)
+    )
+}
+
+/// `/status`'s entry for backend `addr` of upstream `u`.
+async fn status_of(f: &Fulcrum, addr: SocketAddr) -> Value {
+    let body = get(f.admin, "admin", "/status").await.body;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    s["upstreams"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == addr.to_string().as_str())
+        .unwrap_or_else(|| panic!("no {addr} in {body}"))
+        .clone()
+}
+
+/// Connect errors to backend `addr` so far.
+async fn connect_errors(f: &Fulcrum, addr: SocketAddr) -> f64 {
+    let m = f.metrics().await;
+    let backend = addr.to_string();
+    sum_of(
+        &m,
+        "fulcrum_upstream_connect_errors_total",
+        &[("backend", &backend)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_round_robin_honours_weights() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start("", &weighted("u", &[(&a, 5), (&b, 1)], ""));
+    for _ in 0..60 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!((a.hits(), b.hits()), (50, 10));
+    let s = status_of(&f, a.addr).await;
+    assert_eq!(s["weight"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applications_500s_do_not_open_the_breaker() {
+    let app = Backend::start("app").await;
+    let breaker =
+        "[upstream.u.circuit_breaker]\nconsecutive_failures = 3\nopen_duration = \"60s\"\n";
+    let f = Fulcrum::start_logging("info", "", &pool(&[app.addr], "", breaker));
+    for _ in 0..9 {
+        assert_eq!(get(f.addr, "h.test", "/status/500").await.status, 500);
+    }
+    let home = get(f.addr, "h.test", "/home").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(!f.log().contains("circuit breaker opened"), "{}", f.log());
+
+    // A gateway failure (502, 503, 504) does count by default.
+    for _ in 0..3 {
+        assert_eq!(get(f.addr, "h.test", "/status/502").await.status, 502);
+    }
+    assert_eq!(get(f.addr, "h.test", "/home").await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_status_chooses_what_counts() {
+    let app = Backend::start("app").await;
+    let breaker =
+        "[upstream.u.circuit_breaker]\nconsecutive_failures = 3\nopen_duration = \"60s\"\n\
+                   failure_status = [\"5xx\"]\n";
+    let f = Fulcrum::start_logging("info", "", &pool(&[app.addr], "", breaker));
+    for _ in 0..3 {
+        assert_eq!(get(f.addr, "h.test", "/status/500").await.status, 500);
+    }
+    let home = get(f.addr, "h.test", "/home").await;
+    assert_eq!(home.status, 503, "{}", home.body);
+    f.wait_for_log(
+        &["circuit breaker opened", &app.addr.to_string()],
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backend_is_ejected_without_a_health_check_and_stays_out_across_a_reload() {
+    let good = Backend::start("good").await;
+    let dead = dead_addr();
+    let f = Fulcrum::start_logging("info", "", &pool(&[dead, good.addr], "", ""));
+    // Every request succeeds (a failed connect is retried on the good backend) until the dead
+    // one has failed DEFAULT consecutive_failures (5) times in a row and is ejected.
+    for _ in 0..20 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+        if status_of(&f, dead).await["ejected"] == true {
+            break;
+        }
+    }
+    let s = status_of(&f, dead).await;
+    assert_eq!(
+        (&s["ejected"], &s["in_service"]),
+        (&true.into(), &false.into()),
+        "{s}"
+    );
+    assert_eq!(s["health"], "ejected");
+    assert_eq!(connect_errors(&f, dead).await, 5.0);
+    f.wait_for_log(
+        &[
+            "backend ejected",
+            &dead.to_string(),
+            "5 consecutive failures",
+        ],
+        Duration::from_secs(2),
+    )
+    .await;
+    let up = format!("fulcrum_backend_up{{backend=\"{dead}\",upstream=\"u\"}}");
+    assert_eq!(f.metric(&up).await, Some(0.0));
+
+    // No request tries the dead backend first any more.
+    let hits = good.hits();
+    for _ in 0..8 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!(good.hits(), hits + 8);
+    assert_eq!(connect_errors(&f, dead).await, 5.0);
+
+    // A reload of something else keeps the ejection (the registry holds it).
+    f.rewrite(&pool(&[dead, good.addr], "connect_timeout = \"2s\"", ""));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(3))
+        .await;
+    assert_eq!(status_of(&f, dead).await["ejected"], true);
+    for _ in 0..8 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!(connect_errors(&f, dead).await, 5.0);
+    assert_eq!(f.metric(&up).await, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_ejection_one_request_tries_the_backend_and_its_failure_ejects_again() {
+    let good = Backend::start("good").await;
+    let dead = dead_addr();
+    let outlier = "[upstream.u.outlier]\nconsecutive_failures = 2\nbase_ejection = \"2s\"\n";
+    let f = Fulcrum::start_logging("info", "", &pool(&[dead, good.addr], "", outlier));
+    for _ in 0..6 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!(connect_errors(&f, dead).await, 2.0);
+    f.wait_for_log(
+        &["backend readmitted", &dead.to_string()],
+        Duration::from_secs(10),
+    )
+    .await;
+    // Back on trial: the first request that goes there fails and the backend is out again at
+    // once, for twice as long, without needing two failures more.
+    for _ in 0..6 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert_eq!(connect_errors(&f, dead).await, 3.0);
+    f.wait_for_log(
+        &["backend ejected", &dead.to_string(), "trial"],
+        Duration::from_secs(2),
+    )
+    .await;
+    let s = status_of(&f, dead).await;
+    assert_eq!(s["ejected"], true, "{s}");
+    assert!(s["ejected_for_seconds"].as_f64().unwrap() > 2.0, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_ejection_can_be_turned_off() {
+    let good = Backend::start("good").await;
+    let dead = dead_addr();
+    let off = "[upstream.u.outlier]\nenabled = false\n";
+    let f = Fulcrum::start("", &pool(&[dead, good.addr], "", off));
+    for _ in 0..12 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    assert!(connect_errors(&f, dead).await >= 6.0);
+    let s = status_of(&f, dead).await;
+    assert_eq!(
+        (&s["ejected"], &s["in_service"]),
+        (&false.into(), &true.into()),
+        "{s}"
+    );
+}
