@@ -31,6 +31,17 @@ const TRIAL: u8 = 8;
 /// The trial request is under way: no other request goes there meanwhile.
 const TRIAL_TAKEN: u8 = 16;
 
+/// Whether flags `f` say in service, under a config that does (`checked`) or does not actively
+/// check the backend. A trial does not matter here.
+fn serving(f: u8, checked: bool) -> bool {
+    let f = f & !(TRIAL | TRIAL_TAKEN);
+    if checked {
+        f == 0
+    } else {
+        f & EJECTED == 0
+    }
+}
+
 /// What a probe result did to a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -78,18 +89,14 @@ impl HealthState {
     /// A backend on trial is in service (whether a request may go there now is
     /// [`HealthState::takes_request`]).
     pub fn in_service(&self, checked: bool) -> bool {
-        let f = self.flags.load(Ordering::Relaxed) & !(TRIAL | TRIAL_TAKEN);
-        if checked {
-            f == 0
-        } else {
-            f & EJECTED == 0
-        }
+        serving(self.flags.load(Ordering::Relaxed), checked)
     }
 
     /// [`HealthState::in_service`], and not on a trial another request has taken. One atomic
     /// load.
     pub fn takes_request(&self, checked: bool) -> bool {
-        self.in_service(checked) && self.flags.load(Ordering::Relaxed) & TRIAL_TAKEN == 0
+        let f = self.flags.load(Ordering::Relaxed);
+        f & TRIAL_TAKEN == 0 && serving(f, checked)
     }
 
     /// Whether the backend is back from an ejection on trial.

@@ -169,10 +169,32 @@ pub(super) fn outlier(
 ) -> Option<OutlierConfig> {
     let empty = OutlierSection::default();
     let o = section.unwrap_or(&empty);
+    let field = format!("{upstream}.outlier");
     if o.enabled == Some(false) {
+        let written = [
+            (
+                "consecutive_failures",
+                o.consecutive_failures.as_ref().map(|v| v.span()),
+            ),
+            ("base_ejection", o.base_ejection.as_ref().map(|v| v.span())),
+            ("max_ejection", o.max_ejection.as_ref().map(|v| v.span())),
+            (
+                "max_ejected_percent",
+                o.max_ejected_percent.as_ref().map(|v| v.span()),
+            ),
+            (
+                "failure_status",
+                o.failure_status.as_ref().map(|v| v.span()),
+            ),
+        ];
+        for (key, span) in written {
+            if let Some(span) = span {
+                let msg = format!("{key} has no effect with enabled = false (passive ejection is off); remove it, or remove enabled = false");
+                c.warn(span, format!("{field}.{key}"), msg);
+            }
+        }
         return None;
     }
-    let field = format!("{upstream}.outlier");
     let base = positive(
         c,
         &o.base_ejection,
@@ -238,6 +260,19 @@ mod tests {
             2
         );
         assert_eq!(outlier("[upstream.u.outlier]\nenabled = false\n"), None);
+        let c = parse(
+            &format!("{POOL}[upstream.u.outlier]\nenabled = false\nbase_ejection = \"1s\"\n"),
+            Path::new("t.toml"),
+        )
+        .expect("a warning, not an error");
+        let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("upstream.u.outlier.base_ejection")
+                    && w.contains("no effect with enabled = false")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
