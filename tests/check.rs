@@ -48,7 +48,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\npath = \"/\"\n{UPSTREAM}"),
-            "error: bad.toml:1:1: route[0]: missing field `upstream`",
+            "error: bad.toml:1:1: route[0]: missing key `upstream`, the name of an [upstream.NAME] table, in quotes; add it, e.g. upstream = \"web\"",
         ),
         (
             format!("[[route]]\nupstream = \"wbe\"\n{UPSTREAM}"),
@@ -216,7 +216,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ burst = 5 }}\n{UPSTREAM}"),
-            "error: bad.toml:3:14: route[0].rate_limit: missing field `rate`",
+            "error: bad.toml:3:14: route[0].rate_limit: missing key `rate`, a whole number of requests per `per`; add it, e.g. rate_limit = { rate = 10, per = \"1s\" }",
         ),
         (
             format!("{route}{UPSTREAM}[upstream.web.circuit_breaker]\nfailure_rate = 1.5\n"),

@@ -145,6 +145,18 @@ fn mistakes() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "error: m.toml:4:49: upstream.api.v1.backends[0].weight: expected a whole number from 1 to 1000",
             "(found the string \"2\")",
         ),
+        (
+            "a required key left out",
+            format!("{ROUTE}[upstream.web]\nbalance = \"random\"\n"),
+            "error: m.toml:3:1: upstream.web: missing key `backends`, a list of { addr } tables",
+            "add it, e.g. backends = [{ addr = \"10.0.0.5:80\" }",
+        ),
+        (
+            "a backend without its addr",
+            format!("{ROUTE}[upstream.web]\nbackends = [{{ weight = 2 }}]\n"),
+            "error: m.toml:4:13: upstream.web.backends[0]: missing key `addr`, HOST:PORT in quotes",
+            "add it, e.g. backends = [{ addr = \"10.0.0.5:80\" }]",
+        ),
     ]
 }
 

@@ -9,8 +9,8 @@
 //!     rate_limit = { rate = 10, per = "1s" } (found the string "10r/s")
 //! ```
 //!
-//! [`Mistake::read`] is the one place that reads serde's text (toml's errors carry nothing
-//! else); everything after it works on the typed [`Mistake`].
+//! [`Problem::read`] is the one place that reads serde's text (toml's errors carry nothing
+//! else); everything after it works on the typed [`Problem`].
 
 /// A key path pattern (`[]` for any list index, `*` for an upstream's name), what the key
 /// takes, and an example of it as written in the file.
@@ -125,25 +125,34 @@ const FORMS: &[(&str, &str, &str)] = &[
 
 /// A deserialization problem, read once from serde's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mistake<'a> {
+pub(super) enum Problem<'a> {
     /// A value of the wrong type, or of the right type but impossible (a negative count):
     /// what was found, in serde's words (`string "x"`, `integer `5``, `map`).
     Value { found: &'a str },
-    /// An unknown key or variant, a missing key, or a message of fulcrum's own (which already
-    /// says what is accepted).
+    /// A required key that is not there.
+    Missing { key: &'a str },
+    /// An unknown key or variant, or a message of fulcrum's own (which already says what is
+    /// accepted).
     Other,
 }
 
-impl<'a> Mistake<'a> {
+impl<'a> Problem<'a> {
     /// The one reading of serde's text: `invalid type: FOUND, expected ...` and
-    /// `invalid value: FOUND, expected ...` are what serde writes for a wrong type or value.
-    pub(super) fn read(message: &'a str) -> Mistake<'a> {
+    /// `invalid value: FOUND, expected ...` are what serde writes for a wrong type or value,
+    /// ``missing field `KEY` `` for a required key.
+    pub(super) fn read(message: &'a str) -> Problem<'a> {
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        if let Some(key) = missing {
+            return Problem::Missing { key };
+        }
         let rest = message
             .strip_prefix("invalid type: ")
             .or_else(|| message.strip_prefix("invalid value: "));
         match rest.and_then(|r| r.rsplit_once(", expected ")) {
-            Some((found, _)) => Mistake::Value { found },
-            None => Mistake::Other,
+            Some((found, _)) => Problem::Value { found },
+            None => Problem::Other,
         }
     }
 }
@@ -213,8 +222,20 @@ fn found_words(found: &str) -> String {
 /// and an example instead of serde's Rust names; other messages as they are. `None` when the
 /// message is not about a value's type.
 pub(super) fn explain(field: &str, message: &str) -> Option<String> {
-    let Mistake::Value { found } = Mistake::read(message) else {
-        return None;
+    let found = match Problem::read(message) {
+        Problem::Value { found } => found,
+        Problem::Missing { key } => {
+            let inner = if field.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{field}.{key}")
+            };
+            let (form, example) = form(&inner)?;
+            return Some(format!(
+                "missing key `{key}`, {form}; add it, e.g. {example}"
+            ));
+        }
+        Problem::Other => return None,
     };
     let found = found_words(found);
     Some(match form(field) {
@@ -278,6 +299,10 @@ mod tests {
         assert_eq!(
             explain("route[0].rate_limit.rate", "unknown field `x`"),
             None
+        );
+        assert_eq!(
+            explain("route[0]", "missing field `upstream`").as_deref(),
+            Some("missing key `upstream`, the name of an [upstream.NAME] table, in quotes; add it, e.g. upstream = \"web\"")
         );
         let unknown = explain("server.new_key", "invalid type: map, expected usize");
         assert_eq!(
