@@ -116,6 +116,7 @@ const FORMS: &[(&str, &str, &str)] = &[
     // [upstream.NAME.circuit_breaker]
     ("upstream.*.circuit_breaker.consecutive_failures", "a whole number of failures", "consecutive_failures = 5"),
     ("upstream.*.circuit_breaker.failure_status", "a list of status codes or classes", "failure_status = [502, 503, 504]"),
+    ("upstream.*.circuit_breaker.enabled", "true or false", "enabled = false"),
     ("upstream.*.circuit_breaker.failure_rate", "a share above 0 and at most 1", "failure_rate = 0.5"),
     ("upstream.*.circuit_breaker.min_requests", "a whole number of requests", "min_requests = 20"),
     ("upstream.*.circuit_breaker.window", "a duration in quotes", "window = \"10s\""),
@@ -309,6 +310,52 @@ mod tests {
             unknown.as_deref(),
             Some("expected a whole number (found a table)")
         );
+    }
+
+    /// The keys of section `T`, as its unknown-key error lists them.
+    fn keys_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let err = toml::from_str::<T>("zz_not_a_key = 1").unwrap_err();
+        let message = err.message().to_owned();
+        let list = message.split_once("expected ").map_or("", |(_, l)| l);
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_key_of_every_section_has_its_form() {
+        use crate::config::schema::*;
+        let sections = [
+            ("", keys_of::<FileConfig>()),
+            ("server.", keys_of::<ServerSection>()),
+            ("server.tls[].", keys_of::<TlsListenerSection>()),
+            (
+                "server.tls[].certificates[].",
+                keys_of::<CertificateSection>(),
+            ),
+            ("route[].", keys_of::<RouteSection>()),
+            ("route[].rate_limit.", keys_of::<RateLimitSection>()),
+            ("upstream.*.", keys_of::<UpstreamSection>()),
+            ("upstream.*.backends[].", keys_of::<BackendSection>()),
+            ("upstream.*.health_check.", keys_of::<HealthCheckSection>()),
+            ("upstream.*.outlier.", keys_of::<OutlierSection>()),
+            (
+                "upstream.*.circuit_breaker.",
+                keys_of::<CircuitBreakerSection>(),
+            ),
+        ];
+        for (prefix, keys) in sections {
+            assert!(!keys.is_empty(), "no keys read for {prefix:?}");
+            for key in keys {
+                let path = format!("{prefix}{key}");
+                assert!(
+                    FORMS.iter().any(|(p, _, _)| *p == path),
+                    "{path} has no entry in FORMS: add what it takes and an example"
+                );
+            }
+        }
     }
 
     #[test]
