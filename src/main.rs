@@ -195,7 +195,16 @@ fn print(bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn check(path: &Path, max_size: u64) -> ExitCode {
-    match config::load(path, max_size) {
+    // What `run` would refuse at start is refused here too, but for binding the listeners.
+    let loaded = config::load(path, max_size).and_then(|c| {
+        let refused = config::preflight(&c, path);
+        if refused.is_empty() {
+            Ok(c)
+        } else {
+            Err(config::ConfigErrors::by_place(refused))
+        }
+    });
+    match loaded {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
@@ -211,6 +220,13 @@ fn check(path: &Path, max_size: u64) -> ExitCode {
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len()
+            );
+            let listeners: Vec<String> = (c.server.proxy_listeners().chain(c.server.admin_listen))
+                .map(|a| a.to_string())
+                .collect();
+            println!(
+                "note: listeners are not bound by check; run binds {}",
+                listeners.join(", ")
             );
             ExitCode::SUCCESS
         }

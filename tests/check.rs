@@ -48,7 +48,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\npath = \"/\"\n{UPSTREAM}"),
-            "error: bad.toml:1:1: route[0]: missing field `upstream`",
+            "error: bad.toml:1:1: route[0]: missing key `upstream`, the name of an [upstream.NAME] table, in quotes; add it, e.g. upstream = \"web\"",
         ),
         (
             format!("[[route]]\nupstream = \"wbe\"\n{UPSTREAM}"),
@@ -68,7 +68,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[server]\nlisten = [\"localhost\"]\n{route}{UPSTREAM}"),
-            "error: bad.toml:2:11: server.listen[0]: invalid listen address \"localhost\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\"",
+            "error: bad.toml:2:11: server.listen[0]: invalid listen address \"localhost\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
         ),
         (
             format!("{route}[upstream.web]\nbackends = [{{ addr = \"127.0.0.1:9001\", weight = 0 }}]\n"),
@@ -216,7 +216,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("[[route]]\nupstream = \"web\"\nrate_limit = {{ burst = 5 }}\n{UPSTREAM}"),
-            "error: bad.toml:3:14: route[0].rate_limit: missing field `rate`",
+            "error: bad.toml:3:14: route[0].rate_limit: missing key `rate`, a whole number of requests per `per`; add it, e.g. rate_limit = { rate = 10, per = \"1s\" }",
         ),
         (
             format!("{route}{UPSTREAM}[upstream.web.circuit_breaker]\nfailure_rate = 1.5\n"),
@@ -233,6 +233,31 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("{route}[upstream.web]\nmax_inflight = 0\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
             "error: bad.toml:4:16: upstream.web.max_inflight: must be at least 1",
+        ),
+        (
+            // nginx's proxy_pass habit: a URL where HOST:PORT goes.
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"http://127.0.0.1:9001\" }}]\n"),
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"http://127.0.0.1:9001\" has a scheme (http://); an addr is HOST:PORT, not a URL: write addr = \"127.0.0.1:9001\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"https://app.internal\" }}]\n"),
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"https://app.internal\" has a scheme (https://); an addr is HOST:PORT, not a URL: write addr = \"app.internal:443\" and tls = true on the upstream for HTTPS",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"10.0.0.5:80/api\" }}]\n"),
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"10.0.0.5:80/api\" has a path (/api) after the port; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"10.0.0.5:80\"",
+        ),
+        (
+            format!("[[route]]\nhost = \"https://app.example.com\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].host: invalid host \"https://app.example.com\": has a scheme (https://); a route's host is the name alone, matched for http and https alike: write host = \"app.example.com\"",
+        ),
+        (
+            format!("[[route]]\nhost = \"app.example.com/api/\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].host: invalid host \"app.example.com/api/\": has a path (/api/); a route's host is the name alone, and path is its own key: write host = \"app.example.com\" and path = \"/api/\"",
+        ),
+        (
+            format!("[server]\nlisten = \"localhost:http\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:10: server.listen: invalid listen address \"localhost:http\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
         ),
         (
             format!("[server]\nthreads = 0\n{route}{UPSTREAM}"),
@@ -282,7 +307,13 @@ fn valid_config_passes_with_warnings_for_unused_upstreams() {
     let text = format!("[[route]]\nupstream = \"web\"\n{UPSTREAM}[upstream.spare]\nbackends = [{{ addr = \"127.0.0.1:9002\" }}]\n");
     let (ok, stdout, stderr) = check(&text);
     assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim_end(), "bad.toml: ok (1 routes, 2 upstreams)");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("bad.toml: ok (1 routes, 2 upstreams)"));
+    // check binds nothing, and says so.
+    assert_eq!(
+        lines.next(),
+        Some("note: listeners are not bound by check; run binds 0.0.0.0:8080")
+    );
     assert!(
         stderr.contains(
             "warning: bad.toml:5:1: upstream.spare: upstream \"spare\" is not used by any route"
@@ -311,7 +342,10 @@ fn environment_variables_expand_in_values_with_defaults_and_located_errors() {
     );
     let (ok, stdout, stderr) = check_with_env(&text, &[("FULCRUM_T_LISTEN", "127.0.0.1:8181")]);
     assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim_end(), "bad.toml: ok (1 routes, 1 upstreams)");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("bad.toml: ok (1 routes, 1 upstreams)")
+    );
     // The value is used: an upstream that does not exist is reported by its expanded name.
     let env = [
         ("FULCRUM_T_LISTEN", "127.0.0.1:8181"),
@@ -382,17 +416,17 @@ timeout = 3
     assert!(!ok);
     let want = [
         "error: bad.toml:2:1: server.lissten: unknown field `lissten`, expected one of `listen`,",
-        "error: bad.toml:3:11: server.threads: invalid type: string \"two\", expected usize",
+        "error: bad.toml:3:11: server.threads: expected a whole number of worker threads, e.g. threads = 4 (found the string \"two\")",
         "error: bad.toml:7:1: route[0].timeot: unknown field `timeot`, expected one of `name`,",
-        "error: bad.toml:12:23: route[1].rate_limit.rate: invalid type: string \"ten\", expected u32",
+        "error: bad.toml:12:23: route[1].rate_limit.rate: expected a whole number of requests per `per`, e.g. rate_limit = { rate = 10, per = \"1s\" } (found the string \"ten\")",
         "error: bad.toml:15:12: route[2].upstream: upstream \"nope\" is not defined; defined upstreams: web",
         "error: bad.toml:16:8: route[2].path: path \"no-slash\" must start with \"/\"",
         "error: bad.toml:19:11: upstream.web.balance: unknown variant `roundrobin`, expected one of `round_robin`,",
         "error: bad.toml:20:37: upstream.web.backends[0].wieght: unknown field `wieght`, expected `addr` or `weight`; did you mean `weight`?",
-        "error: bad.toml:20:60: upstream.web.backends[1].addr: invalid type: integer `5`, expected a string",
+        "error: bad.toml:20:60: upstream.web.backends[1].addr: expected HOST:PORT in quotes, e.g. backends = [{ addr = \"10.0.0.5:80\" }] (found the whole number 5)",
         "error: bad.toml:20:98: upstream.web.backends[2].weight: weight must be between 1 and 1000 (got 0)",
         "error: bad.toml:23:1: upstream.web.health_check.intervall: unknown field `intervall`",
-        "error: bad.toml:24:11: upstream.web.health_check.timeout: invalid type: integer `3`, expected a duration string",
+        "error: bad.toml:24:11: upstream.web.health_check.timeout: expected a duration in quotes, e.g. timeout = \"1s\" (found the whole number 3)",
         "bad.toml: 12 problem(s) found",
     ];
     let lines = lines_starting_with(&stderr, &want);
@@ -487,7 +521,7 @@ fn a_single_bracket_route_table_gets_a_hint() {
     let (ok, _, stderr) = check(&format!("[route]\nupstream = \"web\"\n{UPSTREAM}"));
     assert!(!ok);
     assert!(
-        stderr.contains("error: bad.toml:1:1: route: invalid type: map, expected a sequence; write [[route]] (two brackets) for each route"),
+        stderr.contains("error: bad.toml:1:1: route: expected a list of tables, e.g. [[route]] (two brackets) above each route's keys, such as upstream = \"web\" (found a table)"),
         "{stderr}"
     );
     // Taking the [route] table out is not a second problem.
@@ -634,5 +668,133 @@ fn run_with_an_access_log_that_cannot_be_opened_fails_located() {
             dir.path().join("no-such-dir/access.log").display()
         )),
         "{stderr}"
+    );
+}
+
+/// `[server]` lines, the route and the upstream, in a file of its own directory.
+fn file_in(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let path = dir.join("f.toml");
+    let text = format!("[server]\n{server}\n[[route]]\nupstream = \"web\"\n{UPSTREAM}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_refuses_the_access_log_run_refuses_with_the_same_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_in(dir.path(), "access_log = \"no-such-dir/access.log\"");
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(!ok, "{stderr}");
+    // What run_with_an_access_log_that_cannot_be_opened_fails_located sees from `run`.
+    let want = format!(
+        "error: {}:2:14: server.access_log: cannot open access log {}: No such file or directory (os error 2); a writable file, \"stdout\", \"stderr\" or \"off\"",
+        path.display(),
+        dir.path().join("no-such-dir/access.log").display()
+    );
+    assert!(
+        stderr.lines().any(|l| l == want),
+        "want {want:?} in:\n{stderr}"
+    );
+    // A directory where the file should be.
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let path = file_in(dir.path(), "access_log = \"logs\"");
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(
+        !ok && stderr.contains("server.access_log: cannot open access log"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_neither_creates_nor_truncates_the_access_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_in(dir.path(), "access_log = \"access.log\"");
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        !dir.path().join("access.log").exists(),
+        "check created the access log"
+    );
+    std::fs::write(dir.path().join("access.log"), "earlier lines\n").unwrap();
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(ok, "{stderr}");
+    let kept = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert_eq!(kept, "earlier lines\n");
+}
+
+#[test]
+fn check_refuses_an_upgrade_sock_in_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("no-such-dir/upgrade.sock");
+    let path = file_in(
+        dir.path(),
+        &format!("upgrade_sock = \"{}\"", sock.display()),
+    );
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(!ok, "{stderr}");
+    let want = format!(
+        "error: {}:2:16: server.upgrade_sock: the directory of upgrade_sock \"{}\", {}, cannot hold it (No such file or directory (os error 2)); create it",
+        path.display(),
+        sock.display(),
+        dir.path().join("no-such-dir").display()
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&want)),
+        "want {want:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn one_listen_string_and_localhost_are_accepted() {
+    let text = format!(
+        "[server]\nlisten = \"localhost:8080\"\nadmin_listen = \"localhost:9901\"\ntrusted_proxies = \"10.0.0.0/8\"\n[[route]]\nupstream = \"web\"\n{UPSTREAM}"
+    );
+    let (ok, stdout, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "note: listeners are not bound by check; run binds 127.0.0.1:8080, 127.0.0.1:9901"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_serves_on_one_listen_string_and_on_localhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (support::free_port(), support::free_port());
+    let path = file_in(
+        dir.path(),
+        &format!(
+            "listen = \"localhost:{port}\"\nadmin_listen = \"localhost:{admin}\"\nupgrade_sock = \"{}\"",
+            dir.path().join("upgrade.sock").display()
+        ),
+    );
+    let mut child = Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let serving = loop {
+        let healthy = Command::new(support::bin())
+            .args(["healthcheck", &format!("127.0.0.1:{admin}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if healthy && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break true;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        serving,
+        "fulcrum did not serve on 127.0.0.1:{port} and 127.0.0.1:{admin}"
     );
 }

@@ -8,14 +8,19 @@
 //! - `resolve`: backend host names → addresses (DNS, the one blocking step after reading).
 //! - `certs`: the certificate, key and CA files the config names, read and checked.
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
+//! - `forms`: what each key takes, in the file's words with an example, for type errors.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 //! - `file`: reading the config file: a regular file only, at most a limit of bytes, never
 //!   blocking on what the path points at, abandoned past a timeout.
+//! - `preflight`: what `run` would refuse at start beyond the file (the access log file, the
+//!   upgrade socket's directory), for `fulcrum check`; it creates and binds nothing.
 
 mod certs;
 pub(crate) mod env;
 mod error;
 pub mod file;
+mod forms;
+mod preflight;
 mod resolve;
 pub mod runtime;
 pub mod schema;
@@ -28,6 +33,7 @@ use std::path::Path;
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
+pub use preflight::preflight;
 use resolve::Names;
 pub use runtime::*;
 
@@ -263,19 +269,14 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// serde's message, with a hint where a common mistake is behind it: "did you mean" for a
-/// misspelt key or value (the closest accepted one, as HAProxy does), and `[[route]]` for a
-/// `[route]`.
+/// serde's message, in the file's words and with a hint where a common mistake is behind it:
+/// for a wrong type, what the key takes with an example (`forms`: `[[route]]` for a
+/// `[route]`); "did you mean" for a misspelt key or value (the closest accepted one, as
+/// HAProxy does).
 fn explain(field: &str, message: &str) -> String {
-    if (field == "route" || field.starts_with("upstream.") && field.ends_with(".backends"))
-        && message.starts_with("invalid type: map, expected a sequence")
-    {
-        let example = if field == "route" {
-            "write [[route]] (two brackets) for each route"
-        } else {
-            "write backends = [{ addr = \"...\" }, ...]"
-        };
-        return format!("{message}; {example}");
+    // A wrong type or value: what the key takes and an example, not serde's Rust names.
+    if let Some(explained) = forms::explain(field, message) {
+        return explained;
     }
     match closest_choice(message) {
         Some(choice) => format!("{message}; did you mean `{choice}`?"),

@@ -150,14 +150,16 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// Plain-HTTP listeners, `IP:PORT`. Default: [`DEFAULT_LISTEN`].
-    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Plain-HTTP listeners, `IP:PORT` or `localhost:PORT` (127.0.0.1): a list, or one
+    /// string for one listener. Default: [`DEFAULT_LISTEN`].
+    pub listen: Option<Spanned<OneOrMany>>,
     /// Worker threads. Default: the number of CPUs.
     pub threads: Option<Spanned<usize>>,
-    /// Admin listener `IP:PORT`. Default: none (disabled).
+    /// Admin listener `IP:PORT` or `localhost:PORT` (127.0.0.1). Default: none (disabled).
     pub admin_listen: Option<Spanned<String>>,
-    /// CIDRs (or single IPs) whose `X-Forwarded-*` headers are believed. Default: none.
-    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// CIDRs (or single IPs) whose `X-Forwarded-*` headers are believed: a list, or one
+    /// string. Default: none.
+    pub trusted_proxies: Option<Spanned<OneOrMany>>,
     /// How long SIGTERM waits for in-flight requests. Default: [`DEFAULT_GRACE_PERIOD`].
     pub grace_period: Option<HumanDuration>,
     /// Largest request body accepted; larger gets 413. Default: [`DEFAULT_MAX_REQUEST_BODY`].
@@ -214,11 +216,62 @@ pub struct ServerSection {
     pub max_config_size: Option<Spanned<ByteSize>>,
 }
 
+/// A list of strings that may also be written as one string: `listen = "127.0.0.1:8080"` is
+/// `listen = ["127.0.0.1:8080"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneOrMany {
+    /// One string; its place is the enclosing `Spanned`'s.
+    One(String),
+    /// A list, each element with its place.
+    Many(Vec<Spanned<String>>),
+}
+
+impl OneOrMany {
+    /// The strings, each with its place; `span`: the whole value's (a lone string's own).
+    pub fn items(&self, span: std::ops::Range<usize>) -> Vec<Spanned<String>> {
+        match self {
+            OneOrMany::One(s) => vec![Spanned::new(span, s.clone())],
+            OneOrMany::Many(items) => items.clone(),
+        }
+    }
+
+    /// Whether a list was written (elements are then named `field[i]`, a lone string `field`).
+    pub fn is_list(&self) -> bool {
+        matches!(self, OneOrMany::Many(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsListenerSection {
-    /// `IP:PORT`.
+    /// `IP:PORT` or `localhost:PORT` (127.0.0.1).
     pub listen: Spanned<String>,
     /// At least one; each serves the names in its certificate's SANs.
     pub certificates: Spanned<Vec<Spanned<CertificateSection>>>,
@@ -421,7 +474,8 @@ pub struct OutlierSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
-    /// `host:port`; a host name is resolved each time the config is loaded (start and reload).
+    /// `HOST:PORT`, never a URL (a scheme or a path is an error that says what to write);
+    /// a host name is resolved each time the config is loaded (start and reload).
     pub addr: Spanned<String>,
     /// Relative share of traffic, 1..=[`MAX_WEIGHT`]. Default: [`DEFAULT_WEIGHT`].
     pub weight: Option<Spanned<u32>>,

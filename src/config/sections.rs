@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::forms::Problem;
 use super::schema::*;
 
 /// One mistake: field path, span, serde's message.
@@ -367,7 +368,7 @@ fn probe<T: DeserializeOwned>(
             continue;
         }
         if let Err(m) = deserialize::<T>(one(value.span(), key, v)) {
-            if !m.2.starts_with("missing field") {
+            if !matches!(Problem::read(&m.2), Problem::Missing { .. }) {
                 out.push(prefixed(field, m));
             }
         }

@@ -132,6 +132,38 @@ pub(super) fn routes(
     out
 }
 
+/// What is wrong with a route `host` written as a URL: a scheme, or a path. `None` when it has
+/// neither.
+fn url_host(host: &str) -> Option<String> {
+    let (scheme, rest) = match host.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, host),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None if scheme.is_some() => (rest, ""),
+        None => return None,
+    };
+    // The port is not matched either: leave it out of what to write.
+    let name = match authority.rsplit_once(':') {
+        Some((name, port))
+            if !name.is_empty() && !name.ends_with(':') && port.parse::<u16>().is_ok() =>
+        {
+            name
+        }
+        _ => authority,
+    };
+    let mut fix = format!("write host = \"{name}\"");
+    if !path.is_empty() && path != "/" {
+        fix.push_str(&format!(" and path = \"{path}\""));
+    }
+    let what = match scheme {
+        Some(scheme) => format!("has a scheme ({scheme}://); a route's host is the name alone, matched for http and https alike"),
+        None => format!("has a path ({path}); a route's host is the name alone, and path is its own key"),
+    };
+    Some(format!("invalid host \"{host}\": {what}: {fix}"))
+}
+
 fn host_pattern(c: &mut Checker, h: &Spanned<String>, field: &str) -> Option<HostPattern> {
     let raw = h.get_ref().trim().to_ascii_lowercase();
     let (wildcard, name) = match raw.strip_prefix("*.") {
@@ -148,6 +180,10 @@ fn host_pattern(c: &mut Checker, h: &Spanned<String>, field: &str) -> Option<Hos
             .and_then(|n| n.strip_suffix(']'))
             .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
     };
+    if let Some(msg) = url_host(h.get_ref().trim()) {
+        c.error(h.span(), field, msg);
+        return None;
+    }
     let problem = if name.starts_with('[') && !bracketed_ipv6(name) {
         Some("an IPv6 host is written in brackets without a port, e.g. \"[2001:db8::1]\"")
     } else if name.contains(':') && !name.starts_with('[') {

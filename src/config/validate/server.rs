@@ -52,7 +52,8 @@ pub(super) fn server(
             .parse()
             .expect("default listen address parses")],
         Some(list) => {
-            if list.get_ref().is_empty() {
+            let items = list.get_ref().items(list.span());
+            if items.is_empty() {
                 c.error(
                     list.span(),
                     "server.listen",
@@ -61,8 +62,8 @@ pub(super) fn server(
             }
             let mut out: Vec<SocketAddr> = Vec::new();
             let mut seen = std::collections::HashSet::new();
-            for (i, a) in list.get_ref().iter().enumerate() {
-                let field = format!("server.listen[{i}]");
+            for (i, a) in items.iter().enumerate() {
+                let field = element("server.listen", list.get_ref(), i);
                 if let Some(addr) = listen_addr(c, a, &field) {
                     if !seen.insert(addr) {
                         c.error(a.span(), field, format!("{addr} is listed twice"));
@@ -104,13 +105,12 @@ pub(super) fn server(
         }
         Some(addr)
     });
-    let trusted_proxies = s
-        .trusted_proxies
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(i, t)| cidr(c, t, &format!("server.trusted_proxies[{i}]")))
-        .collect();
+    let trusted_proxies = match &s.trusted_proxies {
+        None => Vec::new(),
+        Some(t) => (t.get_ref().items(t.span()).iter().enumerate())
+            .filter_map(|(i, p)| cidr(c, p, &element("server.trusted_proxies", t.get_ref(), i)))
+            .collect(),
+    };
     let log_level = match &s.log_level {
         Some(l) => {
             if let Some(word) = bare_non_level(l.get_ref()) {
@@ -331,12 +331,32 @@ fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
     path
 }
 
+/// The field name of element `i` of a list that may be written as one string: `field[i]`, or
+/// `field` for a lone string.
+fn element(field: &str, value: &OneOrMany, i: usize) -> String {
+    if value.is_list() {
+        format!("{field}[{i}]")
+    } else {
+        field.to_owned()
+    }
+}
+
+/// A listen address: `IP:PORT`, or `localhost:PORT`, which is 127.0.0.1 (only: not also ::1,
+/// which a host without IPv6 cannot bind).
 pub(super) fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
-    match a.get_ref().parse::<SocketAddr>() {
+    let text = a.get_ref().trim();
+    let localhost = text
+        .rsplit_once(':')
+        .filter(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if let Some(port) = localhost {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    match text.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
             let msg = format!(
-                "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\"",
+                "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
                 a.get_ref()
             );
             c.error(a.span(), field, msg);

@@ -170,6 +170,10 @@ fn backend_target(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<T
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Some(Target::Addr(addr));
     }
+    if let Some(msg) = not_host_port(s) {
+        c.error(a.span(), field, msg);
+        return None;
+    }
     let has_port = s
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -179,4 +183,72 @@ fn backend_target(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<T
         return None;
     }
     Some(Target::Name(s.to_owned()))
+}
+
+/// What is wrong with a backend `addr` written as a URL (nginx's `proxy_pass http://...` habit):
+/// a scheme, or a path after the port. `None` when it has neither.
+fn not_host_port(s: &str) -> Option<String> {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host_port = if host_port.is_empty() {
+            "HOST:PORT"
+        } else {
+            host_port
+        };
+        let fix = match scheme.to_ascii_lowercase().as_str() {
+            "https" => format!(
+                "write addr = \"{}\" and tls = true on the upstream for HTTPS",
+                with_port(host_port, 443)
+            ),
+            "http" => format!("write addr = \"{}\"", with_port(host_port, 80)),
+            _ => format!(
+                "write addr = \"{host_port}\" (HOST:PORT), and tls = true on the upstream for HTTPS"
+            ),
+        };
+        return Some(format!(
+            "backend address \"{s}\" has a scheme ({scheme}://); an addr is HOST:PORT, not a URL: {fix}"
+        ));
+    }
+    let (host_port, path) = s.split_at(s.find(['/', '?', '#'])?);
+    Some(format!(
+        "backend address \"{s}\" has a path ({path}) after the port; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"{host_port}\""
+    ))
+}
+
+/// `host_port` with `port` added when it has none: `app.internal` → `app.internal:443`.
+fn with_port(host_port: &str, port: u16) -> String {
+    let has_port = match host_port.rsplit_once(':') {
+        Some((host, p)) => p.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')),
+        None => false,
+    };
+    if has_port {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_host_port;
+
+    #[test]
+    fn a_url_is_refused_with_the_addr_to_write() {
+        let https = not_host_port("https://app.internal/v1").unwrap();
+        assert!(
+            https.ends_with(
+                "write addr = \"app.internal:443\" and tls = true on the upstream for HTTPS"
+            ),
+            "{https}"
+        );
+        let http = not_host_port("http://127.0.0.1:9001").unwrap();
+        assert!(http.ends_with("write addr = \"127.0.0.1:9001\""), "{http}");
+        let path = not_host_port("10.0.0.5:80/api").unwrap();
+        assert!(
+            path.contains("has a path (/api)") && path.ends_with("write addr = \"10.0.0.5:80\""),
+            "{path}"
+        );
+        assert_eq!(not_host_port("backend.internal:80"), None);
+        assert_eq!(not_host_port("[::1]:80"), None);
+    }
 }
