@@ -298,8 +298,43 @@ async fn respond(session: &mut Session, e: &ProxyError, request_id: &HeaderValue
     }
     if let Err(err) = session.write_error_response(resp, body).await {
         tracing::debug!(%err, "client went away before the error response");
+        return status;
+    }
+    // A body too slow to wait for is not waited for again.
+    if *e != ProxyError::ClientTimeout {
+        drain_h2_body(session).await;
     }
     status
+}
+
+/// How long fulcrum goes on reading (and discarding) an HTTP/2 request body after refusing the
+/// request, so that the client's upload ends before its stream does: see [`drain_h2_body`].
+const H2_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// How much more of an HTTP/2 request body fulcrum reads and discards after refusing it.
+const H2_DRAIN_BYTES: usize = 32 << 20;
+
+/// After an HTTP/2 answer written before the whole request body came: reads and discards the
+/// rest of the body, for at most [`H2_DRAIN_TIME`] and [`H2_DRAIN_BYTES`], before the stream is
+/// dropped. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
+/// stream with body still coming sends RST_STREAM(NO_ERROR), RFC 9113 §8.1's way, but clients
+/// still uploading (curl 7.x with nghttp2) then fail the whole exchange ("Stream error in the
+/// HTTP/2 framing layer", exit 92) and never show the status. A body past the bounds still gets
+/// the reset. HTTP/1.1 needs nothing here: its connection closes after an error response.
+async fn drain_h2_body(session: &mut Session) {
+    if !session.as_downstream().is_http2() || session.is_body_done() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + H2_DRAIN_TIME;
+    let mut left = H2_DRAIN_BYTES;
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout_at(deadline, session.downstream_session.read_request_body()).await
+    {
+        match left.checked_sub(chunk.len()) {
+            Some(rest) => left = rest,
+            None => return,
+        }
+    }
 }
 
 /// Answers `e` from the proxy itself before any backend is involved, and keeps it for the
