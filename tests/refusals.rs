@@ -326,3 +326,91 @@ async fn h2_stalled(io: TcpStream, path: &str) -> H2Answer {
         uploaded: false,
     }
 }
+
+#[tokio::test]
+async fn requests_refused_before_routing_are_logged_and_counted() {
+    let b = Backend::start("a").await;
+    let f = Fulcrum::start(
+        "access_log = \"stderr\"\nrequest_header_timeout = \"1s\"\nmax_header_size = \"1KiB\"",
+        &site(&[b.addr], "", ""),
+    );
+    // pingora's own 400: a header line it cannot parse.
+    let reply = raw(f.addr, b"GET / HTTP/1.1\r\nHost: app\r\nBad Header\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
+    f.wait_for_log(
+        &[
+            "\"client\":\"127.0.0.1\"",
+            "\"method\":\"\"",
+            "\"status\":400",
+            "\"error\":\"malformed request header\"",
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    f.wait_metric(
+        "fulcrum_downstream_refused_total{reason=\"malformed\"}",
+        1.0,
+    )
+    .await;
+
+    // The guard's 431: a header section over max_header_size.
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: app\r\nX-Long: {}\r\n\r\n",
+        "v".repeat(2048)
+    );
+    let reply = raw(f.addr, long.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:?}");
+    f.wait_for_log(
+        &["\"status\":431", "over max_header_size or max_headers"],
+        Duration::from_secs(5),
+    )
+    .await;
+    f.wait_metric(
+        "fulcrum_downstream_refused_total{reason=\"header_too_large\"}",
+        1.0,
+    )
+    .await;
+
+    // The guard's 408: a header that stops coming.
+    let reply = raw(f.addr, b"GET / HTTP/1.1\r\nHost: ap").await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    let log = f
+        .wait_for_log(
+            &["\"status\":408", "within request_header_timeout"],
+            Duration::from_secs(5),
+        )
+        .await;
+    f.wait_metric(
+        "fulcrum_downstream_refused_total{reason=\"header_timeout\"}",
+        1.0,
+    )
+    .await;
+    // The 408's line says how long the header took (the second it was given).
+    let line = log.lines().find(|l| l.contains("\"status\":408")).unwrap();
+    assert!(
+        line.contains("\"duration_ms\":1") || line.contains("\"duration_ms\":2"),
+        "{line}"
+    );
+    // pingora's own 405: CONNECT.
+    let reply = raw(f.addr, b"CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply:?}");
+    f.wait_for_log(
+        &["\"status\":405", "CONNECT is not proxied"],
+        Duration::from_secs(5),
+    )
+    .await;
+    // A request that was parsed is logged once, by the proxy, not as a refusal.
+    let ok = raw(
+        f.addr,
+        b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+    let log = f
+        .wait_for_log(
+            &["\"status\":200", "\"method\":\"GET\""],
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(log.matches("\"status\":").count(), 5, "{log}");
+}
