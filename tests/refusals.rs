@@ -414,3 +414,100 @@ async fn requests_refused_before_routing_are_logged_and_counted() {
         .await;
     assert_eq!(log.matches("\"status\":").count(), 5, "{log}");
 }
+
+/// The access-log line (JSON) of the request to `path`, once it is written.
+async fn log_line(f: &Fulcrum, path: &str) -> serde_json::Value {
+    let needle = format!("\"path\":\"{path}\"");
+    let log = f.wait_for_log(&[&needle], Duration::from_secs(5)).await;
+    let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// `connect ≤ header ≤ total`, all present.
+fn assert_timings(v: &serde_json::Value) {
+    let ms = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    let (connect, header, total) = (
+        ms("upstream_connect_ms"),
+        ms("upstream_header_ms"),
+        ms("duration_ms"),
+    );
+    assert!(
+        0.0 <= connect && connect <= header && header <= total,
+        "{connect} {header} {total}: {v}"
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_says_protocol_tls_referer_agent_and_the_backend_s_status_and_times() {
+    let b = Backend::with(
+        "a",
+        Behaviour {
+            status: 201,
+            delay: Duration::from_millis(20),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let key = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, keyfile) = (dir.path().join("app.pem"), dir.path().join("app.key"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&keyfile, key.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let f = Fulcrum::start(
+        &format!(
+            "access_log = \"stderr\"\n[[server.tls]]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+            cert.display(),
+            keyfile.display()
+        ),
+        &site(&[b.addr], "", ""),
+    );
+
+    // HTTP/1.1, plain.
+    let resp = get_with(
+        f.addr,
+        "app.test",
+        "/plain",
+        &[
+            ("referer", "https://from.test/page"),
+            ("user-agent", "probe/1.0"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 201);
+    let v = log_line(&f, "/plain").await;
+    assert_eq!(v["protocol"], "HTTP/1.1", "{v}");
+    assert_eq!(v["tls_version"], "", "{v}");
+    assert_eq!(v["referer"], "https://from.test/page", "{v}");
+    assert_eq!(v["user_agent"], "probe/1.0", "{v}");
+    assert_eq!(v["status"], 201, "{v}");
+    assert_eq!(v["upstream_status"], 201, "{v}");
+    assert_timings(&v);
+    assert!(v["upstream_header_ms"].as_f64().unwrap() >= 20.0, "{v}");
+
+    // HTTP/2 over TLS.
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let der = key.cert.der().clone();
+    let a = h2_tls(tls, &der, "/secure", None, 0).await;
+    assert_eq!(a.status, Some(201), "{a:?}");
+    let v = log_line(&f, "/secure").await;
+    assert_eq!(v["protocol"], "HTTP/2", "{v}");
+    assert!(
+        v["tls_version"].as_str().unwrap().starts_with("TLSv1"),
+        "{v}"
+    );
+    assert_eq!(v["upstream_status"], 201, "{v}");
+    assert_timings(&v);
+
+    // A refusal of fulcrum's own (a body announced over the limit): no backend status or times.
+    let reply = raw(
+        f.addr,
+        b"POST /refused HTTP/1.1\r\nHost: app.test\r\nContent-Length: 99999999999\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply:?}");
+    let v = log_line(&f, "/refused").await;
+    assert_eq!(v["upstream_status"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["upstream_connect_ms"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["upstream_header_ms"], serde_json::Value::Null, "{v}");
+}

@@ -357,6 +357,7 @@ impl Guarded {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let reason = why.to_string();
+        let tls = self.inner.get_ssl_digest();
         let entry = Entry {
             time,
             request_id: "-",
@@ -366,6 +367,7 @@ impl Guarded {
             path: "",
             query: None,
             version: "",
+            tls_version: tls.as_deref().map_or("", |d| &d.version),
             status,
             outcome: Outcome::Error,
             bytes_in: 0,
@@ -375,6 +377,9 @@ impl Guarded {
             upstream: "",
             backend: "",
             attempts: 0,
+            upstream_status: None,
+            upstream_connect: None,
+            upstream_header: None,
             user_agent: "",
             referer: "",
             error: Some(&reason),
