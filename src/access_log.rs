@@ -44,8 +44,10 @@ pub struct Entry<'a> {
     pub path: &'a str,
     /// Logged only with `access_log_query = true`.
     pub query: Option<&'a str>,
-    /// "HTTP/1.1", for the combined format.
+    /// The client's protocol: "HTTP/1.0", "HTTP/1.1" or "HTTP/2"; "" when no request was parsed.
     pub version: &'a str,
+    /// The client connection's TLS version ("TLSv1.3"); "" on a plain connection.
+    pub tls_version: &'a str,
     pub status: u16,
     /// How the request ended beside its status (a `200` cut short is `aborted`).
     pub outcome: Outcome,
@@ -59,6 +61,15 @@ pub struct Entry<'a> {
     pub upstream: &'a str,
     pub backend: &'a str,
     pub attempts: u32,
+    /// The status the backend sent (which a `502` of fulcrum's may have replaced); `None` when
+    /// no backend answered.
+    pub upstream_status: Option<u16>,
+    /// The last attempt's time from picking its backend to having a connection (a reused one:
+    /// about 0); `None` when it got none.
+    pub upstream_connect: Option<Duration>,
+    /// The last attempt's time from picking its backend to the backend's response header;
+    /// `None` when none came.
+    pub upstream_header: Option<Duration>,
     pub user_agent: &'a str,
     pub referer: &'a str,
     pub error: Option<&'a str>,
@@ -110,6 +121,10 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
         }
         None => json_str(e.path, out),
     }
+    field("protocol", out);
+    json_str(e.version, out);
+    field("tls_version", out);
+    json_str(e.tls_version, out);
     field("status", out);
     out.extend_from_slice(num.format(e.status).as_bytes());
     field("outcome", out);
@@ -119,10 +134,7 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     field("bytes_out", out);
     out.extend_from_slice(num.format(e.bytes_out).as_bytes());
     field("duration_ms", out);
-    let micros = e.duration.as_micros();
-    out.extend_from_slice(num.format(micros / 1000).as_bytes());
-    out.push(b'.');
-    padded((micros % 1000) as u64, 3, out);
+    millis(e.duration, out);
     for (key, value) in [
         ("route", e.route),
         ("upstream", e.upstream),
@@ -133,6 +145,23 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     }
     field("attempts", out);
     out.extend_from_slice(num.format(e.attempts).as_bytes());
+    field("upstream_status", out);
+    match e.upstream_status {
+        Some(s) => out.extend_from_slice(num.format(s).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    for (key, value) in [
+        ("upstream_connect_ms", e.upstream_connect),
+        ("upstream_header_ms", e.upstream_header),
+    ] {
+        field(key, out);
+        match value {
+            Some(d) => millis(d, out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    field("referer", out);
+    json_str(e.referer, out);
     field("user_agent", out);
     json_str(e.user_agent, out);
     if let Some(error) = e.error {
@@ -140,6 +169,15 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
         json_str(error, out);
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// A duration in milliseconds to the microsecond: `1.234`.
+fn millis(d: Duration, out: &mut Vec<u8>) {
+    let mut num = itoa::Buffer::new();
+    let micros = d.as_micros();
+    out.extend_from_slice(num.format(micros / 1000).as_bytes());
+    out.push(b'.');
+    padded((micros % 1000) as u64, 3, out);
 }
 
 fn field(key: &str, out: &mut Vec<u8>) {
@@ -637,6 +675,7 @@ mod tests {
             path: "/v1/users",
             query: Some("token=secret"),
             version: "HTTP/1.1",
+            tls_version: "TLSv1.3",
             status: 200,
             outcome: Outcome::Ok,
             bytes_in: 3,
@@ -646,6 +685,9 @@ mod tests {
             upstream: "pool",
             backend: "10.0.0.5:80",
             attempts: 1,
+            upstream_status: Some(200),
+            upstream_connect: Some(Duration::from_micros(250)),
+            upstream_header: Some(Duration::from_micros(1_200_001)),
             user_agent: "curl/8.0 \"x\"",
             referer: "",
             error: None,
@@ -662,7 +704,7 @@ mod tests {
     fn json_lines_have_every_field_and_strip_the_query() {
         assert_eq!(
             line(&entry(), AccessLogFormat::Json, false),
-            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"status\":200,\"outcome\":\"ok\",\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
+            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"protocol\":\"HTTP/1.1\",\"tls_version\":\"TLSv1.3\",\"status\":200,\"outcome\":\"ok\",\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"upstream_status\":200,\"upstream_connect_ms\":0.250,\"upstream_header_ms\":1200.001,\"referer\":\"\",\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
         );
         let kept = line(&entry(), AccessLogFormat::Json, true);
         assert!(
@@ -672,10 +714,19 @@ mod tests {
         let failed = Entry {
             client: None,
             error: Some("connect refused\n\u{1}"),
+            upstream_status: None,
+            upstream_connect: None,
+            upstream_header: None,
             ..entry()
         };
         let failed = line(&failed, AccessLogFormat::Json, false);
         assert!(failed.contains("\"client\":null"), "{failed}");
+        assert!(
+            failed.contains(
+                "\"upstream_status\":null,\"upstream_connect_ms\":null,\"upstream_header_ms\":null"
+            ),
+            "{failed}"
+        );
         assert!(
             failed.ends_with(",\"error\":\"connect refused\\n\\u0001\"}\n"),
             "{failed}"

@@ -87,7 +87,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Client connections open now.
     pub connections: IntGauge,
-    /// Client connections or requests refused by the client-side limits, by reason.
+    /// Requests refused before they were parsed, and connections over `max_connections`, by
+    /// reason ([`crate::server::guard::Refusal::label`]).
     pub refused: IntCounterVec,
     /// TLS handshakes by listener and result (success, failure, timeout).
     pub tls_handshakes: IntCounterVec,
@@ -166,7 +167,7 @@ impl Metrics {
             .expect("valid metric"),
             refused: counter_vec(
                 "fulcrum_downstream_refused_total",
-                "Client connections closed by a client-side limit (header_timeout, header_too_large, max_connections)",
+                "Requests refused before they were parsed (header_timeout 408, header_too_large 431, malformed 400, connect_method 405) and connections closed by max_connections",
                 &["reason"],
             ),
             tls_handshakes: counter_vec(

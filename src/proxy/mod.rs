@@ -82,6 +82,11 @@ pub struct RequestCtx {
     probe: Option<Probe>,
     /// When the current attempt picked its backend, until its response header arrives.
     attempt_started: Option<Instant>,
+    /// For the access log: the last attempt's time to a connection and to the backend's
+    /// response header (from picking its backend), and the status the backend sent.
+    upstream_connect: Option<Duration>,
+    upstream_header: Option<Duration>,
+    upstream_status: Option<u16>,
     /// Whether the current attempt's outcome went to the outlier detector already.
     outcome_recorded: bool,
     /// A backend's final response header (or its 101) went on to the client: from then on a
@@ -298,8 +303,43 @@ async fn respond(session: &mut Session, e: &ProxyError, request_id: &HeaderValue
     }
     if let Err(err) = session.write_error_response(resp, body).await {
         tracing::debug!(%err, "client went away before the error response");
+        return status;
+    }
+    // A body too slow to wait for is not waited for again.
+    if *e != ProxyError::ClientTimeout {
+        drain_h2_body(session).await;
     }
     status
+}
+
+/// How long fulcrum goes on reading (and discarding) an HTTP/2 request body after refusing the
+/// request, so that the client's upload ends before its stream does: see [`drain_h2_body`].
+const H2_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// How much more of an HTTP/2 request body fulcrum reads and discards after refusing it.
+const H2_DRAIN_BYTES: usize = 32 << 20;
+
+/// After an HTTP/2 answer written before the whole request body came: reads and discards the
+/// rest of the body, for at most [`H2_DRAIN_TIME`] and [`H2_DRAIN_BYTES`], before the stream is
+/// dropped. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
+/// stream with body still coming sends RST_STREAM(NO_ERROR), RFC 9113 §8.1's way, but clients
+/// still uploading (curl 7.x with nghttp2) then fail the whole exchange ("Stream error in the
+/// HTTP/2 framing layer", exit 92) and never show the status. A body past the bounds still gets
+/// the reset. HTTP/1.1 needs nothing here: its connection closes after an error response.
+async fn drain_h2_body(session: &mut Session) {
+    if !session.as_downstream().is_http2() || session.is_body_done() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + H2_DRAIN_TIME;
+    let mut left = H2_DRAIN_BYTES;
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout_at(deadline, session.downstream_session.read_request_body()).await
+    {
+        match left.checked_sub(chunk.len()) {
+            Some(rest) => left = rest,
+            None => return,
+        }
+    }
 }
 
 /// Answers `e` from the proxy itself before any backend is involved, and keeps it for the
@@ -330,6 +370,9 @@ impl ProxyHttp for Proxy {
             lease: None,
             probe: None,
             attempt_started: None,
+            upstream_connect: None,
+            upstream_header: None,
+            upstream_status: None,
             outcome_recorded: false,
             proxied: false,
             attempts: 0,
@@ -534,7 +577,23 @@ impl ProxyHttp for Proxy {
         ctx.attempts += 1;
         ctx.backend = Some(i);
         ctx.attempt_started = Some(Instant::now());
+        ctx.upstream_connect = None;
         Ok(peer)
+    }
+
+    /// Notes how long the attempt took to get its connection (for the access log).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_connect = ctx.attempt_started.map(|t| t.elapsed());
+        Ok(())
     }
 
     /// Nothing reached the backend: retry on another one while the route allows it.
@@ -625,15 +684,18 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(started), Some(u), Some(i)) =
-            (ctx.attempt_started.take(), ctx.upstream(), ctx.backend)
-        {
-            u.backends[i]
-                .metrics
-                .response
-                .observe(started.elapsed().as_secs_f64());
-        }
         let status = upstream_response.status;
+        ctx.upstream_status = Some(status.as_u16());
+        if let Some(started) = ctx.attempt_started.take() {
+            let elapsed = started.elapsed();
+            ctx.upstream_header = Some(elapsed);
+            if let (Some(u), Some(i)) = (ctx.upstream(), ctx.backend) {
+                u.backends[i]
+                    .metrics
+                    .response
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         if !(100..600).contains(&status.as_u16()) {
             return Err(ctx.fail(ProxyError::UpstreamInvalid(
                 "the backend's status code is outside 100-599",
@@ -822,6 +884,10 @@ impl ProxyHttp for Proxy {
             path: req.uri.path(),
             query: req.uri.query(),
             version: version(req.version),
+            tls_version: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_deref())
+                .map_or("", |t| &t.version),
             status,
             outcome,
             bytes_in: session.body_bytes_read() as u64,
@@ -831,6 +897,9 @@ impl ProxyHttp for Proxy {
             upstream: upstream.map_or("", |u| u.name.as_str()),
             backend,
             attempts: ctx.attempts,
+            upstream_status: ctx.upstream_status,
+            upstream_connect: ctx.upstream_connect,
+            upstream_header: ctx.upstream_header,
             user_agent: header(http::header::USER_AGENT),
             referer: header(http::header::REFERER),
             error: error.as_deref(),
@@ -843,8 +912,8 @@ fn version(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
         http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2.0",
-        http::Version::HTTP_3 => "HTTP/3.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
         _ => "HTTP/1.1",
     }
 }

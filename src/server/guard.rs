@@ -27,6 +27,12 @@
 //! guard lets bytes pass from then on whatever it had been expecting. The part of such a header
 //! that was already buffered is not counted against `max_header_size` (pingora's own 1 MiB limit
 //! still holds; `max_headers` is checked again on the parsed request).
+//!
+//! A request refused before the proxy saw it ([`Refusal`]: the guard's 408 and 431, pingora's
+//! own 400 for a header it cannot parse and 405 for `CONNECT`) gets an access-log line (status,
+//! client, reason; no method or path: none was parsed) and a count in
+//! `fulcrum_downstream_refused_total{reason}`. pingora's answers are seen as they are written:
+//! an HTTP/1 status line written before the proxy said a header was parsed.
 
 use std::fmt;
 use std::future::Future;
@@ -51,21 +57,84 @@ use prometheus::{IntCounter, IntCounterVec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::access_log::{AccessLog, Entry, Style};
 use crate::config::runtime::ClientLimits;
+use crate::outcome::Outcome;
 use crate::snapshot::SharedSnapshot;
 
-/// What a refusal counts in (`fulcrum_downstream_refused_total{reason}`).
+/// Why a request was refused before the proxy saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The header section did not arrive within `request_header_timeout` (408).
+    HeaderTimeout,
+    /// The header section was over `max_header_size` or `max_headers` (431).
+    HeaderTooLarge,
+    /// pingora could not parse the request header (400).
+    Malformed,
+    /// A `CONNECT` request, which pingora does not proxy (405).
+    ConnectMethod,
+}
+
+impl Refusal {
+    /// The `reason` label of `fulcrum_downstream_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::HeaderTimeout => "header_timeout",
+            Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::Malformed => "malformed",
+            Refusal::ConnectMethod => "connect_method",
+        }
+    }
+
+    /// What pingora's answer (its status) before the proxy saw the request means.
+    fn of_status(status: u16) -> Refusal {
+        match status {
+            405 => Refusal::ConnectMethod,
+            _ => Refusal::Malformed,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::HeaderTimeout => "request header not complete within request_header_timeout",
+            Refusal::HeaderTooLarge => "request header over max_header_size or max_headers",
+            Refusal::Malformed => "malformed request header",
+            Refusal::ConnectMethod => "CONNECT is not proxied",
+        })
+    }
+}
+
+/// What a refusal counts in (`fulcrum_downstream_refused_total{reason}`) and where it is
+/// logged (the proxy listeners' access log; none on the admin listener).
 #[derive(Clone)]
 pub struct Refusals {
     header_timeout: IntCounter,
     header_too_large: IntCounter,
+    malformed: IntCounter,
+    connect_method: IntCounter,
+    log: Option<Arc<AccessLog>>,
 }
 
 impl Refusals {
-    pub fn new(refused: &IntCounterVec) -> Refusals {
+    pub fn new(refused: &IntCounterVec, log: Option<Arc<AccessLog>>) -> Refusals {
+        let counter = |r: Refusal| refused.with_label_values(&[r.label()]);
         Refusals {
-            header_timeout: refused.with_label_values(&["header_timeout"]),
-            header_too_large: refused.with_label_values(&["header_too_large"]),
+            header_timeout: counter(Refusal::HeaderTimeout),
+            header_too_large: counter(Refusal::HeaderTooLarge),
+            malformed: counter(Refusal::Malformed),
+            connect_method: counter(Refusal::ConnectMethod),
+            log,
+        }
+    }
+
+    fn counter(&self, r: Refusal) -> &IntCounter {
+        match r {
+            Refusal::HeaderTimeout => &self.header_timeout,
+            Refusal::HeaderTooLarge => &self.header_too_large,
+            Refusal::Malformed => &self.malformed,
+            Refusal::ConnectMethod => &self.connect_method,
         }
     }
 }
@@ -79,11 +148,17 @@ pub struct GuardApp<A> {
 }
 
 impl<A> GuardApp<A> {
-    pub fn new(app: A, snapshot: SharedSnapshot, refused: &IntCounterVec) -> GuardApp<A> {
+    /// `log`: where refusals are logged (`None`: not logged, only counted).
+    pub fn new(
+        app: A,
+        snapshot: SharedSnapshot,
+        refused: &IntCounterVec,
+        log: Option<Arc<AccessLog>>,
+    ) -> GuardApp<A> {
         GuardApp {
             app: Arc::new(app),
             snapshot,
-            refusals: Refusals::new(refused),
+            refusals: Refusals::new(refused, log),
         }
     }
 }
@@ -95,8 +170,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.snapshot.load().client;
-        let stream: Stream = Box::new(Guarded::new(stream, limits, self.refusals.clone()));
+        let snap = self.snapshot.load();
+        let mut guarded = Guarded::new(stream, snap.client, self.refusals.clone());
+        guarded.style = snap.access_log;
+        drop(snap);
+        let stream: Stream = Box::new(guarded);
         ServerApp::process_new(&self.app, stream, shutdown).await
     }
 
@@ -121,6 +199,11 @@ pub struct Guarded {
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes [`Peek::try_peek`] read (and scanned) that are still to be read.
     peeked: Bytes,
+    /// Whether the proxy said the current request's header was parsed (or a refusal of it was
+    /// logged already): a status line written before that is pingora's refusal.
+    parsed: bool,
+    /// How the access log was written when the connection was accepted.
+    style: Style,
 }
 
 enum State {
@@ -249,6 +332,68 @@ impl Guarded {
             said: AtomicU8::new(NOTHING),
             timer: None,
             peeked: Bytes::new(),
+            parsed: false,
+            style: Style {
+                format: crate::config::AccessLogFormat::Json,
+                query: false,
+            },
+        }
+    }
+
+    /// Counts `why` and writes its access-log line. `began`: when the header's first byte
+    /// came, if it did.
+    fn record(&mut self, why: Refusal, status: u16, began: Option<Instant>) {
+        self.parsed = true;
+        self.refusals.counter(why).inc();
+        let Some(log) = self.refusals.log.as_ref().filter(|l| l.is_on()) else {
+            return;
+        };
+        let duration = began.map_or(Duration::ZERO, |b| b.elapsed());
+        let time = std::time::SystemTime::now()
+            .checked_sub(duration)
+            .unwrap_or_else(std::time::SystemTime::now);
+        let client = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let reason = why.to_string();
+        let tls = self.inner.get_ssl_digest();
+        let entry = Entry {
+            time,
+            request_id: "-",
+            client,
+            method: "",
+            host: "",
+            path: "",
+            query: None,
+            version: "",
+            tls_version: tls.as_deref().map_or("", |d| &d.version),
+            status,
+            outcome: Outcome::Error,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration,
+            route: "",
+            upstream: "",
+            backend: "",
+            attempts: 0,
+            upstream_status: None,
+            upstream_connect: None,
+            upstream_header: None,
+            user_agent: "",
+            referer: "",
+            error: Some(&reason),
+        };
+        log.log(&entry, self.style);
+    }
+
+    /// When the header under way began: its deadline less `request_header_timeout`.
+    fn began(&self) -> Option<Instant> {
+        match &self.state {
+            State::Header(h) if h.started => {
+                h.deadline.checked_sub(self.limits.request_header_timeout)
+            }
+            _ => None,
         }
     }
 
@@ -297,8 +442,16 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
         match std::mem::replace(me.said.get_mut(), NOTHING) {
-            REARM => me.state = State::Header(Header::new(me.limits.keepalive_timeout, false)),
-            PASS if matches!(me.state, State::Header(_)) => me.state = State::Pass,
+            REARM => {
+                me.state = State::Header(Header::new(me.limits.keepalive_timeout, false));
+                me.parsed = false;
+            }
+            PASS => {
+                me.parsed = true;
+                if matches!(me.state, State::Header(_)) {
+                    me.state = State::Pass;
+                }
+            }
             _ => {}
         }
         if !me.peeked.is_empty() {
@@ -327,7 +480,8 @@ impl AsyncRead for Guarded {
                         Poll::Ready(Ok(()))
                     }
                     Scan::TooLarge => {
-                        me.refusals.header_too_large.inc();
+                        let began = me.began();
+                        me.record(Refusal::HeaderTooLarge, 431, began);
                         buf.set_filled(before);
                         Poll::Ready(Err(me.refuse(cx, TOO_LARGE_431)))
                     }
@@ -354,7 +508,8 @@ impl AsyncRead for Guarded {
                     timer.as_mut().reset(deadline);
                 }
                 if started {
-                    me.refusals.header_timeout.inc();
+                    let began = me.began();
+                    me.record(Refusal::HeaderTimeout, 408, began);
                     Poll::Ready(Err(me.refuse(cx, TIMEOUT_408)))
                 } else {
                     // Idle between requests: close without a word, as nginx does.
@@ -372,6 +527,12 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if !self.parsed && self.said.load(Ordering::Relaxed) != PASS {
+            if let Some(status) = h1_status(buf) {
+                let began = self.began();
+                self.record(Refusal::of_status(status), status, began);
+            }
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -455,6 +616,18 @@ impl GetSocketDigest for Guarded {
     fn set_socket_digest(&mut self, digest: SocketDigest) {
         self.inner.set_socket_digest(digest)
     }
+}
+
+/// The status of an HTTP/1 response whose status line starts `buf` (`HTTP/1.x NNN`); HTTP/2
+/// frames never start so.
+fn h1_status(buf: &[u8]) -> Option<u16> {
+    let line = buf.get(..12)?;
+    if !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return None;
+    }
+    line[9..12].iter().try_fold(0u16, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+    })
 }
 
 /// What every HTTP/2 connection starts with (after TLS, or with prior knowledge).

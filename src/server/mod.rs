@@ -154,7 +154,12 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     // its idle limit is pingora's.
     server_options.h2_idle_timeout = Some(s.client.keepalive_timeout);
     app.server_options = Some(server_options);
-    let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &metrics.refused);
+    let app = GuardApp::new(
+        app,
+        Arc::clone(runtime.snapshot()),
+        &metrics.refused,
+        Some(Arc::clone(&access_log)),
+    );
     let app = TlsApp::new(
         app,
         &s.tls,
@@ -181,7 +186,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     if let Some(addr) = s.admin_listen {
         let refused = metrics.refused.clone();
         let app = AdminApp::new(reload, Arc::clone(&runtime), metrics, Arc::clone(&drain));
-        let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &refused);
+        let app = GuardApp::new(app, Arc::clone(runtime.snapshot()), &refused, None);
         let mut admin = Service::new("fulcrum admin".to_owned(), app);
         admin.add_tcp(&addr.to_string());
         admin.threads = Some(1);
