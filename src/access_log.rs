@@ -48,6 +48,8 @@ pub struct Entry<'a> {
     pub version: &'a str,
     /// The client connection's TLS version ("TLSv1.3"); "" on a plain connection.
     pub tls_version: &'a str,
+    /// The server name the TLS client asked for (SNI); "" on a plain connection or without SNI.
+    pub sni: &'a str,
     pub status: u16,
     /// How the request ended beside its status (a `200` cut short is `aborted`).
     pub outcome: Outcome,
@@ -125,6 +127,8 @@ fn json(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     json_str(e.version, out);
     field("tls_version", out);
     json_str(e.tls_version, out);
+    field("sni", out);
+    json_str(e.sni, out);
     field("status", out);
     out.extend_from_slice(num.format(e.status).as_bytes());
     field("outcome", out);
@@ -676,6 +680,7 @@ mod tests {
             query: Some("token=secret"),
             version: "HTTP/1.1",
             tls_version: "TLSv1.3",
+            sni: "api.test",
             status: 200,
             outcome: Outcome::Ok,
             bytes_in: 3,
@@ -704,7 +709,7 @@ mod tests {
     fn json_lines_have_every_field_and_strip_the_query() {
         assert_eq!(
             line(&entry(), AccessLogFormat::Json, false),
-            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"protocol\":\"HTTP/1.1\",\"tls_version\":\"TLSv1.3\",\"status\":200,\"outcome\":\"ok\",\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"upstream_status\":200,\"upstream_connect_ms\":0.250,\"upstream_header_ms\":1200.001,\"referer\":\"\",\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
+            "{\"time\":\"2024-02-29T13:05:09.042Z\",\"request_id\":\"r1\",\"client\":\"10.0.0.1\",\"method\":\"GET\",\"host\":\"api.test\",\"path\":\"/v1/users\",\"protocol\":\"HTTP/1.1\",\"tls_version\":\"TLSv1.3\",\"sni\":\"api.test\",\"status\":200,\"outcome\":\"ok\",\"bytes_in\":3,\"bytes_out\":1234,\"duration_ms\":1234.567,\"route\":\"api\",\"upstream\":\"pool\",\"backend\":\"10.0.0.5:80\",\"attempts\":1,\"upstream_status\":200,\"upstream_connect_ms\":0.250,\"upstream_header_ms\":1200.001,\"referer\":\"\",\"user_agent\":\"curl/8.0 \\\"x\\\"\"}\n"
         );
         let kept = line(&entry(), AccessLogFormat::Json, true);
         assert!(

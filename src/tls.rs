@@ -25,14 +25,17 @@
 //! wins. A client without SNI, or with a name no certificate has, gets `default_certificate`,
 //! or a failed handshake without one.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::listeners::tls::Acceptor;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
+use pingora::listeners::TlsAccept;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::tls::TlsRef;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntCounterVec};
@@ -142,6 +145,39 @@ pub fn server_config(listener: &TlsListenerConfig, snapshot: SharedSnapshot) -> 
     config
 }
 
+/// The server name a TLS client asked for (SNI), kept in its connection's TLS digest
+/// (`SslDigest::extension`) for the access log: one allocation per handshake, none per request.
+#[derive(Debug)]
+pub struct Sni(pub Box<str>);
+
+/// Keeps each handshake's SNI as [`Sni`].
+struct KeepSni;
+
+#[async_trait]
+impl TlsAccept for KeepSni {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let name = tls.server_name()?;
+        Some(Arc::new(Sni(name.into())))
+    }
+}
+
+/// An acceptor that runs `config` and keeps each handshake's SNI. pingora attaches handshake
+/// callbacks only to an acceptor built from its `TlsSettings`, which makes its own rustls config;
+/// the one it builds is replaced by `config` (its `acceptor` is public for this).
+fn acceptor(config: ServerConfig) -> Acceptor {
+    let mut settings = match TlsSettings::with_callbacks(Box::new(KeepSni)) {
+        Ok(settings) => settings,
+        Err(e) => unreachable!("pingora's TlsSettings::with_callbacks cannot fail: {e}"),
+    };
+    settings.set_cert_resolver(Arc::clone(&config.cert_resolver));
+    let mut acceptor = settings.build();
+    acceptor.acceptor = pingora::tls::TlsAcceptor::from(Arc::new(config));
+    acceptor
+}
+
 /// A TLS listener as the app layer runs it.
 struct Listener {
     listen: SocketAddr,
@@ -175,7 +211,7 @@ impl<A> TlsApp<A> {
                 let count = |result| handshakes.with_label_values(&[name.as_str(), result]);
                 Listener {
                     listen: l.listen,
-                    acceptor: Acceptor::from_server_config(Arc::new(config)),
+                    acceptor: acceptor(config),
                     ok: count("success"),
                     failed: count("failure"),
                     timeout: count("timeout"),

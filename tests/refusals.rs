@@ -478,6 +478,7 @@ async fn the_access_log_says_protocol_tls_referer_agent_and_the_backend_s_status
     let v = log_line(&f, "/plain").await;
     assert_eq!(v["protocol"], "HTTP/1.1", "{v}");
     assert_eq!(v["tls_version"], "", "{v}");
+    assert_eq!(v["sni"], "", "{v}");
     assert_eq!(v["referer"], "https://from.test/page", "{v}");
     assert_eq!(v["user_agent"], "probe/1.0", "{v}");
     assert_eq!(v["status"], 201, "{v}");
@@ -496,6 +497,7 @@ async fn the_access_log_says_protocol_tls_referer_agent_and_the_backend_s_status
         v["tls_version"].as_str().unwrap().starts_with("TLSv1"),
         "{v}"
     );
+    assert_eq!(v["sni"], "app.test", "{v}");
     assert_eq!(v["upstream_status"], 201, "{v}");
     assert_timings(&v);
 

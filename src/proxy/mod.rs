@@ -34,6 +34,7 @@ use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::server::guard;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
+use crate::tls::Sni;
 use crate::upstream::{Attempt, Refusal, Upstream};
 
 /// The proxy service: reads the current snapshot once per request.
@@ -875,6 +876,7 @@ impl ProxyHttp for Proxy {
             .as_ref()
             .map(|f| f.to_string())
             .or_else(|| e.map(|e| e.to_string()));
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
         let entry = Entry {
             time: ctx.started_at,
             request_id: ctx.request_id.to_str().unwrap_or("-"),
@@ -884,10 +886,10 @@ impl ProxyHttp for Proxy {
             path: req.uri.path(),
             query: req.uri.query(),
             version: version(req.version),
-            tls_version: session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_deref())
-                .map_or("", |t| &t.version),
+            tls_version: tls.map_or("", |t| &t.version),
+            sni: tls
+                .and_then(|t| t.extension.get::<Sni>())
+                .map_or("", |n| &n.0),
             status,
             outcome,
             bytes_in: session.body_bytes_read() as u64,

@@ -61,6 +61,7 @@ use crate::access_log::{AccessLog, Entry, Style};
 use crate::config::runtime::ClientLimits;
 use crate::outcome::Outcome;
 use crate::snapshot::SharedSnapshot;
+use crate::tls::Sni;
 
 /// Why a request was refused before the proxy saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +369,10 @@ impl Guarded {
             query: None,
             version: "",
             tls_version: tls.as_deref().map_or("", |d| &d.version),
+            sni: tls
+                .as_deref()
+                .and_then(|d| d.extension.get::<Sni>())
+                .map_or("", |n| &n.0),
             status,
             outcome: Outcome::Error,
             bytes_in: 0,
