@@ -51,3 +51,92 @@ async fn a_config_put_back_as_it_runs_clears_the_failure_without_a_reload() {
     assert_eq!(f.metric(OK).await, reloads, "counted as a reload");
     assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
 }
+
+/// Starts fulcrum with `log_level` (none: the default) and the access log off, sends one request
+/// to a backend that refuses connections, stops it with SIGTERM, and returns what it logged.
+async fn start_fail_and_stop(log_level: Option<&str>, dead: std::net::SocketAddr) -> String {
+    let level = log_level.map_or(String::new(), |l| format!("log_level = \"{l}\"\n"));
+    let server = format!("{level}access_log = \"off\"\ntrusted_proxies = [\"127.0.0.0/8\"]");
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\nretries = 0\n{}",
+        upstream("u", &[dead], "")
+    );
+    let mut f = Fulcrum::start_logging("", &server, &body);
+    let r = get_with(f.addr, "h.test", "/", &[("x-request-id", "op-42")]).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    f.signal("-TERM");
+    let status = f.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status}");
+    f.log()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_level_logs_fulcrums_lines_not_pingoras() {
+    let dead = dead_addr();
+    let log = start_fail_and_stop(None, dead).await;
+    let pingora: Vec<&str> = log.lines().filter(|l| l.contains(" pingora")).collect();
+    assert!(pingora.is_empty(), "pingora's lines: {pingora:#?}\n{log}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot connect to backend"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    let line = failed[0];
+    for part in [
+        " WARN ",
+        "route=",
+        "upstream=u",
+        &format!("backend={dead}"),
+        "request_id=op-42",
+        "error=ConnectRefused",
+    ] {
+        assert!(line.contains(part), "no {part:?} in {line}");
+    }
+    assert!(line.len() < 300, "{} characters: {line}", line.len());
+    assert!(log.contains("fulcrum serving"), "{log}");
+    assert!(log.contains("SIGTERM: shutting down: draining"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_brings_pingoras_lines_back_when_asked() {
+    for level in ["info,pingora=info", "debug"] {
+        let log = start_fail_and_stop(Some(level), dead_addr()).await;
+        assert!(
+            log.lines().any(|l| l.contains(" INFO pingora_core")),
+            "log_level {level:?}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_cpu_seconds_are_reported_to_the_tick() {
+    let b = Backend::start("b").await;
+    let f = Fulcrum::start("", &route_to(&b));
+    let process = procfs::process::Process::new(f.child.id() as i32).unwrap();
+    let tps = procfs::ticks_per_second() as f64;
+    let cpu = || {
+        let stat = process.stat().unwrap();
+        (stat.utime + stat.stime) as f64 / tps
+    };
+    // Work until /proc says a time well away from a whole second: a figure truncated to whole
+    // seconds is then below it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut conn = Conn::new(f.addr);
+    loop {
+        let s = cpu();
+        if s > 0.1 && (0.1..0.9).contains(&s.fract()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CPU time: {s}");
+        for _ in 0..50 {
+            assert_eq!(conn.get("h.test", "/").await.unwrap().status, 200);
+        }
+    }
+    let before = cpu();
+    let reported = f.metric("process_cpu_seconds_total").await.unwrap();
+    let after = cpu();
+    assert!(
+        before - 1e-9 <= reported && reported <= after + 1e-9,
+        "reported {reported}, /proc said {before} before and {after} after"
+    );
+}
