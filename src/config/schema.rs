@@ -154,7 +154,9 @@ pub struct ServerSection {
     pub grace_period: Option<HumanDuration>,
     /// Largest request body accepted; larger gets 413. Default: [`DEFAULT_MAX_REQUEST_BODY`].
     pub max_request_body: Option<ByteSize>,
-    /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. Default: "info".
+    /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. pingora's own lines
+    /// are held to its errors unless a directive names a pingora target ("info,pingora=info")
+    /// or the level is debug or trace (`server::log_filter`). Default: "info".
     pub log_level: Option<Spanned<String>>,
     /// Absolute path of the Unix socket over which `fulcrum run --upgrade` takes the listening
     /// sockets from this process on SIGQUIT. Default: `upgrade.sock` in a runtime directory
