@@ -156,6 +156,7 @@ mod tests {
         // Owned by someone else: refused, and the error names each directory tried.
         let err = c.resolve(uid + 1).unwrap_err();
         assert!(err.contains("owned by uid"), "{err}");
-        assert!(err.contains("others can write it"), "{err}");
+        let open = private_dir(&tmp.path().join("xdg/fulcrum"), uid).unwrap_err();
+        assert!(open.contains("others can write it (mode 777)"), "{open}");
     }
 }
