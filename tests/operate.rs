@@ -78,7 +78,7 @@ async fn the_default_level_logs_fulcrums_lines_not_pingoras() {
     assert!(pingora.is_empty(), "pingora's lines: {pingora:#?}\n{log}");
     let failed: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("cannot connect to backend"))
+        .filter(|l| l.contains("connect to backend failed"))
         .collect();
     assert_eq!(failed.len(), 1, "{log}");
     let line = failed[0];

@@ -571,7 +571,7 @@ impl ProxyHttp for Proxy {
             attempt = ctx.attempts,
             retry,
             error = %e.etype().as_str(),
-            "cannot connect to backend"
+            "connect to backend failed"
         );
         if retry {
             e.set_retry(true);
