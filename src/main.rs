@@ -251,10 +251,15 @@ fn load(path: &Path, max_size: u64) -> anyhow::Result<(Config, Source)> {
     Ok((config, source))
 }
 
-/// Logs to stderr with `RUST_LOG`, or else the config's `log_level`; in the latter case the
-/// returned control applies a reloaded `log_level`.
+/// Logs to stderr with `RUST_LOG`, or else the config's `log_level`, pingora's own lines held
+/// back unless the filter asks for them ([`fulcrum::server::log_filter`]); in the latter case
+/// the returned control applies a reloaded `log_level`.
 fn init_logging(config: &Config) -> Option<LogControl> {
-    let control = match EnvFilter::try_from_default_env() {
+    let from_env = std::env::var("RUST_LOG").map_err(|e| e.to_string());
+    let from_env = from_env.and_then(|level| {
+        EnvFilter::try_new(fulcrum::server::log_filter(&level)).map_err(|e| e.to_string())
+    });
+    let control = match from_env {
         Ok(filter) => {
             tracing_subscriber::registry()
                 .with(filter)
@@ -263,14 +268,15 @@ fn init_logging(config: &Config) -> Option<LogControl> {
             None
         }
         Err(_) => {
-            let filter = EnvFilter::new(&config.server.log_level);
+            let filter = EnvFilter::new(fulcrum::server::log_filter(&config.server.log_level));
             let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
             tracing_subscriber::registry()
                 .with(filter)
                 .with(fmt_layer())
                 .init();
             let control: LogControl = Box::new(move |level: &str| {
-                let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                let filter = EnvFilter::try_new(fulcrum::server::log_filter(level))
+                    .map_err(|e| e.to_string())?;
                 handle.reload(filter).map_err(|e| e.to_string())
             });
             Some(control)

@@ -199,7 +199,7 @@ impl Metrics {
             Box::new(m.access_log_dropped.clone()),
             Box::new(m.connections.clone()),
             Box::new(build),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            Box::new(ProcessMetrics::new()),
         ];
         for c in collectors {
             m.add(c);
@@ -581,6 +581,64 @@ impl Collector for CertificateExpiry {
             vec.with_label_values(&[name.as_str()]).set(at);
         }
         vec.collect()
+    }
+}
+
+/// The `process_*` metrics of prometheus's process collector, with `process_cpu_seconds_total`
+/// to the clock tick: that collector truncates it to whole seconds (1 while /proc says 1.59).
+struct ProcessMetrics {
+    inner: prometheus::process_collector::ProcessCollector,
+    cpu: prometheus::Counter,
+    /// Held while `cpu` is brought up to date, so that two scrapes never add the same time.
+    update: Mutex<()>,
+}
+
+const CPU_SECONDS: &str = "process_cpu_seconds_total";
+
+impl ProcessMetrics {
+    fn new() -> ProcessMetrics {
+        let cpu = prometheus::Counter::new(
+            CPU_SECONDS,
+            "Total user and system CPU time spent in seconds.",
+        )
+        .expect("valid metric");
+        ProcessMetrics {
+            inner: prometheus::process_collector::ProcessCollector::for_self(),
+            cpu,
+            update: Mutex::new(()),
+        }
+    }
+
+    /// User plus system CPU time of this process, in seconds, to the clock tick.
+    fn cpu_seconds() -> Option<f64> {
+        let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+        let ticks = stat.utime + stat.stime;
+        Some(ticks as f64 / procfs::ticks_per_second() as f64)
+    }
+}
+
+impl Collector for ProcessMetrics {
+    /// The process collector's descriptions (its `process_cpu_seconds_total` among them).
+    fn desc(&self) -> Vec<&Desc> {
+        self.inner.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families: Vec<MetricFamily> = self
+            .inner
+            .collect()
+            .into_iter()
+            .filter(|f| f.name() != CPU_SECONDS)
+            .collect();
+        if let Some(now) = Self::cpu_seconds() {
+            let _update = self.update.lock().unwrap_or_else(|p| p.into_inner());
+            let past = self.cpu.get();
+            if now > past {
+                self.cpu.inc_by(now - past);
+            }
+        }
+        families.extend(self.cpu.collect());
+        families
     }
 }
 

@@ -196,3 +196,23 @@ fn the_bundled_config_listens_where_its_environment_says() {
         "{err}"
     );
 }
+
+#[test]
+fn upgrade_with_no_running_fulcrum_fails_at_once_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), free_port());
+    let started = Instant::now();
+    let (code, _, err) = fulcrum(&["run", path.to_str().unwrap(), "--upgrade"]);
+    // pingora alone retried for 6 s, then said "Bootstrap failed on error: EAGAIN".
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no running fulcrum is listening on 127.0.0.1:")
+            && err.contains("start without --upgrade"),
+        "{err}"
+    );
+}

@@ -484,6 +484,24 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
     );
     let log = std::fs::read_to_string(old.dir.path().join("upgrade.log")).unwrap();
     assert!(log.contains("fulcrum serving"), "{log}");
+    // One line per side in fulcrum's words, and no ERROR on either (pingora logged one every
+    // second the new process waited for the sockets).
+    assert!(
+        log.contains("took over 2 listeners from the running fulcrum"),
+        "{log}"
+    );
+    let old_log = old.log();
+    assert!(
+        old_log.contains("handed 2 listeners to the new process; draining for at most"),
+        "{old_log}"
+    );
+    for (side, text) in [("new", &log), ("old", &old_log)] {
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(
+            errors.is_empty(),
+            "{side} process logged errors: {errors:#?}"
+        );
+    }
     assert!(
         new.try_wait().unwrap().is_none(),
         "new process exited:\n{log}"

@@ -76,8 +76,9 @@ pub struct ServerConfig {
     pub max_request_body: u64,
     /// A `tracing` filter directive.
     pub log_level: String,
-    /// Unix socket over which a new process (`fulcrum run --upgrade`) takes the listeners.
-    pub upgrade_sock: PathBuf,
+    /// Unix socket over which a new process (`fulcrum run --upgrade`) takes the listeners;
+    /// `None`: the default, in a runtime directory resolved when `run` starts.
+    pub upgrade_sock: Option<PathBuf>,
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
     /// Whether logged paths keep their query string.

@@ -53,8 +53,6 @@ pub const MIN_CONFIG_SIZE_LIMIT: u64 = 1 << 10;
 pub const MAX_CONFIG_SIZE_LIMIT: u64 = 1 << 30;
 /// A certificate that expires within this is a warning at every load.
 pub const CERTIFICATE_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
-/// `[server].upgrade_sock` when absent.
-pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/fulcrum-upgrade.sock";
 /// `[server].log_level` when absent and `RUST_LOG` is unset.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// `[server].access_log` when absent: one line per request on standard output.
@@ -164,10 +162,14 @@ pub struct ServerSection {
     pub grace_period: Option<HumanDuration>,
     /// Largest request body accepted; larger gets 413. Default: [`DEFAULT_MAX_REQUEST_BODY`].
     pub max_request_body: Option<ByteSize>,
-    /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. Default: "info".
+    /// `tracing` filter, e.g. "info" or "fulcrum=debug"; `RUST_LOG` wins. pingora's own lines
+    /// are held to its errors unless a directive names a pingora target ("info,pingora=info")
+    /// or the level is debug or trace (`server::log_filter`). Default: "info".
     pub log_level: Option<Spanned<String>>,
     /// Absolute path of the Unix socket over which `fulcrum run --upgrade` takes the listening
-    /// sockets from this process on SIGQUIT. Default: [`DEFAULT_UPGRADE_SOCK`].
+    /// sockets from this process on SIGQUIT. Default: `upgrade.sock` in a runtime directory
+    /// only this user can write: `$RUNTIME_DIRECTORY`, else `/run/fulcrum/`, else
+    /// `$XDG_RUNTIME_DIR/fulcrum/`, else `/tmp/fulcrum-UID/` (see `server::upgrade_sock`).
     pub upgrade_sock: Option<Spanned<String>>,
     /// Where the access log goes: "stdout", "stderr", "off" or a file path (relative to the
     /// config file's directory). Default: [`DEFAULT_ACCESS_LOG`].

@@ -621,13 +621,16 @@ impl ProxyHttp for Proxy {
             b.metrics.connect_errors.inc();
         }
         let backend = backend.map_or("-", |b| b.name.as_str());
-        // The access log line says how the request ended (attempts, error); per attempt, debug.
-        tracing::debug!(
+        // One short line per failed connect, in place of pingora's (demoted; see `log_level`).
+        tracing::warn!(
+            route = %route.config.name,
             upstream = %upstream.name,
-            backend,
+            %backend,
+            client = ctx.client.map(tracing::field::display),
+            request_id = %ctx.request_id.to_str().unwrap_or("-"),
             attempt = ctx.attempts,
             retry,
-            error = %e,
+            error = %e.etype().as_str(),
             "connect to backend failed"
         );
         if retry {
@@ -801,9 +804,21 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    /// pingora's own "Fail to proxy" line repeats the access log's; it stays when the log is off.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
-        self.access_log.is_on()
+    /// pingora's own "Fail to proxy" line repeats the access log's, or for a failed connect
+    /// `fail_to_connect`'s shorter one; otherwise it stays when the log is off.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        use pingora::ErrorType::*;
+        let connect = matches!(
+            error.etype(),
+            ConnectTimedout
+                | ConnectRefused
+                | ConnectNoRoute
+                | ConnectError
+                | ConnectProxyFailure
+                | TLSHandshakeFailure
+                | TLSHandshakeTimedout
+        );
+        self.access_log.is_on() || connect
     }
 
     fn suppress_proxy_warn_log(

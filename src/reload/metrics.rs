@@ -52,6 +52,12 @@ impl ReloadMetrics {
         m
     }
 
+    /// The file again describes the running config after a failed load: the state is success,
+    /// and no reload is counted (nothing was loaded).
+    pub fn restored(&self) {
+        self.last_success.set(1);
+    }
+
     pub fn record(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.reloads.with_label_values(&[result]).inc();

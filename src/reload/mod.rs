@@ -133,6 +133,9 @@ struct Applied {
     access_log: AccessLogTarget,
     /// A hash of the file as last read (applied or not), to skip events that did not change it.
     read: Option<u128>,
+    /// A hash of the text wholly in effect now (the start, or the last reload that applied
+    /// the whole file): a file that reads the same again describes the running config.
+    in_effect: Option<u128>,
     /// The text of the config running now (the file may hold a newer, rejected one).
     applied_text: Option<Arc<str>>,
     /// The largest file the next reload reads: `max_config_size` of the config running now.
@@ -180,6 +183,7 @@ impl Runtime {
                 log_level: config.server.log_level.clone(),
                 access_log: config.server.access_log.clone(),
                 read: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
+                in_effect: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
                 applied_text: source.map(|s| Arc::from(s.text)),
                 max_config_size: config.server.max_config_size,
                 applied_files: config::Loaded::of(&config),
@@ -237,11 +241,12 @@ impl Runtime {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let (last, last_dns, applied_text, files, limit) = {
+        let (last, in_effect, last_dns, applied_text, files, limit) = {
             let a = self.applied.lock().await;
             let files = (cause == Cause::Dns).then(|| a.applied_files.clone());
             let text = a.applied_text.clone();
-            (a.read, a.dns.clone(), text, files, a.max_config_size)
+            let dns = a.dns.clone();
+            (a.read, a.in_effect, dns, text, files, a.max_config_size)
         };
         let reader = self.reader.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -257,6 +262,11 @@ impl Runtime {
                 ),
             };
             let digest = xxh3_128(text.as_bytes());
+            if cause == Cause::FileChanged && in_effect == Some(digest) {
+                // The file is again the text that runs (say, put back after a `rm`): nothing to
+                // reload, but a failure recorded meanwhile no longer describes it.
+                return Ok(Some(Read::Matches(digest)));
+            }
             if cause == Cause::FileChanged && last == Some(digest) {
                 return Ok(None);
             }
@@ -273,9 +283,12 @@ impl Runtime {
                 }
                 return Ok(None);
             }
-            Ok(Some((text, digest, parsed)))
+            Ok(Some(Read::Changed(text, digest, Box::new(parsed))))
         })
         .await;
+        if let Ok(Ok(Some(Read::Matches(digest)))) = read {
+            return self.matches_again(digest).await;
+        }
         match (&read, cause) {
             (Ok(Ok(None)), _) => return None,
             (_, Cause::FileChanged) => tracing::info!("config file changed; reloading"),
@@ -287,11 +300,12 @@ impl Runtime {
         }
         let outcome = match read {
             Ok(Ok(None)) => return None,
-            Ok(Ok(Some((text, digest, parsed)))) => {
+            Ok(Ok(Some(Read::Matches(_)))) => return None,
+            Ok(Ok(Some(Read::Changed(text, digest, parsed)))) => {
                 if cause != Cause::Dns {
                     self.applied.lock().await.read = Some(digest);
                 }
-                match parsed {
+                match *parsed {
                     Ok(config) => {
                         let files = config::Loaded::of(&config);
                         let outcome = self.apply(config).await;
@@ -301,6 +315,11 @@ impl Runtime {
                             let mut applied = self.applied.lock().await;
                             applied.applied_text = Some(text);
                             applied.applied_files = files;
+                            // Only a text applied whole is what runs; after a DNS refresh it
+                            // is the same text as before.
+                            if cause != Cause::Dns {
+                                applied.in_effect = outcome.is_success().then_some(digest);
+                            }
                         }
                         outcome
                     }
@@ -443,6 +462,35 @@ impl Runtime {
         }
     }
 
+    /// The config file reads as the text that runs now. If the last load failed (the file was
+    /// gone, or held a rejected edit), that failure no longer describes the file: the state
+    /// says success again. Not a reload: nothing is applied and no reload is counted.
+    async fn matches_again(&self, digest: u128) -> Option<Outcome> {
+        let generation = {
+            let mut applied = self.applied.lock().await;
+            applied.read = Some(digest);
+            applied.generation
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.success {
+            return None;
+        }
+        let message = format!(
+            "{} again matches the running config (generation {generation}); nothing reloaded",
+            self.path
+                .as_deref()
+                .map_or_else(|| "the config file".into(), |p| p.display().to_string()),
+        );
+        tracing::info!("{message}");
+        self.reloads.restored();
+        *last = LastLoad {
+            at: SystemTime::now(),
+            success: true,
+            message,
+        };
+        None
+    }
+
     /// Logs and counts a reload's outcome.
     fn record(&self, outcome: Outcome) -> Outcome {
         match &outcome {
@@ -471,6 +519,14 @@ impl Runtime {
         };
         outcome
     }
+}
+
+/// What a reload read from the file.
+enum Read {
+    /// The text that runs now: nothing to reload.
+    Matches(u128),
+    /// Another text, its digest, and how it parsed (boxed: a `Config` is large).
+    Changed(Arc<str>, u128, Box<Result<Config, config::ConfigErrors>>),
 }
 
 /// Makes the backends `old` checked and `new` does not check any more unknown again, so that a

@@ -6,6 +6,7 @@ pub mod drain;
 pub mod guard;
 mod linger;
 mod signals;
+pub mod upgrade_sock;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
@@ -37,6 +38,9 @@ pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// `run --upgrade` with nothing to take over: every listen address could be bound.
+    #[error("no running fulcrum is listening on {addr} to hand its sockets over (it could be bound); start without --upgrade, or start the new process while the old one serves and then send the old one SIGQUIT")]
+    NothingToUpgrade { addr: SocketAddr },
     // The cause is the error's source: `{:#}` prints it once, after this.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -47,6 +51,8 @@ pub enum ServerError {
     Startup(std::io::Error),
     #[error("{0}")]
     AccessLog(crate::config::ConfigError),
+    #[error("cannot run --upgrade: {0}")]
+    UpgradeSock(String),
 }
 
 /// How to run, beyond the config.
@@ -64,6 +70,28 @@ pub struct RunOptions {
     pub upgrade: bool,
     /// Applies a reloaded `log_level`.
     pub log: Option<LogControl>,
+}
+
+/// What pingora's own log lines are held to unless `log_level` asks for them: its errors only,
+/// and not the error it logs every second while `run --upgrade` waits for the old process's
+/// sockets (an expected wait; fulcrum says when it took them over, or why it could not).
+pub const PINGORA_LOG: &str = "pingora=error,pingora_core::server::transfer_fd=off";
+
+/// The `tracing` filter for a `log_level`: as written when it names a pingora target (e.g.
+/// `"info,pingora=info"`) or asks for `debug` or `trace` everywhere; otherwise with pingora's
+/// lines held to [`PINGORA_LOG`], so that the default level shows fulcrum's own lines.
+pub fn log_filter(log_level: &str) -> String {
+    let verbose = log_level.split(',').any(|d| {
+        let d = d.trim();
+        !d.contains('=') && matches!(d.to_ascii_lowercase().as_str(), "debug" | "trace")
+    });
+    if verbose || log_level.contains("pingora") {
+        log_level.to_owned()
+    } else if log_level.trim().is_empty() {
+        PINGORA_LOG.to_owned()
+    } else {
+        format!("{log_level},{PINGORA_LOG}")
+    }
 }
 
 /// A flag that every SIGHUP sets from now on. Registering it also means a SIGHUP no longer ends
@@ -91,6 +119,22 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         for addr in s.proxy_listeners().chain(s.admin_listen) {
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         }
+    } else if let Some(addr) = s.proxy_listeners().find(|a| TcpListener::bind(a).is_ok()) {
+        // An old fulcrum holds every listen address. One that is free means there is nothing
+        // to take over: say so now rather than after pingora's six seconds of retries.
+        return Err(ServerError::NothingToUpgrade { addr });
+    }
+    let upgrade_sock = match (&s.upgrade_sock, upgrade_sock::default_path()) {
+        (Some(path), _) => path.clone(),
+        (None, Ok(path)) => path,
+        (None, Err(why)) if options.upgrade => return Err(ServerError::UpgradeSock(why)),
+        (None, Err(why)) => {
+            tracing::warn!("graceful upgrade will not work: {why}");
+            std::env::temp_dir().join(upgrade_sock::SOCKET_NAME)
+        }
+    };
+    if options.upgrade {
+        upgrade_sock::restrict_when_made(upgrade_sock.clone(), std::time::Duration::from_secs(10));
     }
     let conf = ServerConf {
         threads: s.threads,
@@ -98,7 +142,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         // is over; pingora's own wait is only a backstop, longer than any grace_period allowed.
         grace_period_seconds: Some(MAX_DURATION.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(0),
-        upgrade_sock: s.upgrade_sock.to_string_lossy().into_owned(),
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -131,6 +175,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     drop(startup);
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
+    let listeners = s.proxy_listeners().count() + usize::from(s.admin_listen.is_some());
+    if options.upgrade {
+        tracing::info!(
+            upgrade_sock = %upgrade_sock.display(),
+            "took over {listeners} listeners from the running fulcrum"
+        );
+    }
 
     let drain = Arc::new(Drain::default());
     server.add_service(background_service("health checks", supervisor));
@@ -193,8 +244,28 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         server.add_service(admin);
     }
 
-    let tls: Vec<SocketAddr> = s.tls.iter().map(|t| t.listen).collect();
-    tracing::info!(listen = ?s.listen, tls = ?tls, admin = ?s.admin_listen, threads = s.threads, upgrade = options.upgrade, "fulcrum serving");
+    let list = |addrs: Vec<SocketAddr>| {
+        let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+        addrs.join(", ")
+    };
+    let mut listening = Vec::new();
+    if !s.listen.is_empty() {
+        listening.push(list(s.listen.clone()));
+    }
+    if !s.tls.is_empty() {
+        listening.push(format!(
+            "TLS on {}",
+            list(s.tls.iter().map(|t| t.listen).collect())
+        ));
+    }
+    if let Some(admin) = s.admin_listen {
+        listening.push(format!("admin on {admin}"));
+    }
+    tracing::info!(
+        "fulcrum serving: listening on {} ({} worker threads)",
+        listening.join("; "),
+        s.threads
+    );
     let phases = server.watch_execution_phase();
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals::new(
@@ -202,7 +273,25 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
             Arc::clone(runtime.snapshot()),
             access_log,
             phases,
+            listeners,
         )),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::*;
+
+    #[test]
+    fn pingora_is_held_back_unless_asked_for() {
+        assert_eq!(log_filter("info"), format!("info,{PINGORA_LOG}"));
+        assert_eq!(
+            log_filter("warn,fulcrum=debug"),
+            format!("warn,fulcrum=debug,{PINGORA_LOG}")
+        );
+        assert_eq!(log_filter("info,pingora=info"), "info,pingora=info");
+        assert_eq!(log_filter("debug"), "debug");
+        assert_eq!(log_filter("TRACE"), "TRACE");
+    }
 }

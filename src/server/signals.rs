@@ -27,6 +27,8 @@ pub struct Signals {
     snapshot: SharedSnapshot,
     access_log: Arc<AccessLog>,
     phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+    /// Listening sockets (proxy and admin) a graceful upgrade hands over.
+    listeners: usize,
 }
 
 impl Signals {
@@ -36,12 +38,14 @@ impl Signals {
         snapshot: SharedSnapshot,
         access_log: Arc<AccessLog>,
         phases: broadcast::Receiver<ExecutionPhase>,
+        listeners: usize,
     ) -> Signals {
         Signals {
             drain,
             snapshot,
             access_log,
             phases: std::sync::Mutex::new(Some(phases)),
+            listeners,
         }
     }
 
@@ -52,7 +56,8 @@ impl Signals {
         let Some(phases) = phases else { return };
         let (drain, snapshot) = (Arc::clone(&self.drain), Arc::clone(&self.snapshot));
         let log = Arc::clone(&self.access_log);
-        std::thread::spawn(move || exit_when_drained(phases, &drain, &snapshot, &log));
+        let listeners = self.listeners;
+        std::thread::spawn(move || exit_when_drained(phases, &drain, &snapshot, &log, listeners));
     }
 }
 
@@ -73,7 +78,8 @@ impl ShutdownSignalWatch for Signals {
         tokio::select! {
             _ = term.recv() => {
                 let grace = self.snapshot.load().grace_period;
-                tracing::info!(?grace, in_flight = self.drain.in_flight(), "SIGTERM: draining");
+                let n = self.drain.in_flight();
+                tracing::info!("SIGTERM: shutting down: draining {n} requests in flight for at most {grace:?}");
                 self.watch_drain();
                 ShutdownSignal::GracefulTerminate
             }
@@ -82,7 +88,8 @@ impl ShutdownSignalWatch for Signals {
                 ShutdownSignal::FastShutdown
             }
             _ = quit.recv() => {
-                tracing::info!("SIGQUIT: handing the listeners to the new process, then draining");
+                // Said once the sockets are handed over, with the grace period then in force.
+                tracing::debug!("SIGQUIT: handing the listeners to the new process");
                 self.watch_drain();
                 ShutdownSignal::GracefulUpgrade
             }
@@ -99,10 +106,19 @@ fn exit_when_drained(
     drain: &Drain,
     snapshot: &SharedSnapshot,
     access_log: &AccessLog,
+    listeners: usize,
 ) -> ! {
     loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownStarted) | Err(broadcast::error::RecvError::Closed) => break,
+            // pingora sent the sockets (it logs an error if that failed) and accepts on them
+            // for a few more seconds, side by side with the new process.
+            Ok(ExecutionPhase::GracefulUpgradeCloseTimeout) => {
+                let grace = snapshot.load().grace_period;
+                tracing::info!(
+                    "handed {listeners} listeners to the new process; draining for at most {grace:?}"
+                );
+            }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
         }
     }

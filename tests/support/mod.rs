@@ -349,11 +349,16 @@ pub fn bin() -> PathBuf {
 fn spawn(path: &std::path::Path, log: &str, log_file: &std::path::Path, args: &[&str]) -> Child {
     // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
     let log_file = std::fs::File::create(log_file).unwrap();
-    Command::new(bin())
+    let mut command = Command::new(bin());
+    // `log` "": no RUST_LOG, the config's `log_level` decides.
+    match log {
+        "" => command.env_remove("RUST_LOG"),
+        log => command.env("RUST_LOG", log),
+    };
+    command
         .args(["run", "--config"])
         .arg(path)
         .args(args)
-        .env("RUST_LOG", log)
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -387,7 +392,8 @@ impl Fulcrum {
         Fulcrum::start_logging("warn", server, body)
     }
 
-    /// Like [`Fulcrum::start`], with `RUST_LOG=log`; read the log with [`Fulcrum::log`].
+    /// Like [`Fulcrum::start`], with `RUST_LOG=log` (none for ""); read the log with
+    /// [`Fulcrum::log`].
     pub fn start_logging(log: &str, server: &str, body: &str) -> Fulcrum {
         Fulcrum::start_full("127.0.0.1", log, server, body)
     }

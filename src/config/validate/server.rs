@@ -316,10 +316,8 @@ fn bare_non_level(filter: &str) -> Option<&str> {
     bare.find(|d| !d.starts_with("fulcrum") && !d.starts_with("pingora"))
 }
 
-fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
-    let Some(u) = u else {
-        return PathBuf::from(DEFAULT_UPGRADE_SOCK);
-    };
+fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> Option<PathBuf> {
+    let u = u?;
     let path = PathBuf::from(u.get_ref());
     if !path.is_absolute() {
         let msg = format!(
@@ -328,7 +326,7 @@ fn upgrade_sock(c: &mut Checker, u: Option<&Spanned<String>>) -> PathBuf {
         );
         c.error(u.span(), "server.upgrade_sock", msg);
     }
-    path
+    Some(path)
 }
 
 /// The field name of element `i` of a list that may be written as one string: `field[i]`, or

@@ -1,0 +1,142 @@
+//! Operating a running fulcrum as an operator would: the reload state after the file went away
+//! and came back, the graceful upgrade's lines, what is logged at the default level, and the
+//! process metrics.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+fn route_to(b: &Backend) -> String {
+    format!(
+        "[[route]]\nupstream = \"u\"\n{}",
+        upstream("u", &[b.addr], "")
+    )
+}
+
+/// `/status`'s `config.last_load.success`.
+async fn status_success(f: &Fulcrum) -> bool {
+    let body = get(f.admin, "admin", "/status").await.body;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    status["config"]["last_load"]["success"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no last_load.success in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_put_back_as_it_runs_clears_the_failure_without_a_reload() {
+    let b = Backend::start("b").await;
+    let f = Fulcrum::start_logging("info", "", &route_to(&b));
+    let text = std::fs::read_to_string(f.config_path()).unwrap();
+    const OK: &str = "fulcrum_config_reloads_total{result=\"success\"}";
+
+    std::fs::remove_file(f.config_path()).unwrap();
+    f.wait_metric("fulcrum_config_last_reload_success", 0.0)
+        .await;
+    f.wait_for_log(&["cannot read config file"], Duration::from_secs(5))
+        .await;
+    assert!(!status_success(&f).await);
+    let reloads = f.metric(OK).await;
+
+    f.replace(&text);
+    f.wait_metric("fulcrum_config_last_reload_success", 1.0)
+        .await;
+    assert!(status_success(&f).await);
+    f.wait_for_log(
+        &["again matches the running config"],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(f.metric(OK).await, reloads, "counted as a reload");
+    assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+}
+
+/// Starts fulcrum with `log_level` (none: the default) and the access log off, sends one request
+/// to a backend that refuses connections, stops it with SIGTERM, and returns what it logged.
+async fn start_fail_and_stop(log_level: Option<&str>, dead: std::net::SocketAddr) -> String {
+    let level = log_level.map_or(String::new(), |l| format!("log_level = \"{l}\"\n"));
+    let server = format!("{level}access_log = \"off\"\ntrusted_proxies = [\"127.0.0.0/8\"]");
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\nretries = 0\n{}",
+        upstream("u", &[dead], "")
+    );
+    let mut f = Fulcrum::start_logging("", &server, &body);
+    let r = get_with(f.addr, "h.test", "/", &[("x-request-id", "op-42")]).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    f.signal("-TERM");
+    let status = f.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status}");
+    f.log()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_level_logs_fulcrums_lines_not_pingoras() {
+    let dead = dead_addr();
+    let log = start_fail_and_stop(None, dead).await;
+    let pingora: Vec<&str> = log.lines().filter(|l| l.contains(" pingora")).collect();
+    assert!(pingora.is_empty(), "pingora's lines: {pingora:#?}\n{log}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connect to backend failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    let line = failed[0];
+    for part in [
+        " WARN ",
+        "route=",
+        "upstream=u",
+        &format!("backend={dead}"),
+        "request_id=op-42",
+        "error=ConnectRefused",
+    ] {
+        assert!(line.contains(part), "no {part:?} in {line}");
+    }
+    assert!(line.len() < 300, "{} characters: {line}", line.len());
+    assert!(log.contains("fulcrum serving"), "{log}");
+    assert!(log.contains("SIGTERM: shutting down: draining"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_brings_pingoras_lines_back_when_asked() {
+    for level in ["info,pingora=info", "debug"] {
+        let log = start_fail_and_stop(Some(level), dead_addr()).await;
+        assert!(
+            log.lines().any(|l| l.contains(" INFO pingora_core")),
+            "log_level {level:?}:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_cpu_seconds_are_reported_to_the_tick() {
+    let b = Backend::start("b").await;
+    let f = Fulcrum::start("", &route_to(&b));
+    let process = procfs::process::Process::new(f.child.id() as i32).unwrap();
+    let tps = procfs::ticks_per_second() as f64;
+    let cpu = || {
+        let stat = process.stat().unwrap();
+        (stat.utime + stat.stime) as f64 / tps
+    };
+    // Work until /proc says a time well away from a whole second: a figure truncated to whole
+    // seconds is then below it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut conn = Conn::new(f.addr);
+    loop {
+        let s = cpu();
+        if s > 0.1 && (0.1..0.9).contains(&s.fract()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CPU time: {s}");
+        for _ in 0..50 {
+            assert_eq!(conn.get("h.test", "/").await.unwrap().status, 200);
+        }
+    }
+    let before = cpu();
+    let reported = f.metric("process_cpu_seconds_total").await.unwrap();
+    let after = cpu();
+    assert!(
+        before - 1e-9 <= reported && reported <= after + 1e-9,
+        "reported {reported}, /proc said {before} before and {after} after"
+    );
+}
