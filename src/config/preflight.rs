@@ -28,8 +28,7 @@ pub fn preflight(config: &Config, file: &Path) -> Vec<ConfigError> {
         }
     }
     // Only a socket path the file names: the default one's directory is run's to provide.
-    if config.places.0.contains_key("server.upgrade_sock") {
-        let sock = &config.server.upgrade_sock;
+    if let Some(sock) = &config.server.upgrade_sock {
         let dir = sock.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(Err(e)) = dir.map(directory) {
             let dir = dir
