@@ -406,6 +406,11 @@ impl Upstream {
         self.failure_status.contains(status)
     }
 
+    /// Whether passive ejection is on for this upstream.
+    pub fn ejects(&self) -> bool {
+        self.outlier.is_some()
+    }
+
     /// Whether the upstream balances across every backend because too few are in service.
     pub fn in_panic(&self) -> bool {
         self.refresh();
@@ -856,5 +861,120 @@ mod tests {
             .map(|_| u.select(&none, None).unwrap().backend)
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 2, "{picks:?}");
+    }
+
+    // ---- review21a reproductions ----
+
+    fn outlier_config() -> crate::config::OutlierConfig {
+        crate::config::OutlierConfig {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(100),
+            max_ejected_percent: 50,
+            failure_status: StatusSet::EMPTY,
+        }
+    }
+
+    /// A reload that turns passive ejection off ends an ejection at once (the reload owner
+    /// calls `end_ejection` for each backend of an upstream that no longer ejects).
+    #[tokio::test(start_paused = true)]
+    async fn ending_an_ejection_puts_the_backend_back_without_a_trial() {
+        let registry = Registry::default();
+        let (_supervisor, handle) = Supervisor::new();
+        let mut c = config(2, BalanceKind::RoundRobin);
+        c.outlier = Some(outlier_config());
+        let u1 = Upstream::new(&c, &registry, 1, &handle, &Metrics::detached());
+        u1.record(0, Attempt::Connect, None);
+        u1.record(0, Attempt::Connect, None);
+        let health = &u1.backends[0].state.health;
+        assert!(health.is_ejected());
+        c.outlier = None;
+        let u2 = Upstream::new(&c, &registry, 2, &handle, &Metrics::detached());
+        assert!(!u2.ejects());
+        assert!(health.end_ejection());
+        u2.state.bump_epoch();
+        assert!(!health.is_ejected() && !health.on_trial() && health.ejected_until().is_none());
+        assert!(!health.end_ejection(), "nothing left to end");
+        let none = BackendSet::default();
+        let picks: Vec<usize> = (0..6).map(|_| u2.select(&none, None).unwrap().backend).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 3, "{picks:?}");
+    }
+
+    /// Every strategy gives a readmitted backend exactly one trial request at a time.
+    #[tokio::test(start_paused = true)]
+    async fn review_every_strategy_gives_one_trial() {
+        for balance in [
+            BalanceKind::RoundRobin,
+            BalanceKind::LeastConnections,
+            BalanceKind::P2c,
+            BalanceKind::Random,
+            BalanceKind::ConsistentHash,
+        ] {
+            let mut c = config(3, balance);
+            if balance == BalanceKind::ConsistentHash {
+                c.hash_key = Some(HashKey::ClientIp);
+            }
+            c.outlier = Some(outlier_config());
+            let (_supervisor, handle) = Supervisor::new();
+            let u = Upstream::new(&c, &Registry::default(), 1, &handle, &Metrics::detached());
+            u.record(0, Attempt::Connect, None);
+            u.record(0, Attempt::Connect, None);
+            assert!(u.backends[0].state.health.is_ejected());
+            u.backends[0].state.health.readmit(tokio::time::Instant::now());
+            u.state.bump_epoch();
+            let none = BackendSet::default();
+            let mut held = Vec::new();
+            for k in 0..300 {
+                let key = format!("10.0.{}.{}", k / 250, k % 250);
+                let key = (balance == BalanceKind::ConsistentHash).then_some(key.as_bytes());
+                held.push(u.select(&none, key).unwrap());
+            }
+            let zeros = held.iter().filter(|c| c.backend == 0).count();
+            assert_eq!(zeros, 1, "{balance:?}: requests on the trial backend while held");
+        }
+    }
+
+    /// A trial holder from an earlier readmission, dropped after the backend was ejected and
+    /// readmitted again, frees the *new* trial: two trials run at once (the breaker guards its
+    /// probe places with a cycle number; the trial has none).
+    #[tokio::test(start_paused = true)]
+    async fn review_a_stale_trial_release_frees_the_next_trial() {
+        let h = crate::registry::HealthState::default();
+        let (base, now) = (Duration::from_secs(1), tokio::time::Instant::now());
+        h.eject(base, base, now);
+        h.readmit(now);
+        assert!(h.claim_trial()); // T1, still in flight
+        h.eject(base, base, now); // others' failures (panic mode) eject it again
+        h.readmit(now);
+        assert!(h.claim_trial()); // T2
+        h.release_trial(); // T1's Probe dropped unsettled
+        assert!(!h.claim_trial(), "a third request took a trial while T2 holds one");
+    }
+
+    /// A trial request that fails after an active check brought the backend fully back
+    /// ejects it on that one failure.
+    #[tokio::test(start_paused = true)]
+    async fn review_a_trial_outliving_an_active_rise_ejects_on_one_failure() {
+        let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
+        let none = BackendSet::default();
+        let health = &u.backends[0].state.health;
+        u.record(0, Attempt::Connect, None);
+        u.record(0, Attempt::Connect, None);
+        health.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let trial = loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                break c;
+            }
+        };
+        // The active check rises meanwhile (unknown -> up): fully back, trial over.
+        health.on_probe(true, 1, 1);
+        assert!(!health.on_trial());
+        u.record(0, Attempt::Connect, trial.probe);
+        assert!(
+            !health.is_ejected(),
+            "one failure of a stale trial ejected a fully readmitted backend"
+        );
     }
 }

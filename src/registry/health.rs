@@ -250,6 +250,20 @@ impl HealthState {
         time
     }
 
+    /// Ends an ejection, or a trial after one, at once and with no trial: passive ejection was
+    /// turned off. True if the backend was ejected or on trial (its upstream's epoch must move).
+    pub fn end_ejection(&self) -> bool {
+        let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+        let f = self
+            .flags
+            .fetch_and(!(EJECTED | TRIAL | TRIAL_TAKEN), Ordering::AcqRel);
+        if f & EJECTED != 0 {
+            e.returned = Some(Instant::now());
+        }
+        e.until = None;
+        f & (EJECTED | TRIAL) != 0
+    }
+
     /// When the current ejection ends, if the backend is ejected.
     pub fn ejected_until(&self) -> Option<Instant> {
         let e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
