@@ -100,8 +100,10 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 /// `consecutive_gateway_failure` default: a dead backend is out after a handful of requests,
 /// one dropped connection is not enough.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-/// `outlier.failure_status` and `circuit_breaker.failure_status` when absent: Envoy's gateway
-/// failures. An application's own 500s are answers, not a sign the backend is gone.
+/// `outlier.failure_status` (with the `[upstream.NAME.outlier]` table written; without it no
+/// status counts, only connect errors, timeouts and broken responses, as nginx's `max_fails`)
+/// and `circuit_breaker.failure_status` when absent: Envoy's gateway failures. An
+/// application's own 500s are answers, not a sign the backend is gone.
 pub const DEFAULT_FAILURE_STATUS: [u16; 3] = [502, 503, 504];
 /// `outlier.base_ejection` when absent.
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
@@ -466,7 +468,7 @@ pub struct OutlierSection {
     pub max_ejected_percent: Option<Spanned<u32>>,
     /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
     /// `[]` = none (connect errors, timeouts and broken responses always count).
-    /// Default: [`DEFAULT_FAILURE_STATUS`].
+    /// Default: [`DEFAULT_FAILURE_STATUS`] with this table written, `[]` without it.
     pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 

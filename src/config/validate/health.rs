@@ -161,7 +161,10 @@ pub(super) fn failure_status(
 }
 
 /// `[upstream.NAME.outlier]`, also when absent (passive ejection is on by default): `None` for
-/// `enabled = false`.
+/// `enabled = false`. Without the table only connection-level failures count (connect errors,
+/// timeouts, broken responses: nginx's `max_fails`); a written table's `failure_status`
+/// defaults to [`DEFAULT_FAILURE_STATUS`]. With `enabled = false` the other keys are still
+/// checked (an error stays an error), then each written one gets a warning that it is moot.
 pub(super) fn outlier(
     c: &mut Checker,
     upstream: &str,
@@ -170,31 +173,6 @@ pub(super) fn outlier(
     let empty = OutlierSection::default();
     let o = section.unwrap_or(&empty);
     let field = format!("{upstream}.outlier");
-    if o.enabled == Some(false) {
-        let written = [
-            (
-                "consecutive_failures",
-                o.consecutive_failures.as_ref().map(|v| v.span()),
-            ),
-            ("base_ejection", o.base_ejection.as_ref().map(|v| v.span())),
-            ("max_ejection", o.max_ejection.as_ref().map(|v| v.span())),
-            (
-                "max_ejected_percent",
-                o.max_ejected_percent.as_ref().map(|v| v.span()),
-            ),
-            (
-                "failure_status",
-                o.failure_status.as_ref().map(|v| v.span()),
-            ),
-        ];
-        for (key, span) in written {
-            if let Some(span) = span {
-                let msg = format!("{key} has no effect with enabled = false (passive ejection is off); remove it, or remove enabled = false");
-                c.warn(span, format!("{field}.{key}"), msg);
-            }
-        }
-        return None;
-    }
     let base = positive(
         c,
         &o.base_ejection,
@@ -211,7 +189,7 @@ pub(super) fn outlier(
         let msg = format!("max_ejection ({max:?}) is shorter than base_ejection ({base:?}); it caps every ejection, so it must be at least as long");
         c.error(m.span(), format!("{field}.max_ejection"), msg);
     }
-    Some(OutlierConfig {
+    let config = OutlierConfig {
         consecutive_failures: at_least_one(
             c,
             o.consecutive_failures.as_ref(),
@@ -226,8 +204,37 @@ pub(super) fn outlier(
             .map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| {
                 percent(c, p, &format!("{field}.max_ejected_percent"), 100)
             }),
-        failure_status: failure_status(c, o.failure_status.as_ref(), &field),
-    })
+        failure_status: match section {
+            None => StatusSet::EMPTY,
+            Some(_) => failure_status(c, o.failure_status.as_ref(), &field),
+        },
+    };
+    if o.enabled != Some(false) {
+        return Some(config);
+    }
+    let written = [
+        (
+            "consecutive_failures",
+            o.consecutive_failures.as_ref().map(|v| v.span()),
+        ),
+        ("base_ejection", o.base_ejection.as_ref().map(|v| v.span())),
+        ("max_ejection", o.max_ejection.as_ref().map(|v| v.span())),
+        (
+            "max_ejected_percent",
+            o.max_ejected_percent.as_ref().map(|v| v.span()),
+        ),
+        (
+            "failure_status",
+            o.failure_status.as_ref().map(|v| v.span()),
+        ),
+    ];
+    for (key, span) in written {
+        if let Some(span) = span {
+            let msg = format!("{key} has no effect with enabled = false (passive ejection is off); remove it, or remove enabled = false");
+            c.warn(span, format!("{field}.{key}"), msg);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -250,7 +257,12 @@ mod tests {
         let o = outlier("").expect("on without a section");
         assert_eq!(o.consecutive_failures, DEFAULT_CONSECUTIVE_FAILURES);
         assert_eq!(o.base_ejection, DEFAULT_BASE_EJECTION);
-        let gateway = o.failure_status;
+        assert_eq!(
+            o.failure_status,
+            StatusSet::EMPTY,
+            "by default only connection-level failures eject"
+        );
+        let gateway = outlier("[upstream.u.outlier]\n").unwrap().failure_status;
         assert!(gateway.contains(502) && gateway.contains(503) && gateway.contains(504));
         assert!(!gateway.contains(500) && !gateway.contains(501));
         assert_eq!(
@@ -273,6 +285,19 @@ mod tests {
                     && w.contains("no effect with enabled = false")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn enabled_false_still_checks_the_other_keys() {
+        let err = parse(
+            &format!("{POOL}[upstream.u.outlier]\nenabled = false\nfailure_status = [\"5xy\"]\nbase_ejection = \"10s\"\nmax_ejection = \"1s\"\n"),
+            Path::new("t.toml"),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("upstream.u.outlier.failure_status[0]"), "{err}");
+        assert!(err.contains("upstream.u.outlier.max_ejection"), "{err}");
     }
 
     #[test]
