@@ -121,7 +121,7 @@ impl HealthState {
 
     /// Ends a trial that succeeded: the backend is fully back.
     pub fn pass_trial(&self) {
-        self.passive_failures.store(0, Ordering::Relaxed);
+        self.clear_passive_failures();
         self.flags
             .fetch_and(!(TRIAL | TRIAL_TAKEN), Ordering::AcqRel);
     }
@@ -220,10 +220,19 @@ impl HealthState {
     /// Counts a real response: `true` once `threshold` failures have come in a row.
     pub fn on_response(&self, ok: bool, threshold: u32) -> bool {
         if ok {
-            self.passive_failures.store(0, Ordering::Relaxed);
+            self.clear_passive_failures();
             false
         } else {
             self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1 >= threshold
+        }
+    }
+
+    /// Zeroes the consecutive-failure count, writing it only when it is not zero already: every
+    /// success of every upstream comes here (ejection is on by default), and a store on each
+    /// would keep taking the cache line that every pick reads the flags from.
+    fn clear_passive_failures(&self) {
+        if self.passive_failures.load(Ordering::Relaxed) != 0 {
+            self.passive_failures.store(0, Ordering::Relaxed);
         }
     }
 
