@@ -269,6 +269,69 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
+/// `failure_status`: a list of status codes or classes that may also be written as one value:
+/// `failure_status = 502` is `failure_status = [502]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusList {
+    /// One code or class; its place is the enclosing `Spanned`'s.
+    One(toml::Value),
+    /// A list, each element with its place.
+    Many(Vec<Spanned<toml::Value>>),
+}
+
+impl StatusList {
+    /// The values, each with its place (a lone value's is `span`) and its name: `field[i]` in a
+    /// list, `field` alone.
+    pub fn items(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+    ) -> Vec<(Spanned<toml::Value>, String)> {
+        match self {
+            StatusList::One(v) => vec![(Spanned::new(span, v.clone()), field.to_owned())],
+            StatusList::Many(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), format!("{field}[{i}]")))
+                .collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StatusList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code, a class (\"5xx\") or a list of them")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::Integer(n)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::Integer(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::String(s.to_owned())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StatusList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(StatusList::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,7 +477,7 @@ pub struct CircuitBreakerSection {
     /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
     /// `[]` = none (connect errors, timeouts and broken responses always count).
     /// Default: [`DEFAULT_FAILURE_STATUS`].
-    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub failure_status: Option<Spanned<StatusList>>,
 }
 
 /// `[upstream.NAME.health_check]`
@@ -469,7 +532,7 @@ pub struct OutlierSection {
     /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
     /// `[]` = none (connect errors, timeouts and broken responses always count).
     /// Default: [`DEFAULT_FAILURE_STATUS`] with this table written, `[]` without it.
-    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub failure_status: Option<Spanned<StatusList>>,
 }
 
 /// One `{ addr = "...", weight = N }` in `backends`.

@@ -143,7 +143,7 @@ fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Optio
 /// errors, timeouts and broken responses count).
 pub(super) fn failure_status(
     c: &mut Checker,
-    list: Option<&Spanned<Vec<Spanned<toml::Value>>>>,
+    list: Option<&Spanned<StatusList>>,
     field: &str,
 ) -> StatusSet {
     match list {
@@ -151,9 +151,9 @@ pub(super) fn failure_status(
         Some(list) => {
             let matches: Vec<StatusMatch> = list
                 .get_ref()
+                .items(list.span(), &format!("{field}.failure_status"))
                 .iter()
-                .enumerate()
-                .filter_map(|(i, v)| status_match(c, v, &format!("{field}.failure_status[{i}]")))
+                .filter_map(|(v, name)| status_match(c, v, name))
                 .collect();
             StatusSet::of(&matches)
         }
@@ -312,6 +312,8 @@ mod tests {
         let mixed = set("[429, \"5XX\"]");
         assert!(mixed.contains(429) && mixed.contains(500) && !mixed.contains(428));
         assert_eq!(set("[]"), StatusSet::EMPTY);
+        assert_eq!(set("502"), set("[502]"), "one value is a list of one");
+        assert_eq!(set("\"5xx\""), fives);
         let err = parse(
             &format!("{POOL}[upstream.u.circuit_breaker]\nfailure_status = [\"5xy\", 700]\n"),
             Path::new("t.toml"),
