@@ -335,26 +335,31 @@ impl Upstream {
             // Back from an ejection on trial: one request at a time tries it (in panic mode,
             // where every backend takes traffic, the others go there too).
             let state = &self.states[i];
-            let trial = state.health.on_trial() && state.health.claim_trial();
-            let trial_lost =
-                !trial && state.health.on_trial() && !self.view.panic.load(Ordering::Relaxed);
+            let trial = if state.health.on_trial() {
+                state.health.claim_trial()
+            } else {
+                None
+            };
+            let trial_lost = trial.is_none()
+                && state.health.on_trial()
+                && !self.view.panic.load(Ordering::Relaxed);
             let claimed = match &self.breaker {
                 _ if trial_lost => None,
                 None => Some(None),
                 Some(config) => claim(i, config),
             };
-            match claimed {
-                Some(probe) if trial => {
-                    let probe = Some(Probe::with_trial(probe, state));
+            match (claimed, trial) {
+                (Some(probe), Some(cycle)) => {
+                    let probe = Some(Probe::with_trial(probe, state, cycle));
                     return Ok(Choice { backend: i, probe });
                 }
-                Some(probe) => return Ok(Choice { backend: i, probe }),
-                None => {
+                (Some(probe), None) => return Ok(Choice { backend: i, probe }),
+                (None, trial) => {
                     // A breaker refused, or a parallel request took the trial. The pick counted
                     // a request that will not be sent: take it back, or a strategy that tracks
                     // its own load would see this backend busier forever.
-                    if trial {
-                        state.health.release_trial();
+                    if let Some(cycle) = trial {
+                        state.health.release_trial(cycle);
                     }
                     self.balancer.release(i);
                     lost.get_or_insert_with(|| excluded.clone()).insert(i);
@@ -387,12 +392,14 @@ impl Upstream {
     /// `attempt` against its own `failure_status`. `probe` is what the attempt held (a half-open
     /// probe place, a trial after an ejection), settled here.
     pub fn record(&self, i: usize, attempt: Attempt, probe: Option<Probe>) {
-        let (cycle, trial) = probe.map_or((None, false), Probe::settle);
-        match &self.outlier {
-            Some(o) => o.record(&self.states, i, attempt, trial),
+        let (cycle, trial) = probe.map_or((None, None), Probe::settle);
+        match (&self.outlier, trial) {
+            (Some(o), _) => o.record(&self.states, i, attempt, trial),
             // A trial taken under a config that has since turned ejection off.
-            None if trial => self.states[i].health.pass_trial(),
-            None => {}
+            (None, Some(trial)) => {
+                self.states[i].health.pass_trial(trial);
+            }
+            (None, None) => {}
         }
         if let Some(config) = &self.breaker {
             let ok = !attempt.failed(&config.failure_status);
@@ -863,7 +870,7 @@ mod tests {
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 2, "{picks:?}");
     }
 
-    // ---- review21a reproductions ----
+    // ---- review 21a: outlier off by reload, one trial per strategy, stale trials ----
 
     fn outlier_config() -> crate::config::OutlierConfig {
         crate::config::OutlierConfig {
@@ -902,7 +909,7 @@ mod tests {
 
     /// Every strategy gives a readmitted backend exactly one trial request at a time.
     #[tokio::test(start_paused = true)]
-    async fn review_every_strategy_gives_one_trial() {
+    async fn every_strategy_gives_one_trial() {
         for balance in [
             BalanceKind::RoundRobin,
             BalanceKind::LeastConnections,
@@ -938,23 +945,52 @@ mod tests {
     /// readmitted again, frees the *new* trial: two trials run at once (the breaker guards its
     /// probe places with a cycle number; the trial has none).
     #[tokio::test(start_paused = true)]
-    async fn review_a_stale_trial_release_frees_the_next_trial() {
+    async fn a_stale_trial_release_does_not_free_the_next_trial() {
         let h = crate::registry::HealthState::default();
         let (base, now) = (Duration::from_secs(1), tokio::time::Instant::now());
         h.eject(base, base, now);
         h.readmit(now);
-        assert!(h.claim_trial()); // T1, still in flight
+        let t1 = h.claim_trial().expect("T1, still in flight");
         h.eject(base, base, now); // others' failures (panic mode) eject it again
         h.readmit(now);
-        assert!(h.claim_trial()); // T2
-        h.release_trial(); // T1's Probe dropped unsettled
-        assert!(!h.claim_trial(), "a third request took a trial while T2 holds one");
+        let t2 = h.claim_trial().expect("T2");
+        assert_ne!(t1, t2);
+        h.release_trial(t1); // T1's Probe dropped unsettled
+        assert!(h.claim_trial().is_none(), "a third request took a trial while T2 holds one");
+        assert!(!h.pass_trial(t1) && h.on_trial(), "T1's success does not settle T2's trial");
+        h.release_trial(t2);
+        assert!(h.claim_trial().is_some());
+    }
+
+    /// A backend on trial counts toward `max_ejected_percent`: with 2 backends at 50 %, a peer's
+    /// failures meanwhile do not eject it, so a failing trial can still take the trial backend
+    /// out (rather than force it fully back while its healthy peer is out).
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_on_trial_counts_toward_max_ejected_percent() {
+        let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
+        let none = BackendSet::default();
+        let (a, b) = (&u.backends[0].state.health, &u.backends[1].state.health);
+        u.record(0, Attempt::Connect, None);
+        u.record(0, Attempt::Connect, None);
+        a.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let trial = loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                break c;
+            }
+        };
+        u.record(1, Attempt::Connect, None);
+        u.record(1, Attempt::Connect, None);
+        assert!(!b.is_ejected(), "the trial backend counted as out: no room");
+        u.record(0, Attempt::Connect, trial.probe);
+        assert!(a.is_ejected(), "the failed trial ejects it again");
     }
 
     /// A trial request that fails after an active check brought the backend fully back
     /// ejects it on that one failure.
     #[tokio::test(start_paused = true)]
-    async fn review_a_trial_outliving_an_active_rise_ejects_on_one_failure() {
+    async fn a_trial_outliving_an_active_rise_counts_as_a_plain_failure() {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
         let none = BackendSet::default();
         let health = &u.backends[0].state.health;
