@@ -30,7 +30,8 @@ use rustls::pki_types::ServerName;
 #[derive(Debug)]
 pub struct Choice {
     pub backend: usize,
-    /// The half-open probe place the attempt holds, if its backend's breaker is half-open.
+    /// What the attempt holds on its backend: a half-open breaker's probe place, the trial of a
+    /// backend back from an ejection, or both.
     pub probe: Option<Probe>,
 }
 
@@ -903,7 +904,9 @@ mod tests {
         assert!(!health.is_ejected() && !health.on_trial() && health.ejected_until().is_none());
         assert!(!health.end_ejection(), "nothing left to end");
         let none = BackendSet::default();
-        let picks: Vec<usize> = (0..6).map(|_| u2.select(&none, None).unwrap().backend).collect();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| u2.select(&none, None).unwrap().backend)
+            .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 3, "{picks:?}");
     }
 
@@ -927,7 +930,10 @@ mod tests {
             u.record(0, Attempt::Connect, None);
             u.record(0, Attempt::Connect, None);
             assert!(u.backends[0].state.health.is_ejected());
-            u.backends[0].state.health.readmit(tokio::time::Instant::now());
+            u.backends[0]
+                .state
+                .health
+                .readmit(tokio::time::Instant::now());
             u.state.bump_epoch();
             let none = BackendSet::default();
             let mut held = Vec::new();
@@ -937,7 +943,10 @@ mod tests {
                 held.push(u.select(&none, key).unwrap());
             }
             let zeros = held.iter().filter(|c| c.backend == 0).count();
-            assert_eq!(zeros, 1, "{balance:?}: requests on the trial backend while held");
+            assert_eq!(
+                zeros, 1,
+                "{balance:?}: requests on the trial backend while held"
+            );
         }
     }
 
@@ -956,8 +965,14 @@ mod tests {
         let t2 = h.claim_trial().expect("T2");
         assert_ne!(t1, t2);
         h.release_trial(t1); // T1's Probe dropped unsettled
-        assert!(h.claim_trial().is_none(), "a third request took a trial while T2 holds one");
-        assert!(!h.pass_trial(t1) && h.on_trial(), "T1's success does not settle T2's trial");
+        assert!(
+            h.claim_trial().is_none(),
+            "a third request took a trial while T2 holds one"
+        );
+        assert!(
+            !h.pass_trial(t1) && h.on_trial(),
+            "T1's success does not settle T2's trial"
+        );
         h.release_trial(t2);
         assert!(h.claim_trial().is_some());
     }

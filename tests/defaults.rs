@@ -222,8 +222,17 @@ async fn turning_ejection_off_by_reload_readmits_at_once() {
         assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
     }
     let s = status_of(&f, flaky.addr).await;
-    assert_eq!(flaky.hits(), hits + 4, "ejection off, yet {} stays out: {s}", flaky.addr);
-    assert_eq!((&s["ejected"], &s["in_service"]), (&false.into(), &true.into()), "{s}");
+    assert_eq!(
+        flaky.hits(),
+        hits + 4,
+        "ejection off, yet {} stays out: {s}",
+        flaky.addr
+    );
+    assert_eq!(
+        (&s["ejected"], &s["in_service"]),
+        (&false.into(), &true.into()),
+        "{s}"
+    );
 }
 
 /// Issue 21 item 2's trap with a 503 instead of a 500: without an `[upstream.NAME.outlier]`

@@ -266,6 +266,9 @@ mod tests {
             }
         }
         let heavy = states[0].in_flight();
-        assert!(heavy >= 450, "heavy backend holds {heavy} of 600 in flight (unbounded ring: {plain_heavy})");
+        assert!(
+            heavy >= 450,
+            "heavy backend holds {heavy} of 600 in flight (unbounded ring: {plain_heavy})"
+        );
     }
 }

@@ -143,8 +143,7 @@ impl HealthState {
         let passed = self
             .flags
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
-                (f & TRIAL != 0 && f >> CYCLE_SHIFT == cycle)
-                    .then_some(f & !(TRIAL | TRIAL_TAKEN))
+                (f & TRIAL != 0 && f >> CYCLE_SHIFT == cycle).then_some(f & !(TRIAL | TRIAL_TAKEN))
             })
             .is_ok();
         if passed {
@@ -426,7 +425,10 @@ mod tests {
         assert!(h.claim_trial().is_none(), "one request at a time");
         assert!(h.in_service(false) && !h.takes_request(false));
         h.release_trial(c);
-        assert!(h.claim_trial().is_some(), "an unsettled trial is free again");
+        assert!(
+            h.claim_trial().is_some(),
+            "an unsettled trial is free again"
+        );
         h.eject(base, base, now);
         assert!(
             !h.on_trial() && !h.in_service(false) && !h.trial_current(c),

@@ -296,7 +296,10 @@ mod tests {
         .map(|_| ())
         .unwrap_err()
         .to_string();
-        assert!(err.contains("upstream.u.outlier.failure_status[0]"), "{err}");
+        assert!(
+            err.contains("upstream.u.outlier.failure_status[0]"),
+            "{err}"
+        );
         assert!(err.contains("upstream.u.outlier.max_ejection"), "{err}");
     }
 
