@@ -27,29 +27,31 @@ pub struct Probe {
     state: Arc<BackendState>,
     /// The breaker's half-open cycle whose place this is.
     cycle: Option<u32>,
-    /// Whether this attempt holds the backend's trial ([`HealthState::claim_trial`]).
+    /// The readmission cycle of the backend's trial, if this attempt holds it
+    /// ([`HealthState::claim_trial`]).
     ///
     /// [`HealthState::claim_trial`]: crate::registry::health::HealthState::claim_trial
-    trial: bool,
+    trial: Option<u32>,
     reported: bool,
 }
 
 impl Probe {
-    /// Adds the trial of `state`'s backend, which the caller has claimed, to `probe`.
-    pub fn with_trial(probe: Option<Probe>, state: &Arc<BackendState>) -> Probe {
+    /// Adds the trial of `state`'s backend, which the caller has claimed for readmission
+    /// `cycle`, to `probe`.
+    pub fn with_trial(probe: Option<Probe>, state: &Arc<BackendState>, cycle: u32) -> Probe {
         let mut probe = probe.unwrap_or_else(|| Probe {
             state: Arc::clone(state),
             cycle: None,
-            trial: false,
+            trial: None,
             reported: false,
         });
-        probe.trial = true;
+        probe.trial = Some(cycle);
         probe
     }
 
-    /// The outcome is being recorded: the breaker cycle and whether it was the trial, for
+    /// The outcome is being recorded: the breaker cycle and the trial's readmission cycle, for
     /// [`record`] and the outlier detector to settle.
-    pub fn settle(mut self) -> (Option<u32>, bool) {
+    pub fn settle(mut self) -> (Option<u32>, Option<u32>) {
         self.reported = true;
         (self.cycle, self.trial)
     }
@@ -61,8 +63,8 @@ impl Drop for Probe {
             if let Some(cycle) = self.cycle {
                 self.state.breaker.release(cycle);
             }
-            if self.trial {
-                self.state.health.release_trial();
+            if let Some(cycle) = self.trial {
+                self.state.health.release_trial(cycle);
             }
         }
     }
@@ -81,7 +83,7 @@ pub fn claim(state: &Arc<BackendState>, config: &BreakerConfig) -> Option<Option
         Claim::Probe(cycle) => Some(Some(Probe {
             state: Arc::clone(state),
             cycle: Some(cycle),
-            trial: false,
+            trial: None,
             reported: false,
         })),
     }

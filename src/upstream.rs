@@ -30,7 +30,8 @@ use rustls::pki_types::ServerName;
 #[derive(Debug)]
 pub struct Choice {
     pub backend: usize,
-    /// The half-open probe place the attempt holds, if its backend's breaker is half-open.
+    /// What the attempt holds on its backend: a half-open breaker's probe place, the trial of a
+    /// backend back from an ejection, or both.
     pub probe: Option<Probe>,
 }
 
@@ -335,26 +336,31 @@ impl Upstream {
             // Back from an ejection on trial: one request at a time tries it (in panic mode,
             // where every backend takes traffic, the others go there too).
             let state = &self.states[i];
-            let trial = state.health.on_trial() && state.health.claim_trial();
-            let trial_lost =
-                !trial && state.health.on_trial() && !self.view.panic.load(Ordering::Relaxed);
+            let trial = if state.health.on_trial() {
+                state.health.claim_trial()
+            } else {
+                None
+            };
+            let trial_lost = trial.is_none()
+                && state.health.on_trial()
+                && !self.view.panic.load(Ordering::Relaxed);
             let claimed = match &self.breaker {
                 _ if trial_lost => None,
                 None => Some(None),
                 Some(config) => claim(i, config),
             };
-            match claimed {
-                Some(probe) if trial => {
-                    let probe = Some(Probe::with_trial(probe, state));
+            match (claimed, trial) {
+                (Some(probe), Some(cycle)) => {
+                    let probe = Some(Probe::with_trial(probe, state, cycle));
                     return Ok(Choice { backend: i, probe });
                 }
-                Some(probe) => return Ok(Choice { backend: i, probe }),
-                None => {
+                (Some(probe), None) => return Ok(Choice { backend: i, probe }),
+                (None, trial) => {
                     // A breaker refused, or a parallel request took the trial. The pick counted
                     // a request that will not be sent: take it back, or a strategy that tracks
                     // its own load would see this backend busier forever.
-                    if trial {
-                        state.health.release_trial();
+                    if let Some(cycle) = trial {
+                        state.health.release_trial(cycle);
                     }
                     self.balancer.release(i);
                     lost.get_or_insert_with(|| excluded.clone()).insert(i);
@@ -387,12 +393,14 @@ impl Upstream {
     /// `attempt` against its own `failure_status`. `probe` is what the attempt held (a half-open
     /// probe place, a trial after an ejection), settled here.
     pub fn record(&self, i: usize, attempt: Attempt, probe: Option<Probe>) {
-        let (cycle, trial) = probe.map_or((None, false), Probe::settle);
-        match &self.outlier {
-            Some(o) => o.record(&self.states, i, attempt, trial),
+        let (cycle, trial) = probe.map_or((None, None), Probe::settle);
+        match (&self.outlier, trial) {
+            (Some(o), _) => o.record(&self.states, i, attempt, trial),
             // A trial taken under a config that has since turned ejection off.
-            None if trial => self.states[i].health.pass_trial(),
-            None => {}
+            (None, Some(trial)) => {
+                self.states[i].health.pass_trial(trial);
+            }
+            (None, None) => {}
         }
         if let Some(config) = &self.breaker {
             let ok = !attempt.failed(&config.failure_status);
@@ -404,6 +412,11 @@ impl Upstream {
     /// so that it is recorded at once, at its header. One bit test.
     pub fn fails_on(&self, status: u16) -> bool {
         self.failure_status.contains(status)
+    }
+
+    /// Whether passive ejection is on for this upstream.
+    pub fn ejects(&self) -> bool {
+        self.outlier.is_some()
     }
 
     /// Whether the upstream balances across every backend because too few are in service.
@@ -856,5 +869,163 @@ mod tests {
             .map(|_| u.select(&none, None).unwrap().backend)
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 2, "{picks:?}");
+    }
+
+    // ---- review 21a: outlier off by reload, one trial per strategy, stale trials ----
+
+    fn outlier_config() -> crate::config::OutlierConfig {
+        crate::config::OutlierConfig {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(100),
+            max_ejected_percent: 50,
+            failure_status: StatusSet::EMPTY,
+        }
+    }
+
+    /// A reload that turns passive ejection off ends an ejection at once (the reload owner
+    /// calls `end_ejection` for each backend of an upstream that no longer ejects).
+    #[tokio::test(start_paused = true)]
+    async fn ending_an_ejection_puts_the_backend_back_without_a_trial() {
+        let registry = Registry::default();
+        let (_supervisor, handle) = Supervisor::new();
+        let mut c = config(2, BalanceKind::RoundRobin);
+        c.outlier = Some(outlier_config());
+        let u1 = Upstream::new(&c, &registry, 1, &handle, &Metrics::detached());
+        u1.record(0, Attempt::Connect, None);
+        u1.record(0, Attempt::Connect, None);
+        let health = &u1.backends[0].state.health;
+        assert!(health.is_ejected());
+        c.outlier = None;
+        let u2 = Upstream::new(&c, &registry, 2, &handle, &Metrics::detached());
+        assert!(!u2.ejects());
+        assert!(health.end_ejection());
+        u2.state.bump_epoch();
+        assert!(!health.is_ejected() && !health.on_trial() && health.ejected_until().is_none());
+        assert!(!health.end_ejection(), "nothing left to end");
+        let none = BackendSet::default();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| u2.select(&none, None).unwrap().backend)
+            .collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 3, "{picks:?}");
+    }
+
+    /// Every strategy gives a readmitted backend exactly one trial request at a time.
+    #[tokio::test(start_paused = true)]
+    async fn every_strategy_gives_one_trial() {
+        for balance in [
+            BalanceKind::RoundRobin,
+            BalanceKind::LeastConnections,
+            BalanceKind::P2c,
+            BalanceKind::Random,
+            BalanceKind::ConsistentHash,
+        ] {
+            let mut c = config(3, balance);
+            if balance == BalanceKind::ConsistentHash {
+                c.hash_key = Some(HashKey::ClientIp);
+            }
+            c.outlier = Some(outlier_config());
+            let (_supervisor, handle) = Supervisor::new();
+            let u = Upstream::new(&c, &Registry::default(), 1, &handle, &Metrics::detached());
+            u.record(0, Attempt::Connect, None);
+            u.record(0, Attempt::Connect, None);
+            assert!(u.backends[0].state.health.is_ejected());
+            u.backends[0]
+                .state
+                .health
+                .readmit(tokio::time::Instant::now());
+            u.state.bump_epoch();
+            let none = BackendSet::default();
+            let mut held = Vec::new();
+            for k in 0..300 {
+                let key = format!("10.0.{}.{}", k / 250, k % 250);
+                let key = (balance == BalanceKind::ConsistentHash).then_some(key.as_bytes());
+                held.push(u.select(&none, key).unwrap());
+            }
+            let zeros = held.iter().filter(|c| c.backend == 0).count();
+            assert_eq!(
+                zeros, 1,
+                "{balance:?}: requests on the trial backend while held"
+            );
+        }
+    }
+
+    /// A trial holder from an earlier readmission, dropped after the backend was ejected and
+    /// readmitted again, frees the *new* trial: two trials run at once (the breaker guards its
+    /// probe places with a cycle number; the trial has none).
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_trial_release_does_not_free_the_next_trial() {
+        let h = crate::registry::HealthState::default();
+        let (base, now) = (Duration::from_secs(1), tokio::time::Instant::now());
+        h.eject(base, base, now);
+        h.readmit(now);
+        let t1 = h.claim_trial().expect("T1, still in flight");
+        h.eject(base, base, now); // others' failures (panic mode) eject it again
+        h.readmit(now);
+        let t2 = h.claim_trial().expect("T2");
+        assert_ne!(t1, t2);
+        h.release_trial(t1); // T1's Probe dropped unsettled
+        assert!(
+            h.claim_trial().is_none(),
+            "a third request took a trial while T2 holds one"
+        );
+        assert!(
+            !h.pass_trial(t1) && h.on_trial(),
+            "T1's success does not settle T2's trial"
+        );
+        h.release_trial(t2);
+        assert!(h.claim_trial().is_some());
+    }
+
+    /// A backend on trial counts toward `max_ejected_percent`: with 2 backends at 50 %, a peer's
+    /// failures meanwhile do not eject it, so a failing trial can still take the trial backend
+    /// out (rather than force it fully back while its healthy peer is out).
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_on_trial_counts_toward_max_ejected_percent() {
+        let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
+        let none = BackendSet::default();
+        let (a, b) = (&u.backends[0].state.health, &u.backends[1].state.health);
+        u.record(0, Attempt::Connect, None);
+        u.record(0, Attempt::Connect, None);
+        a.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let trial = loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                break c;
+            }
+        };
+        u.record(1, Attempt::Connect, None);
+        u.record(1, Attempt::Connect, None);
+        assert!(!b.is_ejected(), "the trial backend counted as out: no room");
+        u.record(0, Attempt::Connect, trial.probe);
+        assert!(a.is_ejected(), "the failed trial ejects it again");
+    }
+
+    /// A trial request that fails after an active check brought the backend fully back
+    /// ejects it on that one failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_outliving_an_active_rise_counts_as_a_plain_failure() {
+        let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
+        let none = BackendSet::default();
+        let health = &u.backends[0].state.health;
+        u.record(0, Attempt::Connect, None);
+        u.record(0, Attempt::Connect, None);
+        health.readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let trial = loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                break c;
+            }
+        };
+        // The active check rises meanwhile (unknown -> up): fully back, trial over.
+        health.on_probe(true, 1, 1);
+        assert!(!health.on_trial());
+        u.record(0, Attempt::Connect, trial.probe);
+        assert!(
+            !health.is_ejected(),
+            "one failure of a stale trial ejected a fully readmitted backend"
+        );
     }
 }

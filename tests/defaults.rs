@@ -196,3 +196,71 @@ async fn passive_ejection_can_be_turned_off() {
         "{s}"
     );
 }
+
+/// A reload that turns passive ejection off puts an ejected backend back at once, not at its
+/// scheduled readmission (and with no trial).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_ejection_off_by_reload_readmits_at_once() {
+    let (flaky, good) = (Backend::start("flaky").await, Backend::start("good").await);
+    flaky.set_status(502);
+    let on = "[upstream.u.outlier]\nconsecutive_failures = 2\nbase_ejection = \"60s\"\n";
+    let f = Fulcrum::start_logging("info", "", &pool(&[flaky.addr, good.addr], "", on));
+    for _ in 0..20 {
+        get(f.addr, "h.test", "/").await;
+        if status_of(&f, flaky.addr).await["ejected"] == true {
+            break;
+        }
+    }
+    assert_eq!(status_of(&f, flaky.addr).await["ejected"], true);
+    flaky.set_status(200);
+    let off = "[upstream.u.outlier]\nenabled = false\n";
+    f.rewrite(&pool(&[flaky.addr, good.addr], "", off));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(3))
+        .await;
+    let hits = flaky.hits();
+    for _ in 0..8 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    }
+    let s = status_of(&f, flaky.addr).await;
+    assert_eq!(
+        flaky.hits(),
+        hits + 4,
+        "ejection off, yet {} stays out: {s}",
+        flaky.addr
+    );
+    assert_eq!(
+        (&s["ejected"], &s["in_service"]),
+        (&false.into(), &true.into()),
+        "{s}"
+    );
+}
+
+/// Issue 21 item 2's trap with a 503 instead of a 500: without an `[upstream.NAME.outlier]`
+/// table only connection-level failures eject, so one endpoint's 503s take no backend out.
+/// Written, the table counts 502, 503 and 504 by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_503s_eject_only_with_an_outlier_table() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let f = Fulcrum::start_logging("info", "", &pool(&[a.addr, b.addr], "", ""));
+    for _ in 0..12 {
+        assert_eq!(get(f.addr, "h.test", "/status/503").await.status, 503);
+    }
+    let (sa, sb) = (status_of(&f, a.addr).await, status_of(&f, b.addr).await);
+    assert!(
+        sa["ejected"] == false && sb["ejected"] == false,
+        "an endpoint's 503s ejected a backend by default:\n{sa}\n{sb}"
+    );
+
+    let table = "[upstream.u.outlier]\nconsecutive_failures = 2\n";
+    f.rewrite(&pool(&[a.addr, b.addr], "", table));
+    f.wait_for_log(&["(generation 2)"], Duration::from_secs(3))
+        .await;
+    for _ in 0..4 {
+        assert_eq!(get(f.addr, "h.test", "/status/503").await.status, 503);
+    }
+    let (sa, sb) = (status_of(&f, a.addr).await, status_of(&f, b.addr).await);
+    assert!(
+        sa["ejected"] == true || sb["ejected"] == true,
+        "a written outlier table counts 503:\n{sa}\n{sb}"
+    );
+}

@@ -126,6 +126,7 @@ fn upstream(u: &Upstream) -> Value {
                 "in_service": u.in_service(i),
                 "last_check": last_check,
                 "ejected": health.is_ejected(),
+                "trial": health.on_trial(),
                 "ejected_for_seconds": ejected_for,
                 "breaker": match u.circuit(i) {
                     Circuit::Closed => "closed",

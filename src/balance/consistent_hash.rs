@@ -4,10 +4,12 @@
 //! round-robin by weight ([`turns`]).
 //!
 //! With `hash_balance_factor = c`, this is consistent hashing with bounded loads (Mirrokni et
-//! al.): no backend takes a request while it has `c × average` in-flight requests or more; the
-//! key walks on clockwise to the first backend under the bound. The bound is
-//! `ceil(c × (in-flight of the upstream + 1) / available backends)`, so some available backend
-//! is always under it; should concurrent picks race past it, the least-loaded one wins.
+//! al.), weighted: no backend takes a request while it has `c ×` its weight's share of the
+//! in-flight requests or more; the key walks on clockwise to the first backend under the bound.
+//! Backend `i`'s bound is `ceil(c × (in-flight of the upstream + 1) × w_i / W)`, where `W` is
+//! the pool's total weight scaled to the backends available (`Σw × available / backends`), so
+//! with equal weights it is `c ×` the average and some available backend is always under it;
+//! should concurrent picks race past it, the least-loaded one wins.
 
 use std::sync::Arc;
 
@@ -21,13 +23,23 @@ pub struct ConsistentHash {
     fallback: Box<dyn Balancer>,
     /// (factor, per-backend state) when loads are bounded.
     bound: Option<(f64, Vec<Arc<BackendState>>)>,
+    /// Each backend's weight × backends / total weight (1 for all with equal weights), computed
+    /// once: its bound is this many times the unweighted one.
+    shares: Vec<f64>,
     len: usize,
 }
 
 impl ConsistentHash {
     pub fn new(ring: Ring, bound: Option<(f64, Vec<Arc<BackendState>>)>) -> ConsistentHash {
         let len = ring.backends();
+        let total: f64 = ring.weights().iter().map(|&w| f64::from(w)).sum();
+        let shares = ring
+            .weights()
+            .iter()
+            .map(|&w| f64::from(w) * len as f64 / total.max(1.0))
+            .collect();
         ConsistentHash {
+            shares,
             fallback: turns(ring.weights()),
             ring,
             bound,
@@ -35,12 +47,17 @@ impl ConsistentHash {
         }
     }
 
-    /// Most in-flight requests a backend may already have and still take this one: the
-    /// average is over the backends health considers available.
-    fn limit(&self, factor: f64, states: &[Arc<BackendState>], available: usize) -> u64 {
+    /// `c ×` the average in-flight requests over the backends health considers available: a
+    /// backend of weight share `s` may already have `ceil(s × this) - 1` and still take one more.
+    fn bound(&self, factor: f64, states: &[Arc<BackendState>], available: usize) -> f64 {
         let total = states.first().map_or(0, |s| s.upstream_in_flight());
-        let average = (total + 1) as f64 / available.clamp(1, self.len.max(1)) as f64;
-        ((factor * average).ceil() as u64).saturating_sub(1)
+        factor * (total + 1) as f64 / available.clamp(1, self.len.max(1)) as f64
+    }
+
+    /// Most in-flight requests backend `i` may already have and still take this one, under
+    /// `bound` ([`ConsistentHash::bound`]).
+    fn limit(&self, bound: f64, i: usize) -> u64 {
+        ((bound * self.shares[i]).ceil() as u64).saturating_sub(1)
     }
 }
 
@@ -53,7 +70,7 @@ impl Balancer for ConsistentHash {
         let limit = self
             .bound
             .as_ref()
-            .map(|(f, s)| (self.limit(*f, s, pick.available), s));
+            .map(|(f, s)| (self.bound(*f, s, pick.available), s));
         // (in-flight, backend): the least-loaded eligible backend found over the bound.
         let mut lightest: Option<(u64, usize)> = None;
         let mut take = |i: usize| {
@@ -61,7 +78,7 @@ impl Balancer for ConsistentHash {
                 return false;
             }
             match limit {
-                Some((max, states)) if states[i].in_flight() > max => {
+                Some((bound, states)) if states[i].in_flight() > self.limit(bound, i) => {
                     let load = states[i].in_flight();
                     if lightest.is_none_or(|(l, _)| load < l) {
                         lightest = Some((load, i));
@@ -226,5 +243,32 @@ mod tests {
                 "key {k}: plain {p}, bounded {q}, hot {hot}"
             );
         }
+    }
+
+    /// Under bounded loads, weights 5:1 give about 5/6 of keyed traffic to the heavy backend
+    /// (an unweighted bound held it at 375 of 600).
+    #[test]
+    fn bounded_load_honours_weight() {
+        let list = vec![
+            (SocketAddr::from(([10, 0, 0, 2], 9000)), 5),
+            (SocketAddr::from(([10, 0, 0, 2], 9001)), 1),
+        ];
+        let states = states(2);
+        let b = ConsistentHash::new(Ring::new(&list), Some((1.25, states.clone())));
+        let plain = ConsistentHash::new(Ring::new(&list), None);
+        let mut plain_heavy = 0;
+        for k in 0..600 {
+            let key = format!("user-{k}");
+            let i = pick_key(&b, &key, &all).unwrap();
+            states[i].start();
+            if pick_key(&plain, &key, &all) == Some(0) {
+                plain_heavy += 1;
+            }
+        }
+        let heavy = states[0].in_flight();
+        assert!(
+            heavy >= 450,
+            "heavy backend holds {heavy} of 600 in flight (unbounded ring: {plain_heavy})"
+        );
     }
 }

@@ -107,15 +107,15 @@ const FORMS: &[(&str, &str, &str)] = &[
     ("upstream.*.health_check.healthy_threshold", "a whole number of probes", "healthy_threshold = 2"),
     ("upstream.*.health_check.unhealthy_threshold", "a whole number of probes", "unhealthy_threshold = 3"),
     // [upstream.NAME.outlier]
-    ("upstream.*.outlier.enabled", "true or false", "enabled = false"),
+    ("upstream.*.outlier.enabled", "true or false (passive ejection, on by default)", "enabled = false"),
     ("upstream.*.outlier.consecutive_failures", "a whole number of failures", "consecutive_failures = 5"),
-    ("upstream.*.outlier.failure_status", "a list of status codes or classes", "failure_status = [502, 503, 504]"),
+    ("upstream.*.outlier.failure_status", "a status code or a class in quotes, or a list of them", "failure_status = [502, 503, 504] or failure_status = [\"5xx\"]"),
     ("upstream.*.outlier.base_ejection", "a duration in quotes", "base_ejection = \"30s\""),
     ("upstream.*.outlier.max_ejection", "a duration in quotes", "max_ejection = \"300s\""),
     ("upstream.*.outlier.max_ejected_percent", "a whole number of percent, 0 to 100", "max_ejected_percent = 50"),
     // [upstream.NAME.circuit_breaker]
     ("upstream.*.circuit_breaker.consecutive_failures", "a whole number of failures", "consecutive_failures = 5"),
-    ("upstream.*.circuit_breaker.failure_status", "a list of status codes or classes", "failure_status = [502, 503, 504]"),
+    ("upstream.*.circuit_breaker.failure_status", "a status code or a class in quotes, or a list of them", "failure_status = [502, 503, 504] or failure_status = [\"5xx\"]"),
     ("upstream.*.circuit_breaker.enabled", "true or false", "enabled = false"),
     ("upstream.*.circuit_breaker.failure_rate", "a share above 0 and at most 1", "failure_rate = 0.5"),
     ("upstream.*.circuit_breaker.min_requests", "a whole number of requests", "min_requests = 20"),

@@ -98,8 +98,10 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 /// `consecutive_gateway_failure` default: a dead backend is out after a handful of requests,
 /// one dropped connection is not enough.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-/// `outlier.failure_status` and `circuit_breaker.failure_status` when absent: Envoy's gateway
-/// failures. An application's own 500s are answers, not a sign the backend is gone.
+/// `outlier.failure_status` (with the `[upstream.NAME.outlier]` table written; without it no
+/// status counts, only connect errors, timeouts and broken responses, as nginx's `max_fails`)
+/// and `circuit_breaker.failure_status` when absent: Envoy's gateway failures. An
+/// application's own 500s are answers, not a sign the backend is gone.
 pub const DEFAULT_FAILURE_STATUS: [u16; 3] = [502, 503, 504];
 /// `outlier.base_ejection` when absent.
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
@@ -269,6 +271,69 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
+/// `failure_status`: a list of status codes or classes that may also be written as one value:
+/// `failure_status = 502` is `failure_status = [502]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusList {
+    /// One code or class; its place is the enclosing `Spanned`'s.
+    One(toml::Value),
+    /// A list, each element with its place.
+    Many(Vec<Spanned<toml::Value>>),
+}
+
+impl StatusList {
+    /// The values, each with its place (a lone value's is `span`) and its name: `field[i]` in a
+    /// list, `field` alone.
+    pub fn items(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+    ) -> Vec<(Spanned<toml::Value>, String)> {
+        match self {
+            StatusList::One(v) => vec![(Spanned::new(span, v.clone()), field.to_owned())],
+            StatusList::Many(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), format!("{field}[{i}]")))
+                .collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StatusList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code, a class (\"5xx\") or a list of them")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::Integer(n)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::Integer(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StatusList, E> {
+                Ok(StatusList::One(toml::Value::String(s.to_owned())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StatusList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(StatusList::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[[server.tls]]`: one TLS listener and the certificates it chooses from by SNI.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,7 +479,7 @@ pub struct CircuitBreakerSection {
     /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
     /// `[]` = none (connect errors, timeouts and broken responses always count).
     /// Default: [`DEFAULT_FAILURE_STATUS`].
-    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub failure_status: Option<Spanned<StatusList>>,
 }
 
 /// `[upstream.NAME.health_check]`
@@ -468,8 +533,8 @@ pub struct OutlierSection {
     pub max_ejected_percent: Option<Spanned<u32>>,
     /// Backend response statuses that count as failures: codes (100..=599) or classes ("5xx");
     /// `[]` = none (connect errors, timeouts and broken responses always count).
-    /// Default: [`DEFAULT_FAILURE_STATUS`].
-    pub failure_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    /// Default: [`DEFAULT_FAILURE_STATUS`] with this table written, `[]` without it.
+    pub failure_status: Option<Spanned<StatusList>>,
 }
 
 /// One `{ addr = "...", weight = N }` in `backends`.

@@ -28,14 +28,27 @@ impl Outlier {
     }
 
     /// Records the outcome of a real request on `members[i]` (`members` is the upstream's pool
-    /// in the requesting snapshot) and ejects the backend when the rules say so; `trial` says
-    /// the request held the backend's trial after an ejection, which it settles.
-    pub fn record(&self, members: &[Arc<BackendState>], i: usize, attempt: Attempt, trial: bool) {
+    /// in the requesting snapshot) and ejects the backend when the rules say so; `trial` is the
+    /// readmission cycle of the backend's trial if the request held it, which it settles. A
+    /// stale trial (an ejection, a readmission or an active check ended it since) counts as a
+    /// plain outcome.
+    pub fn record(
+        &self,
+        members: &[Arc<BackendState>],
+        i: usize,
+        attempt: Attempt,
+        trial: Option<u32>,
+    ) {
         let o = &self.config;
         let state = &members[i];
         let ok = !attempt.failed(&o.failure_status);
-        if trial && ok {
-            state.health.pass_trial();
+        let cycle = trial.filter(|&c| state.health.trial_current(c));
+        let trial = cycle.is_some();
+        if let (Some(cycle), true) = (cycle, ok) {
+            if state.health.pass_trial(cycle) {
+                let upstream = state.upstream();
+                tracing::info!(upstream = %upstream.name(), backend = %state.addr(), "backend back in rotation after its trial");
+            }
             return;
         }
         if !trial && !state.health.on_response(ok, o.consecutive_failures)
@@ -48,12 +61,18 @@ impl Outlier {
         if state.health.is_ejected() {
             return;
         }
-        let ejected = members.iter().filter(|m| m.health.is_ejected()).count();
+        // A backend on trial counts as out: its trial may fail at any moment, and it must not
+        // then be forced fully back for want of room while a healthy peer is ejected.
+        let ejected = members
+            .iter()
+            .enumerate()
+            .filter(|&(j, m)| m.health.is_ejected() || (j != i && m.health.on_trial()))
+            .count();
         let backend = state.addr();
         if (ejected + 1) * 100 > o.max_ejected_percent as usize * members.len() {
             tracing::debug!(upstream = %upstream.name(), %backend, ejected, "not ejecting: max_ejected_percent reached");
-            if trial {
-                state.health.pass_trial();
+            if let Some(cycle) = cycle {
+                state.health.pass_trial(cycle);
             }
             return;
         }

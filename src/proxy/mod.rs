@@ -79,7 +79,8 @@ pub struct RequestCtx {
     failed: BackendSet,
     /// The current attempt's claim on its backend (in-flight count).
     lease: Option<Lease>,
-    /// The current attempt's half-open probe place, if its backend's breaker is half-open.
+    /// What the current attempt holds on its backend until its outcome is known: a half-open
+    /// breaker's probe place, the trial of a backend back from an ejection, or both.
     probe: Option<Probe>,
     /// When the current attempt picked its backend, until its response header arrives.
     attempt_started: Option<Instant>,
@@ -679,9 +680,10 @@ impl ProxyHttp for Proxy {
     }
 
     /// Refuses a status outside 100–599 (502), drops hop-by-hop headers and tells passive health
-    /// and the breaker how the backend did: a 5xx is a failure at once, an accepted upgrade
-    /// (101) a success; any other response is judged when it ends (in `logging`), so that one
-    /// cut short counts as the failure it is.
+    /// and the breaker how the backend did: a status in either judge's `failure_status` is a
+    /// failure at once; a half-open probe or a trial is settled at the header whatever its
+    /// status; an accepted upgrade (101) is a success; any other response is judged when it
+    /// ends (in `logging`), so that one cut short counts as the failure it is.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,

@@ -204,7 +204,8 @@ impl BreakerState {
             });
     }
 
-    /// Records how a request went (`ok` = no connect error, timeout or 5xx). `probe` is the
+    /// Records how a request went (`ok` = no connect error, timeout, broken response or status
+    /// of the breaker's `failure_status`). `probe` is the
     /// cycle of the probe place the request claimed, if it claimed one.
     pub fn record(
         &self,

@@ -5,7 +5,7 @@
 //! snapshot asks [`HealthState::in_service`] with its own answer, so a reload that adds or
 //! removes a check changes nothing here.
 
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -20,21 +20,26 @@ pub struct LastProbe {
 }
 
 /// No active check has answered yet (every backend starts so).
-const UNKNOWN: u8 = 1;
+const UNKNOWN: u32 = 1;
 /// Active check says unhealthy.
-const DOWN: u8 = 2;
+const DOWN: u32 = 2;
 /// Passively ejected.
-const EJECTED: u8 = 4;
+const EJECTED: u32 = 4;
 /// Back from an ejection on trial: one request may try it ([`HealthState::claim_trial`]); its
 /// success ends the trial, its failure ejects the backend again at once.
-const TRIAL: u8 = 8;
+const TRIAL: u32 = 8;
 /// The trial request is under way: no other request goes there meanwhile.
-const TRIAL_TAKEN: u8 = 16;
+const TRIAL_TAKEN: u32 = 16;
+
+/// The state bits of the flags word; above them, the readmission cycle (bumped by each
+/// [`HealthState::readmit`]), which names a trial so that a stale one's outcome is ignored.
+const STATE: u32 = 0xff;
+const CYCLE_SHIFT: u32 = 8;
 
 /// Whether flags `f` say in service, under a config that does (`checked`) or does not actively
 /// check the backend. A trial does not matter here.
-fn serving(f: u8, checked: bool) -> bool {
-    let f = f & !(TRIAL | TRIAL_TAKEN);
+fn serving(f: u32, checked: bool) -> bool {
+    let f = f & STATE & !(TRIAL | TRIAL_TAKEN);
     if checked {
         f == 0
     } else {
@@ -62,7 +67,7 @@ struct Ejections {
 
 #[derive(Debug)]
 pub struct HealthState {
-    flags: AtomicU8,
+    flags: AtomicU32,
     successes: AtomicU32,
     failures: AtomicU32,
     passive_failures: AtomicU32,
@@ -73,7 +78,7 @@ pub struct HealthState {
 impl Default for HealthState {
     fn default() -> Self {
         HealthState {
-            flags: AtomicU8::new(UNKNOWN),
+            flags: AtomicU32::new(UNKNOWN),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             passive_failures: AtomicU32::new(0),
@@ -104,26 +109,47 @@ impl HealthState {
         self.flags.load(Ordering::Relaxed) & TRIAL != 0
     }
 
-    /// Takes the trial for one request: false if the backend is not on trial or another request
-    /// has it.
-    pub fn claim_trial(&self) -> bool {
+    /// Takes the trial for one request and returns its readmission cycle: `None` if the
+    /// backend is not on trial or another request has it.
+    pub fn claim_trial(&self) -> Option<u32> {
         self.flags
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
                 (f & (TRIAL | TRIAL_TAKEN) == TRIAL).then_some(f | TRIAL_TAKEN)
             })
-            .is_ok()
+            .ok()
+            .map(|f| f >> CYCLE_SHIFT)
     }
 
-    /// Gives a taken trial back unsettled (its request ended without an outcome).
-    pub fn release_trial(&self) {
-        self.flags.fetch_and(!TRIAL_TAKEN, Ordering::AcqRel);
+    /// Whether the trial of readmission `cycle` is still going (not settled, not ended by an
+    /// ejection or an active check, not an earlier readmission's).
+    pub fn trial_current(&self, cycle: u32) -> bool {
+        let f = self.flags.load(Ordering::Relaxed);
+        f & TRIAL != 0 && f >> CYCLE_SHIFT == cycle
     }
 
-    /// Ends a trial that succeeded: the backend is fully back.
-    pub fn pass_trial(&self) {
-        self.passive_failures.store(0, Ordering::Relaxed);
-        self.flags
-            .fetch_and(!(TRIAL | TRIAL_TAKEN), Ordering::AcqRel);
+    /// Gives the taken trial of readmission `cycle` back unsettled (its request ended without
+    /// an outcome); a stale cycle's is ignored, so it cannot free a later trial.
+    pub fn release_trial(&self, cycle: u32) {
+        let _ = self
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
+                (f & TRIAL_TAKEN != 0 && f >> CYCLE_SHIFT == cycle).then_some(f & !TRIAL_TAKEN)
+            });
+    }
+
+    /// Ends the trial of readmission `cycle`, which succeeded: the backend is fully back. False
+    /// (and nothing done) if that trial is over already.
+    pub fn pass_trial(&self, cycle: u32) -> bool {
+        let passed = self
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
+                (f & TRIAL != 0 && f >> CYCLE_SHIFT == cycle).then_some(f & !(TRIAL | TRIAL_TAKEN))
+            })
+            .is_ok();
+        if passed {
+            self.clear_passive_failures();
+        }
+        passed
     }
 
     /// "healthy", "unhealthy", "unknown" or "ejected", for logs and status.
@@ -220,10 +246,19 @@ impl HealthState {
     /// Counts a real response: `true` once `threshold` failures have come in a row.
     pub fn on_response(&self, ok: bool, threshold: u32) -> bool {
         if ok {
-            self.passive_failures.store(0, Ordering::Relaxed);
+            self.clear_passive_failures();
             false
         } else {
             self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1 >= threshold
+        }
+    }
+
+    /// Zeroes the consecutive-failure count, writing it only when it is not zero already: every
+    /// success of every upstream comes here (ejection is on by default), and a store on each
+    /// would keep taking the cache line that every pick reads the flags from.
+    fn clear_passive_failures(&self) {
+        if self.passive_failures.load(Ordering::Relaxed) != 0 {
+            self.passive_failures.store(0, Ordering::Relaxed);
         }
     }
 
@@ -250,6 +285,20 @@ impl HealthState {
         time
     }
 
+    /// Ends an ejection, or a trial after one, at once and with no trial: passive ejection was
+    /// turned off. True if the backend was ejected or on trial (its upstream's epoch must move).
+    pub fn end_ejection(&self) -> bool {
+        let mut e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
+        let f = self
+            .flags
+            .fetch_and(!(EJECTED | TRIAL | TRIAL_TAKEN), Ordering::AcqRel);
+        if f & EJECTED != 0 {
+            e.returned = Some(Instant::now());
+        }
+        e.until = None;
+        f & (EJECTED | TRIAL) != 0
+    }
+
     /// When the current ejection ends, if the backend is ejected.
     pub fn ejected_until(&self) -> Option<Instant> {
         let e = self.ejections.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,8 +312,11 @@ impl HealthState {
         e.returned = Some(now);
         e.until = None;
         self.passive_failures.store(0, Ordering::Relaxed);
-        self.flags.fetch_or(TRIAL, Ordering::Relaxed);
-        self.flags.fetch_and(!EJECTED, Ordering::Relaxed);
+        let _ = self
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |f| {
+                Some((f.wrapping_add(1 << CYCLE_SHIFT) | TRIAL) & !EJECTED)
+            });
     }
 }
 
@@ -365,23 +417,28 @@ mod tests {
         let h = HealthState::default();
         let (base, now) = (Duration::from_secs(1), Instant::now());
         h.eject(base, base, now);
-        assert!(!h.claim_trial(), "no trial while ejected");
+        assert!(h.claim_trial().is_none(), "no trial while ejected");
         h.readmit(now);
         assert!(h.on_trial() && h.in_service(false) && h.takes_request(false));
-        assert!(h.claim_trial());
-        assert!(!h.claim_trial(), "one request at a time");
+        let c = h.claim_trial().expect("a trial");
+        assert!(h.trial_current(c));
+        assert!(h.claim_trial().is_none(), "one request at a time");
         assert!(h.in_service(false) && !h.takes_request(false));
-        h.release_trial();
-        assert!(h.claim_trial(), "an unsettled trial is free again");
+        h.release_trial(c);
+        assert!(
+            h.claim_trial().is_some(),
+            "an unsettled trial is free again"
+        );
         h.eject(base, base, now);
         assert!(
-            !h.on_trial() && !h.in_service(false),
+            !h.on_trial() && !h.in_service(false) && !h.trial_current(c),
             "a failed trial ejects again"
         );
         h.readmit(now);
-        assert!(h.claim_trial());
-        h.pass_trial();
-        assert!(!h.on_trial() && h.takes_request(false) && !h.claim_trial());
+        let c = h.claim_trial().expect("a new trial");
+        assert!(h.pass_trial(c));
+        assert!(!h.on_trial() && h.takes_request(false) && h.claim_trial().is_none());
+        assert!(!h.pass_trial(c), "settled once");
     }
 
     #[tokio::test(start_paused = true)]

@@ -385,6 +385,7 @@ impl Runtime {
         self.snapshot.store(Arc::new(snapshot));
         self.published(&mut applied, generation, Some(&old));
         forget_dropped_checks(&old, &self.snapshot.load());
+        end_dropped_ejections(&self.snapshot.load());
 
         for w in &config.warnings {
             tracing::warn!("{w}");
@@ -542,6 +543,19 @@ fn forget_dropped_checks(old: &Snapshot, new: &Snapshot) {
         if !checked.contains(&Arc::as_ptr(&t.state)) {
             t.state.health.forget_probes();
             t.state.upstream().bump_epoch();
+        }
+    }
+}
+
+/// Puts back at once the backends ejected (or on trial) under an upstream whose new config
+/// turns passive ejection off (`enabled = false`), rather than at their scheduled readmission.
+fn end_dropped_ejections(new: &Snapshot) {
+    for u in new.upstreams.iter().filter(|u| !u.ejects()) {
+        for b in &u.backends {
+            if b.state.health.end_ejection() {
+                tracing::info!(upstream = %u.name, backend = %b.state.addr(), "backend back in rotation: passive ejection is off");
+                b.state.upstream().bump_epoch();
+            }
         }
     }
 }

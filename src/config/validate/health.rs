@@ -143,7 +143,7 @@ fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Optio
 /// errors, timeouts and broken responses count).
 pub(super) fn failure_status(
     c: &mut Checker,
-    list: Option<&Spanned<Vec<Spanned<toml::Value>>>>,
+    list: Option<&Spanned<StatusList>>,
     field: &str,
 ) -> StatusSet {
     match list {
@@ -151,9 +151,9 @@ pub(super) fn failure_status(
         Some(list) => {
             let matches: Vec<StatusMatch> = list
                 .get_ref()
+                .items(list.span(), &format!("{field}.failure_status"))
                 .iter()
-                .enumerate()
-                .filter_map(|(i, v)| status_match(c, v, &format!("{field}.failure_status[{i}]")))
+                .filter_map(|(v, name)| status_match(c, v, name))
                 .collect();
             StatusSet::of(&matches)
         }
@@ -161,7 +161,10 @@ pub(super) fn failure_status(
 }
 
 /// `[upstream.NAME.outlier]`, also when absent (passive ejection is on by default): `None` for
-/// `enabled = false`.
+/// `enabled = false`. Without the table only connection-level failures count (connect errors,
+/// timeouts, broken responses: nginx's `max_fails`); a written table's `failure_status`
+/// defaults to [`DEFAULT_FAILURE_STATUS`]. With `enabled = false` the other keys are still
+/// checked (an error stays an error), then each written one gets a warning that it is moot.
 pub(super) fn outlier(
     c: &mut Checker,
     upstream: &str,
@@ -170,31 +173,6 @@ pub(super) fn outlier(
     let empty = OutlierSection::default();
     let o = section.unwrap_or(&empty);
     let field = format!("{upstream}.outlier");
-    if o.enabled == Some(false) {
-        let written = [
-            (
-                "consecutive_failures",
-                o.consecutive_failures.as_ref().map(|v| v.span()),
-            ),
-            ("base_ejection", o.base_ejection.as_ref().map(|v| v.span())),
-            ("max_ejection", o.max_ejection.as_ref().map(|v| v.span())),
-            (
-                "max_ejected_percent",
-                o.max_ejected_percent.as_ref().map(|v| v.span()),
-            ),
-            (
-                "failure_status",
-                o.failure_status.as_ref().map(|v| v.span()),
-            ),
-        ];
-        for (key, span) in written {
-            if let Some(span) = span {
-                let msg = format!("{key} has no effect with enabled = false (passive ejection is off); remove it, or remove enabled = false");
-                c.warn(span, format!("{field}.{key}"), msg);
-            }
-        }
-        return None;
-    }
     let base = positive(
         c,
         &o.base_ejection,
@@ -211,7 +189,7 @@ pub(super) fn outlier(
         let msg = format!("max_ejection ({max:?}) is shorter than base_ejection ({base:?}); it caps every ejection, so it must be at least as long");
         c.error(m.span(), format!("{field}.max_ejection"), msg);
     }
-    Some(OutlierConfig {
+    let config = OutlierConfig {
         consecutive_failures: at_least_one(
             c,
             o.consecutive_failures.as_ref(),
@@ -226,8 +204,37 @@ pub(super) fn outlier(
             .map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| {
                 percent(c, p, &format!("{field}.max_ejected_percent"), 100)
             }),
-        failure_status: failure_status(c, o.failure_status.as_ref(), &field),
-    })
+        failure_status: match section {
+            None => StatusSet::EMPTY,
+            Some(_) => failure_status(c, o.failure_status.as_ref(), &field),
+        },
+    };
+    if o.enabled != Some(false) {
+        return Some(config);
+    }
+    let written = [
+        (
+            "consecutive_failures",
+            o.consecutive_failures.as_ref().map(|v| v.span()),
+        ),
+        ("base_ejection", o.base_ejection.as_ref().map(|v| v.span())),
+        ("max_ejection", o.max_ejection.as_ref().map(|v| v.span())),
+        (
+            "max_ejected_percent",
+            o.max_ejected_percent.as_ref().map(|v| v.span()),
+        ),
+        (
+            "failure_status",
+            o.failure_status.as_ref().map(|v| v.span()),
+        ),
+    ];
+    for (key, span) in written {
+        if let Some(span) = span {
+            let msg = format!("{key} has no effect with enabled = false (passive ejection is off); remove it, or remove enabled = false");
+            c.warn(span, format!("{field}.{key}"), msg);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -250,7 +257,12 @@ mod tests {
         let o = outlier("").expect("on without a section");
         assert_eq!(o.consecutive_failures, DEFAULT_CONSECUTIVE_FAILURES);
         assert_eq!(o.base_ejection, DEFAULT_BASE_EJECTION);
-        let gateway = o.failure_status;
+        assert_eq!(
+            o.failure_status,
+            StatusSet::EMPTY,
+            "by default only connection-level failures eject"
+        );
+        let gateway = outlier("[upstream.u.outlier]\n").unwrap().failure_status;
         assert!(gateway.contains(502) && gateway.contains(503) && gateway.contains(504));
         assert!(!gateway.contains(500) && !gateway.contains(501));
         assert_eq!(
@@ -276,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn enabled_false_still_checks_the_other_keys() {
+        let err = parse(
+            &format!("{POOL}[upstream.u.outlier]\nenabled = false\nfailure_status = [\"5xy\"]\nbase_ejection = \"10s\"\nmax_ejection = \"1s\"\n"),
+            Path::new("t.toml"),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("upstream.u.outlier.failure_status[0]"),
+            "{err}"
+        );
+        assert!(err.contains("upstream.u.outlier.max_ejection"), "{err}");
+    }
+
+    #[test]
     fn failure_status_takes_codes_and_classes() {
         let set = |list: &str| {
             outlier(&format!("[upstream.u.outlier]\nfailure_status = {list}\n"))
@@ -287,6 +315,8 @@ mod tests {
         let mixed = set("[429, \"5XX\"]");
         assert!(mixed.contains(429) && mixed.contains(500) && !mixed.contains(428));
         assert_eq!(set("[]"), StatusSet::EMPTY);
+        assert_eq!(set("502"), set("[502]"), "one value is a list of one");
+        assert_eq!(set("\"5xx\""), fives);
         let err = parse(
             &format!("{POOL}[upstream.u.circuit_breaker]\nfailure_status = [\"5xy\", 700]\n"),
             Path::new("t.toml"),
