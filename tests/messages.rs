@@ -157,6 +157,36 @@ fn mistakes() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "error: m.toml:4:13: upstream.web.backends[0]: missing key `addr`, HOST:PORT in quotes",
             "add it, e.g. backends = [{ addr = \"10.0.0.5:80\" }]",
         ),
+        (
+            "an empty list for [server]",
+            format!("server = []\n{ROUTE}{UPSTREAM}"),
+            "error: m.toml:1:10: server: expected a table, e.g. [server] above its keys",
+            "(found a list)",
+        ),
+        (
+            "a list for a rate limit, which serde would fill by position",
+            format!("{ROUTE}rate_limit = [10, \"1s\", 20, \"client_ip\", true]\n{UPSTREAM}"),
+            "error: m.toml:3:14: route[0].rate_limit: expected a table, e.g. rate_limit = { rate = 10",
+            "(found a list)",
+        ),
+        (
+            "a list for a backend, which serde would fill by position",
+            format!("{ROUTE}[upstream.web]\nbackends = [[\"127.0.0.1:9001\", 2]]\n"),
+            "error: m.toml:4:13: upstream.web.backends[0]: expected a table with addr (and weight)",
+            "(found a list)",
+        ),
+        (
+            "a list for a TLS listener, with another mistake in [server]",
+            format!("[server]\nthreads = \"x\"\ntls = [[]]\n{ROUTE}{UPSTREAM}"),
+            "error: m.toml:3:8: server.tls[0]: expected a table, e.g. [[server.tls]]",
+            "(found a list)",
+        ),
+        (
+            "an empty list for a health check",
+            format!("{ROUTE}{UPSTREAM}health_check = []\n"),
+            "error: m.toml:5:16: upstream.web.health_check: expected a table",
+            "(found a list)",
+        ),
     ]
 }
 

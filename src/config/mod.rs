@@ -174,7 +174,12 @@ fn parse_indexed(
     let de = toml::Deserializer::parse(source)
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
-        .map_err(|e| ConfigErrors::by_place(every_mistake(e, source, path)))?;
+        .map_err(|e| ConfigErrors::by_place(every_mistake(Some(e), source, path)))?;
+    // serde fills a table's fields from a list by position: a list written for a table can
+    // pass it, and is refused here.
+    if !sections::lists_for_tables(source).is_empty() {
+        return Err(ConfigErrors::by_place(every_mistake(None, source, path)));
+    }
     let (unresolved, files, mut errors) = validate::validate(file, path, source);
     let (mut config, unresolvable) = resolve::resolve(unresolved, path, source, previous, resolver);
     errors.extend(unresolvable);
@@ -206,12 +211,12 @@ fn fits_its_own_limit(config: Config, source: &str, path: &Path) -> Result<Confi
 /// section, then validates what is left without them, so that one run reports every mistake
 /// (but for a backend name's resolution, which waits for a file without them).
 fn every_mistake(
-    first: serde_path_to_error::Error<toml::de::Error>,
+    first: Option<serde_path_to_error::Error<toml::de::Error>>,
     source: &str,
     path: &Path,
 ) -> Vec<ConfigError> {
     let mut found = sections::mistakes(source);
-    if found.is_empty() {
+    if let (true, Some(first)) = (found.is_empty(), first) {
         let field = field_path(first.path());
         let inner = first.into_inner();
         found.push((field, inner.span(), inner.message().trim().to_owned()));

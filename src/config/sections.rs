@@ -272,9 +272,107 @@ fn remove_in(
     }
 }
 
+/// Where the schema takes a table (or a list of tables) below a key, and which keys below it
+/// take tables in turn.
+enum Shape {
+    /// A table, with the keys of it that are tables themselves.
+    Table(&'static [(&'static str, Shape)]),
+    /// A list of such tables.
+    Tables(&'static [(&'static str, Shape)]),
+    /// A table of named such tables (`upstream.NAME`).
+    Named(&'static [(&'static str, Shape)]),
+}
+
+const FILE_SHAPE: Shape = Shape::Table(&[
+    (
+        "server",
+        Shape::Table(&[(
+            "tls",
+            Shape::Tables(&[("certificates", Shape::Tables(&[]))]),
+        )]),
+    ),
+    ("route", Shape::Tables(&[("rate_limit", Shape::Table(&[]))])),
+    (
+        "upstream",
+        Shape::Named(&[
+            ("health_check", Shape::Table(&[])),
+            ("outlier", Shape::Table(&[])),
+            ("circuit_breaker", Shape::Table(&[])),
+            ("backends", Shape::Tables(&[])),
+        ]),
+    ),
+]);
+
+/// Every place in `source` where a list is written for a table (`server = []`,
+/// `backends = [["10.0.0.1:80", 2]]`). Decided by the parsed tree, not by serde, which fills a
+/// table's fields from a list by position and so passes some of these.
+pub fn lists_for_tables(source: &str) -> Vec<Mistake> {
+    match DeTable::parse(source) {
+        Ok(root) => {
+            let mut out = Vec::new();
+            let root = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+            walk(&root, "", &FILE_SHAPE, &mut out);
+            out
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+fn walk(value: &Spanned<DeValue<'_>>, field: &str, shape: &Shape, out: &mut Vec<Mistake>) {
+    let join = |key: &str| {
+        if field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{field}.{key}")
+        }
+    };
+    match (shape, value.get_ref()) {
+        (Shape::Table(_) | Shape::Named(_), DeValue::Array(_)) => {
+            out.push((field.to_owned(), Some(value.span()), list_for_table(field)));
+        }
+        (Shape::Table(keys), DeValue::Table(table)) => {
+            for (key, v) in table {
+                let name = key.get_ref().as_ref();
+                if let Some((_, inner)) = keys.iter().find(|(k, _)| *k == name) {
+                    walk(v, &join(name), inner, out);
+                }
+            }
+        }
+        (Shape::Named(keys), DeValue::Table(table)) => {
+            for (name, v) in table {
+                walk(v, &join(name.get_ref()), &Shape::Table(keys), out);
+            }
+        }
+        (Shape::Tables(keys), DeValue::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, &format!("{field}[{i}]"), &Shape::Table(keys), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The message for a list written where `field` takes a table.
+fn list_for_table(field: &str) -> String {
+    match super::forms::form(field) {
+        Some((form, example)) => format!("expected {form}, e.g. {example} (found a list)"),
+        None => "expected a table (found a list)".to_owned(),
+    }
+}
+
+/// Whether `out` holds a mistake at `field` or inside it.
+fn reported(out: &[Mistake], field: &str) -> bool {
+    out.iter().any(|(at, _, _)| {
+        at.strip_prefix(field)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    })
+}
+
 fn mistakes_in(root: &Spanned<DeTable<'_>>) -> Vec<Mistake> {
     let mut out = Vec::new();
     let span = root.span();
+    let tree = Spanned::new(span.clone(), DeValue::Table(root.get_ref().clone()));
+    walk(&tree, "", &FILE_SHAPE, &mut out);
     for (key, value) in root.get_ref() {
         match key.get_ref().as_ref() {
             "server" => probe::<ServerSection>(value, "server", &SERVER_NESTED, &mut out),
@@ -286,6 +384,7 @@ fn mistakes_in(root: &Spanned<DeTable<'_>>) -> Vec<Mistake> {
                         probe::<UpstreamSection>(u, &field, &UPSTREAM_NESTED, &mut out);
                     }
                 }
+                DeValue::Array(_) => {}
                 _ => whole::<FileConfig>(one(span.clone(), key, value), "", &mut out),
             },
             _ => whole::<FileConfig>(one(span.clone(), key, value), "", &mut out),
@@ -354,13 +453,13 @@ fn probe<T: DeserializeOwned>(
     nested: &[Nested],
     out: &mut Vec<Mistake>,
 ) {
-    if deserialize::<T>(value.clone()).is_ok() {
+    // A list for this table: reported already, by [`walk`].
+    if matches!(value.get_ref(), DeValue::Array(_)) || deserialize::<T>(value.clone()).is_ok() {
         return;
     }
     let DeValue::Table(table) = value.get_ref() else {
         return whole::<T>(value.clone(), field, out);
     };
-    let before = out.len();
     for (key, v) in table {
         let name = key.get_ref().as_ref();
         if let Some((_, check)) = nested.iter().find(|(n, _)| *n == name) {
@@ -373,7 +472,8 @@ fn probe<T: DeserializeOwned>(
             }
         }
     }
-    if out.len() == before {
+    // Not when a list for a table inside it was reported, by [`walk`].
+    if !reported(out, field) {
         whole::<T>(value.clone(), field, out);
     }
 }
