@@ -196,12 +196,13 @@ fn print(bytes: &[u8]) -> anyhow::Result<()> {
 
 fn check(path: &Path, max_size: u64) -> ExitCode {
     // What `run` would refuse at start is refused here too, but for binding the listeners.
-    let loaded = config::load(path, max_size).and_then(|c| {
-        let refused = config::preflight(&c, path);
-        if refused.is_empty() {
+    let loaded = config::load(path, max_size).and_then(|mut c| {
+        let found = config::preflight(&c, path);
+        c.warnings.extend(found.warnings);
+        if found.errors.is_empty() {
             Ok(c)
         } else {
-            Err(config::ConfigErrors::by_place(refused))
+            Err(config::ConfigErrors::by_place(found.errors))
         }
     });
     match loaded {

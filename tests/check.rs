@@ -723,17 +723,18 @@ fn check_neither_creates_nor_truncates_the_access_log() {
 }
 
 #[test]
-fn check_refuses_an_upgrade_sock_in_a_missing_directory() {
+fn check_warns_of_an_upgrade_sock_in_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("no-such-dir/upgrade.sock");
     let path = file_in(
         dir.path(),
         &format!("upgrade_sock = \"{}\"", sock.display()),
     );
+    // run starts with it: only a graceful upgrade needs the socket.
     let (ok, _, stderr) = support::check_file(&path, &[]);
-    assert!(!ok, "{stderr}");
+    assert!(ok, "{stderr}");
     let want = format!(
-        "error: {}:2:16: server.upgrade_sock: the directory of upgrade_sock \"{}\", {}, cannot hold it (No such file or directory (os error 2)); create it",
+        "warning: {}:2:16: server.upgrade_sock: a graceful upgrade (run --upgrade, SIGQUIT) would fail: the directory of upgrade_sock \"{}\", {}, cannot hold it (No such file or directory (os error 2)); create it",
         path.display(),
         sock.display(),
         dir.path().join("no-such-dir").display()
@@ -741,6 +742,53 @@ fn check_refuses_an_upgrade_sock_in_a_missing_directory() {
     assert!(
         stderr.lines().any(|l| l.starts_with(&want)),
         "want {want:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_follows_an_access_log_link_and_refuses_a_dangling_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("access.log");
+    std::os::unix::fs::symlink(dir.path().join("no-such-dir/file.log"), &link).unwrap();
+    let path = file_in(dir.path(), "access_log = \"access.log\"");
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("server.access_log: cannot open access log")
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
+    // A link to a file in a directory that exists: run's open creates the file; check does not.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("logs/file.log", &link).unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        !dir.path().join("logs/file.log").exists(),
+        "check created it"
+    );
+}
+
+/// A FIFO without a reader: opening it for writing would fail (O_NONBLOCK: ENXIO) or wait
+/// forever; check passing shows it was not opened, and it says that run waits for a reader.
+#[test]
+fn check_accepts_an_access_log_fifo_without_opening_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("access.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let path = file_in(dir.path(), "access_log = \"access.fifo\"");
+    let (ok, _, stderr) = support::check_file(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("server.access_log: ")
+            && stderr.contains("is a FIFO: run waits at start"),
+        "{stderr}"
     );
 }
 

@@ -12,8 +12,8 @@
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
 //! - `file`: reading the config file: a regular file only, at most a limit of bytes, never
 //!   blocking on what the path points at, abandoned past a timeout.
-//! - `preflight`: what `run` would refuse at start beyond the file (the access log file, the
-//!   upgrade socket's directory), for `fulcrum check`; it creates and binds nothing.
+//! - `preflight`: what `run` would meet at start beyond the file (the access log file; the
+//!   upgrade socket's directory, a warning), for `fulcrum check`; it opens and binds nothing.
 
 mod certs;
 pub(crate) mod env;
@@ -33,7 +33,7 @@ use std::path::Path;
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
 pub use error::{ConfigError, ConfigErrors};
-pub use preflight::preflight;
+pub use preflight::{preflight, Preflight};
 use resolve::Names;
 pub use runtime::*;
 
