@@ -41,7 +41,7 @@ fn mistakes() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "negative whole number",
             format!("{ROUTE}retries = -1\n{UPSTREAM}"),
             "error: m.toml:3:11: route[0].retries: expected a whole number",
-            "e.g. retries = 1 (found the whole number -1)",
+            "e.g. retries = 1 (found -1, a negative number)",
         ),
         (
             "whole number for a string",
@@ -180,6 +180,12 @@ fn mistakes() -> Vec<(&'static str, String, &'static str, &'static str)> {
             format!("[server]\nthreads = \"x\"\ntls = [[]]\n{ROUTE}{UPSTREAM}"),
             "error: m.toml:3:8: server.tls[0]: expected a table, e.g. [[server.tls]]",
             "(found a list)",
+        ),
+        (
+            "a TOML time for a duration (toml presents it as a table)",
+            format!("{ROUTE}{UPSTREAM}circuit_breaker = {{ open_duration = 00:00:30 }}\n"),
+            "error: m.toml:5:37: upstream.web.circuit_breaker.open_duration: expected a duration in quotes",
+            "(found a date/time (00:00:30))",
         ),
         (
             "an empty list for a health check",

@@ -9,8 +9,11 @@
 //!     rate_limit = { rate = 10, per = "1s" } (found the string "10r/s")
 //! ```
 //!
-//! [`Problem::read`] is the one place that reads serde's text (toml's errors carry nothing
-//! else); everything after it works on the typed [`Problem`].
+//! What was found is taken from the parsed file, by the value's type
+//! ([`super::sections::found_at`]). [`Problem::read`] is the one place that reads serde's
+//! text, for what toml's errors carry nowhere else: whether a message is about a value (or a
+//! missing key, and its name) at all. serde's words for what was found are a fallback, for a
+//! path the parsed file does not lead to.
 
 /// A key path pattern (`[]` for any list index, `*` for an upstream's name), what the key
 /// takes, and an example of it as written in the file.
@@ -222,7 +225,7 @@ fn found_words(found: &str) -> String {
 /// The message for `message` about `field`: for a wrong type or value, what the key takes
 /// and an example instead of serde's Rust names; other messages as they are. `None` when the
 /// message is not about a value's type.
-pub(super) fn explain(field: &str, message: &str) -> Option<String> {
+pub(super) fn explain(field: &str, message: &str, found_at: Option<String>) -> Option<String> {
     let found = match Problem::read(message) {
         Problem::Value { found } => found,
         Problem::Missing { key } => {
@@ -238,7 +241,7 @@ pub(super) fn explain(field: &str, message: &str) -> Option<String> {
         }
         Problem::Other => return None,
     };
-    let found = found_words(found);
+    let found = found_at.unwrap_or_else(|| found_words(found));
     Some(match form(field) {
         Some((form, example)) => format!("expected {form}, e.g. {example} (found {found})"),
         None => {
@@ -292,20 +295,21 @@ mod tests {
         let got = explain(
             "route[0].rate_limit.rate",
             "invalid type: string \"10r/s\", expected u32",
+            None,
         );
         assert_eq!(
             got.as_deref(),
             Some("expected a whole number of requests per `per`, e.g. rate_limit = { rate = 10, per = \"1s\" } (found the string \"10r/s\")")
         );
         assert_eq!(
-            explain("route[0].rate_limit.rate", "unknown field `x`"),
+            explain("route[0].rate_limit.rate", "unknown field `x`", None),
             None
         );
         assert_eq!(
-            explain("route[0]", "missing field `upstream`").as_deref(),
+            explain("route[0]", "missing field `upstream`", None).as_deref(),
             Some("missing key `upstream`, the name of an [upstream.NAME] table, in quotes; add it, e.g. upstream = \"web\"")
         );
-        let unknown = explain("server.new_key", "invalid type: map, expected usize");
+        let unknown = explain("server.new_key", "invalid type: map, expected usize", None);
         assert_eq!(
             unknown.as_deref(),
             Some("expected a whole number (found a table)")

@@ -221,10 +221,14 @@ fn every_mistake(
         let inner = first.into_inner();
         found.push((field, inner.span(), inner.message().trim().to_owned()));
     }
+    let tree = toml::de::DeTable::parse(source).ok();
     let mut errors: Vec<ConfigError> = found
         .iter()
         .map(|(field, span, message)| {
-            let message = explain(field, message);
+            let found_at = tree
+                .as_ref()
+                .and_then(|t| sections::found_at(t.get_ref(), field));
+            let message = explain(field, message, found_at);
             ConfigError::at(path, source, span.clone(), field.clone(), message)
         })
         .collect();
@@ -278,9 +282,9 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
 /// for a wrong type, what the key takes with an example (`forms`: `[[route]]` for a
 /// `[route]`); "did you mean" for a misspelt key or value (the closest accepted one, as
 /// HAProxy does).
-fn explain(field: &str, message: &str) -> String {
+fn explain(field: &str, message: &str, found_at: Option<String>) -> String {
     // A wrong type or value: what the key takes and an example, not serde's Rust names.
-    if let Some(explained) = forms::explain(field, message) {
+    if let Some(explained) = forms::explain(field, message, found_at) {
         return explained;
     }
     match closest_choice(message) {

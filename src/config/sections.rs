@@ -360,6 +360,51 @@ fn list_for_table(field: &str) -> String {
     }
 }
 
+/// What the file has at `field` (`upstream.api.v1.backends[0].weight`), in the file's words,
+/// by the parsed value's type: `the string "x"`, `a list`, `a date/time (07:32:00)`. `None`
+/// where the path leads to nothing.
+pub fn found_at(root: &DeTable<'_>, field: &str) -> Option<String> {
+    let path = segments(field);
+    let value = lookup(root, &path)?;
+    Some(match value {
+        DeValue::String(s) => format!("the string {:?}", s.as_ref()),
+        DeValue::Integer(n) if n.as_str().starts_with('-') => {
+            format!("{}, a negative number", n.as_str())
+        }
+        DeValue::Integer(n) => format!("the whole number {}", n.as_str()),
+        DeValue::Float(x) => format!("the number {}", x.as_str()),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => format!("a date/time ({d})"),
+        DeValue::Array(_) => "a list".to_owned(),
+        DeValue::Table(_) => "a table".to_owned(),
+    })
+}
+
+/// The value at `path` below `table` (keys with dots in them put back together, as in
+/// [`remove`]).
+fn lookup<'a, 'i>(table: &'a DeTable<'i>, path: &[String]) -> Option<&'a DeValue<'i>> {
+    let keys = path.iter().take_while(|s| index_of(s).is_none()).count();
+    let (value, n) = (1..=keys).rev().find_map(|n| {
+        let name = path[..n].join(".");
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref() == name.as_str())?;
+        Some((v.get_ref(), n))
+    })?;
+    let mut value = value;
+    let mut rest = &path[n..];
+    while let Some(i) = rest.first().and_then(|s| index_of(s)) {
+        let DeValue::Array(items) = value else {
+            return None;
+        };
+        value = items.get(i)?.get_ref();
+        rest = &rest[1..];
+    }
+    match (rest.is_empty(), value) {
+        (true, v) => Some(v),
+        (false, DeValue::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
 /// Whether `out` holds a mistake at `field` or inside it.
 fn reported(out: &[Mistake], field: &str) -> bool {
     out.iter().any(|(at, _, _)| {
