@@ -108,7 +108,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("{route}[upstream.web]\nbalance = \"fastest\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"),
-            "error: bad.toml:4:11: upstream.web.balance: unknown variant `fastest`, expected one of `round_robin`, `weighted_round_robin`, `least_connections`, `p2c`, `random`, `ip_hash`, `consistent_hash`",
+            "error: bad.toml:4:11: upstream.web.balance: unknown value \"fastest\"; accepted: \"round_robin\", \"weighted_round_robin\", \"least_connections\", \"p2c\", \"random\", \"ip_hash\", \"consistent_hash\"",
         ),
         (
             format!("[[route]]\nhost = \"api.*.example.com\"\nupstream = \"web\"\n{UPSTREAM}"),
@@ -421,7 +421,7 @@ timeout = 3
         "error: bad.toml:12:23: route[1].rate_limit.rate: expected a whole number of requests per `per`, e.g. rate_limit = { rate = 10, per = \"1s\" } (found the string \"ten\")",
         "error: bad.toml:15:12: route[2].upstream: upstream \"nope\" is not defined; defined upstreams: web",
         "error: bad.toml:16:8: route[2].path: path \"no-slash\" must start with \"/\"",
-        "error: bad.toml:19:11: upstream.web.balance: unknown variant `roundrobin`, expected one of `round_robin`,",
+        "error: bad.toml:19:11: upstream.web.balance: unknown value \"roundrobin\"; accepted: \"round_robin\",",
         "error: bad.toml:20:37: upstream.web.backends[0].wieght: unknown field `wieght`, expected `addr` or `weight`; did you mean `weight`?",
         "error: bad.toml:20:60: upstream.web.backends[1].addr: expected HOST:PORT in quotes, e.g. backends = [{ addr = \"10.0.0.5:80\" }] (found the whole number 5)",
         "error: bad.toml:20:98: upstream.web.backends[2].weight: weight must be between 1 and 1000 (got 0)",
@@ -431,7 +431,7 @@ timeout = 3
     ];
     let lines = lines_starting_with(&stderr, &want);
     assert!(
-        lines[6].ends_with("did you mean `round_robin`?"),
+        lines[6].ends_with("did you mean \"round_robin\"?"),
         "{}",
         lines[6]
     );

@@ -5,8 +5,23 @@ mod support;
 
 /// Rust's words that must never reach a user.
 const RUST_WORDS: &[&str] = &[
-    "u8", "u16", "u32", "u64", "usize", "i64", "f64", "struct", "Section", "Spanned", "sequence",
-    "a map", "Vec<", "Option<", "$__serde",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "usize",
+    "i64",
+    "f64",
+    "struct",
+    "Section",
+    "Spanned",
+    "sequence",
+    "a map",
+    "Vec<",
+    "Option<",
+    "$__serde",
+    "variant",
+    "wanted string or table",
 ];
 
 const ROUTE: &str = "[[route]]\nupstream = \"web\"\n";
@@ -188,6 +203,24 @@ fn mistakes() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "(found a date/time (00:00:30))",
         ),
         (
+            "a whole number for a balance strategy",
+            format!("{ROUTE}{UPSTREAM}balance = 5\n"),
+            "error: m.toml:5:11: upstream.web.balance: expected a strategy name in quotes",
+            "e.g. balance = \"round_robin\" (found the whole number 5)",
+        ),
+        (
+            "an enum's table form for a balance strategy, which toml would take",
+            format!("{ROUTE}{UPSTREAM}balance = {{ random = {{}} }}\n"),
+            "error: m.toml:5:11: upstream.web.balance: expected a strategy name in quotes",
+            "(found a table)",
+        ),
+        (
+            "an enum's table form for a probe kind",
+            format!("{ROUTE}{UPSTREAM}health_check = {{ kind = {{ tcp = {{}} }} }}\n"),
+            "error: m.toml:5:25: upstream.web.health_check.kind: expected \"http\" or \"tcp\", in quotes",
+            "e.g. kind = \"http\" (found a table)",
+        ),
+        (
             "an empty list for a health check",
             format!("{ROUTE}{UPSTREAM}health_check = []\n"),
             "error: m.toml:5:16: upstream.web.health_check: expected a table",
@@ -220,14 +253,14 @@ fn an_unknown_value_lists_the_accepted_ones_in_the_files_words() {
         "{ROUTE}[upstream.web]\nbalance = \"fastest\"\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"
     ));
     assert!(
-        stderr.contains("error: m.toml:4:11: upstream.web.balance: unknown variant `fastest`, expected one of `round_robin`"),
+        stderr.contains("error: m.toml:4:11: upstream.web.balance: unknown value \"fastest\"; accepted: \"round_robin\", \"weighted_round_robin\""),
         "{stderr}"
     );
     let stderr = refused(&format!(
         "{ROUTE}{UPSTREAM}[upstream.web.health_check]\nkind = \"udp\"\n"
     ));
     assert!(
-        stderr.contains("error: m.toml:6:8: upstream.web.health_check.kind: unknown variant `udp`, expected `http` or `tcp`"),
+        stderr.contains("error: m.toml:6:8: upstream.web.health_check.kind: unknown value \"udp\"; accepted: \"http\", \"tcp\""),
         "{stderr}"
     );
 }

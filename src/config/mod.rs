@@ -175,9 +175,9 @@ fn parse_indexed(
         .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors::by_place(every_mistake(Some(e), source, path)))?;
-    // serde fills a table's fields from a list by position: a list written for a table can
-    // pass it, and is refused here.
-    if !sections::lists_for_tables(source).is_empty() {
+    // serde fills a table's fields from a list by position, and takes an enum's table form:
+    // what passes it that way is refused here.
+    if !sections::shape_mistakes(source).is_empty() {
         return Err(ConfigErrors::by_place(every_mistake(None, source, path)));
     }
     let (unresolved, files, mut errors) = validate::validate(file, path, source);
@@ -286,6 +286,25 @@ fn explain(field: &str, message: &str, found_at: Option<String>) -> String {
     // A wrong type or value: what the key takes and an example, not serde's Rust names.
     if let Some(explained) = forms::explain(field, message, found_at) {
         return explained;
+    }
+    // serde's "unknown variant `x`, expected one of `a`, `b`" is a value, written in quotes.
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let given = rest.split_once('`').map_or(rest, |(g, _)| g);
+        let accepted: Vec<String> = rest
+            .split_once("expected ")
+            .map_or("", |(_, c)| c)
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        let accepted = accepted.join(", ");
+        return match closest_choice(message) {
+            Some(choice) => format!(
+                "unknown value \"{given}\"; accepted: {accepted}; did you mean \"{choice}\"?"
+            ),
+            None => format!("unknown value \"{given}\"; accepted: {accepted}"),
+        };
     }
     match closest_choice(message) {
         Some(choice) => format!("{message}; did you mean `{choice}`?"),

@@ -281,6 +281,9 @@ enum Shape {
     Tables(&'static [(&'static str, Shape)]),
     /// A table of named such tables (`upstream.NAME`).
     Named(&'static [(&'static str, Shape)]),
+    /// One of a few words, in quotes (`balance = "random"`): toml would also take an enum's
+    /// table form (`balance = { random = {} }`), which the file does not mean.
+    Word,
 }
 
 const FILE_SHAPE: Shape = Shape::Table(&[
@@ -295,7 +298,8 @@ const FILE_SHAPE: Shape = Shape::Table(&[
     (
         "upstream",
         Shape::Named(&[
-            ("health_check", Shape::Table(&[])),
+            ("balance", Shape::Word),
+            ("health_check", Shape::Table(&[("kind", Shape::Word)])),
             ("outlier", Shape::Table(&[])),
             ("circuit_breaker", Shape::Table(&[])),
             ("backends", Shape::Tables(&[])),
@@ -304,9 +308,11 @@ const FILE_SHAPE: Shape = Shape::Table(&[
 ]);
 
 /// Every place in `source` where a list is written for a table (`server = []`,
-/// `backends = [["10.0.0.1:80", 2]]`). Decided by the parsed tree, not by serde, which fills a
-/// table's fields from a list by position and so passes some of these.
-pub fn lists_for_tables(source: &str) -> Vec<Mistake> {
+/// `backends = [["10.0.0.1:80", 2]]`), or anything but a string for one of a few words
+/// (`balance = { random = {} }`). Decided by the parsed tree, not by serde, which fills a
+/// table's fields from a list by position and takes an enum's table form, and so passes some of
+/// these.
+pub fn shape_mistakes(source: &str) -> Vec<Mistake> {
     match DeTable::parse(source) {
         Ok(root) => {
             let mut out = Vec::new();
@@ -329,6 +335,15 @@ fn walk(value: &Spanned<DeValue<'_>>, field: &str, shape: &Shape, out: &mut Vec<
     match (shape, value.get_ref()) {
         (Shape::Table(_) | Shape::Named(_), DeValue::Array(_)) => {
             out.push((field.to_owned(), Some(value.span()), list_for_table(field)));
+        }
+        (Shape::Word, DeValue::String(_)) => {}
+        (Shape::Word, other) => {
+            let found = found_words(other);
+            let message = match super::forms::form(field) {
+                Some((form, example)) => format!("expected {form}, e.g. {example} (found {found})"),
+                None => format!("expected a word in quotes (found {found})"),
+            };
+            out.push((field.to_owned(), Some(value.span()), message));
         }
         (Shape::Table(keys), DeValue::Table(table)) => {
             for (key, v) in table {
@@ -364,9 +379,12 @@ fn list_for_table(field: &str) -> String {
 /// by the parsed value's type: `the string "x"`, `a list`, `a date/time (07:32:00)`. `None`
 /// where the path leads to nothing.
 pub fn found_at(root: &DeTable<'_>, field: &str) -> Option<String> {
-    let path = segments(field);
-    let value = lookup(root, &path)?;
-    Some(match value {
+    lookup(root, &segments(field)).map(found_words)
+}
+
+/// A value in the file's words, by its type.
+fn found_words(value: &DeValue<'_>) -> String {
+    match value {
         DeValue::String(s) => format!("the string {:?}", s.as_ref()),
         DeValue::Integer(n) if n.as_str().starts_with('-') => {
             format!("{}, a negative number", n.as_str())
@@ -377,7 +395,7 @@ pub fn found_at(root: &DeTable<'_>, field: &str) -> Option<String> {
         DeValue::Datetime(d) => format!("a date/time ({d})"),
         DeValue::Array(_) => "a list".to_owned(),
         DeValue::Table(_) => "a table".to_owned(),
-    })
+    }
 }
 
 /// The value at `path` below `table` (keys with dots in them put back together, as in
@@ -509,6 +527,10 @@ fn probe<T: DeserializeOwned>(
         let name = key.get_ref().as_ref();
         if let Some((_, check)) = nested.iter().find(|(n, _)| *n == name) {
             check(v, &format!("{field}.{name}"), out);
+            continue;
+        }
+        // Reported already, by [`walk`].
+        if reported(out, &format!("{field}.{name}")) {
             continue;
         }
         if let Err(m) = deserialize::<T>(one(value.span(), key, v)) {
