@@ -245,7 +245,7 @@ fn broken() -> Vec<(String, &'static str)> {
         ),
         (
             format!("{route}[upstream.web]\nbackends = [{{ addr = \"10.0.0.5:80/api\" }}]\n"),
-            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"10.0.0.5:80/api\" has a path (/api) after the port; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"10.0.0.5:80\"",
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"10.0.0.5:80/api\" has a path (/api) after the address; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"10.0.0.5:80\"",
         ),
         (
             format!("[[route]]\nhost = \"https://app.example.com\"\nupstream = \"web\"\n{UPSTREAM}"),
@@ -254,6 +254,26 @@ fn broken() -> Vec<(String, &'static str)> {
         (
             format!("[[route]]\nhost = \"app.example.com/api/\"\nupstream = \"web\"\n{UPSTREAM}"),
             "error: bad.toml:2:8: route[0].host: invalid host \"app.example.com/api/\": has a path (/api/); a route's host is the name alone, and path is its own key: write host = \"app.example.com\" and path = \"/api/\"",
+        ),
+        (
+            format!("[[route]]\nhost = \"/api\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:8: route[0].host: invalid host \"/api\": has a path (/api); a route's host is the name alone, and path is its own key: leave host out (to match any host) and write path = \"/api\"",
+        ),
+        (
+            format!("[[route]]\nhost_rewrite = \"https://api.internal\"\nupstream = \"web\"\n{UPSTREAM}"),
+            "error: bad.toml:2:16: route[0].host_rewrite: invalid host_rewrite \"https://api.internal\": has a scheme (https://); it is sent as the Host header, a host (and port) alone: write host_rewrite = \"api.internal\"",
+        ),
+        (
+            format!("{route}{UPSTREAM}health_check = {{ host = \"http://app.internal\", path = \"/healthz\" }}\n"),
+            "error: bad.toml:5:25: upstream.web.health_check.host: invalid host \"http://app.internal\": has a scheme (http://); it is sent as the Host header, a host (and port) alone: write host = \"app.internal\"",
+        ),
+        (
+            format!("{route}[upstream.web]\nbackends = [{{ addr = \"app.internal/api\" }}]\n"),
+            "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"app.internal/api\" has a path (/api) after the address; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"HOST:PORT\"",
+        ),
+        (
+            format!("upstream = 5\n{route}"),
+            "bad.toml: 1 problem(s) found",
         ),
         (
             format!("[server]\nlisten = \"localhost:http\"\n{route}{UPSTREAM}"),

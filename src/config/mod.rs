@@ -237,6 +237,7 @@ fn every_mistake(
         // Not what taking the wrong sections out caused.
         let caused = |e: &ConfigError| {
             (removed.routes > 0 && e.field == "route")
+                || (removed.all_upstreams && e.field.ends_with(".upstream"))
                 || (e.field.ends_with(".upstream")
                     && removed.upstreams.iter().any(|u| {
                         e.message

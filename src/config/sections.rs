@@ -38,6 +38,8 @@ pub struct Remains {
 /// What was taken out of a file to validate the rest.
 pub struct Removed {
     pub upstreams: Vec<String>,
+    /// Whether `upstream` itself was taken out (`upstream = 5`): no route's upstream is defined.
+    pub all_upstreams: bool,
     pub routes: usize,
     /// For each list that lost elements (`route`, `upstream.NAME.backends`), the indices in the
     /// file of those it lost, sorted, so that errors about the rest can name their place.
@@ -106,6 +108,8 @@ pub fn without_mistakes(source: &str, mistakes: &[Mistake]) -> Option<Remains> {
     let span = root.span();
     let mut tree = root.into_inner();
     let (routes_before, upstreams_before) = (route_count(&tree), upstream_names(&tree));
+    let has_upstream = |t: &DeTable<'_>| t.keys().any(|k| k.get_ref() == "upstream");
+    let upstream_before = has_upstream(&tree);
     let mut lists = HashMap::new();
     let mut wrong: Vec<Vec<String>> = mistakes.iter().map(|m| segments(&m.0)).collect();
     for _ in 0..4 {
@@ -125,6 +129,7 @@ pub fn without_mistakes(source: &str, mistakes: &[Mistake]) -> Option<Remains> {
                         .into_iter()
                         .filter(|u| !after.contains(u))
                         .collect(),
+                    all_upstreams: upstream_before && !has_upstream(&tree),
                     routes: routes_before - route_count(&tree),
                     lists,
                 },

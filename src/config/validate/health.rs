@@ -98,7 +98,16 @@ pub(super) fn health_check(
     HealthCheckConfig {
         kind,
         path,
-        host: h.host.as_ref().map(|h| h.get_ref().clone()),
+        host: h.host.as_ref().and_then(|h| {
+            let url = super::route::url_host_header(h.get_ref().trim(), "host");
+            match url {
+                Some(msg) => {
+                    c.error(h.span(), format!("{field}.host"), msg);
+                    None
+                }
+                None => Some(h.get_ref().clone()),
+            }
+        }),
         expect_status,
         interval,
         timeout,

@@ -186,23 +186,28 @@ fn backend_target(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<T
 }
 
 /// What is wrong with a backend `addr` written as a URL (nginx's `proxy_pass http://...` habit):
-/// a scheme, or a path after the port. `None` when it has neither.
+/// a scheme, or a path after the address; or a Unix socket path. `None` when it is none of
+/// these. The addr it suggests is itself a valid one, or `HOST:PORT` when none is sure.
 fn not_host_port(s: &str) -> Option<String> {
-    if let Some((scheme, rest)) = s.split_once("://") {
-        let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host_port = if host_port.is_empty() {
-            "HOST:PORT"
-        } else {
-            host_port
-        };
+    if s.to_ascii_lowercase().starts_with("unix:") || (s.starts_with('/') && !s.starts_with("//")) {
+        return Some(format!(
+            "backend address \"{s}\" is a Unix socket; backends are reached over TCP only: write addr = \"HOST:PORT\""
+        ));
+    }
+    let url = s
+        .split_once("://")
+        .or_else(|| s.strip_prefix("//").map(|rest| ("", rest)));
+    if let Some((scheme, rest)) = url {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let fix = match scheme.to_ascii_lowercase().as_str() {
             "https" => format!(
                 "write addr = \"{}\" and tls = true on the upstream for HTTPS",
-                with_port(host_port, 443)
+                suggested(authority, Some(443))
             ),
-            "http" => format!("write addr = \"{}\"", with_port(host_port, 80)),
+            "http" => format!("write addr = \"{}\"", suggested(authority, Some(80))),
             _ => format!(
-                "write addr = \"{host_port}\" (HOST:PORT), and tls = true on the upstream for HTTPS"
+                "write addr = \"{}\", and tls = true on the upstream for HTTPS",
+                suggested(authority, None)
             ),
         };
         return Some(format!(
@@ -211,8 +216,35 @@ fn not_host_port(s: &str) -> Option<String> {
     }
     let (host_port, path) = s.split_at(s.find(['/', '?', '#'])?);
     Some(format!(
-        "backend address \"{s}\" has a path ({path}) after the port; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"{host_port}\""
+        "backend address \"{s}\" has a path ({path}) after the address; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"{}\"",
+        suggested(host_port, None)
     ))
+}
+
+/// The addr to suggest for a URL's `authority`: without user info, a bare IPv6 address in
+/// brackets, `port` added when it has none; `HOST:PORT` when that is not a valid addr.
+fn suggested(authority: &str, port: Option<u16>) -> String {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let host_port = match host_port.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{host_port}]"),
+        Err(_) => host_port.to_owned(),
+    };
+    let addr = match port {
+        Some(port) => with_port(&host_port, port),
+        None => host_port,
+    };
+    let valid = addr.parse::<SocketAddr>().is_ok()
+        || addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains([':', '[', ']', '/', '@'])
+                && !port.starts_with('+')
+                && port.parse::<u16>().is_ok()
+        });
+    if valid {
+        addr
+    } else {
+        "HOST:PORT".to_owned()
+    }
 }
 
 /// `host_port` with `port` added when it has none: `app.internal` → `app.internal:443`.
@@ -248,6 +280,27 @@ mod tests {
             path.contains("has a path (/api)") && path.ends_with("write addr = \"10.0.0.5:80\""),
             "{path}"
         );
+        // Every suggestion is itself a valid addr, or HOST:PORT.
+        let fixes = [
+            ("app.internal/api", "HOST:PORT"),
+            ("//app:80", "app:80"),
+            ("http://", "HOST:PORT"),
+            ("http:///x", "HOST:PORT"),
+            ("http://::1", "[::1]:80"),
+            ("https://user:pw@app.internal/", "app.internal:443"),
+        ];
+        for (addr, fix) in fixes {
+            let got = not_host_port(addr).unwrap();
+            assert!(got.contains(&format!("write addr = \"{fix}\"")), "{got}");
+        }
+        for socket in [
+            "/run/app.sock",
+            "unix:/run/app.sock",
+            "unix:///run/app.sock",
+        ] {
+            let got = not_host_port(socket).unwrap();
+            assert!(got.contains("is a Unix socket"), "{got}");
+        }
         assert_eq!(not_host_port("backend.internal:80"), None);
         assert_eq!(not_host_port("[::1]:80"), None);
     }
