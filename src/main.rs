@@ -77,8 +77,8 @@ enum Command {
     /// Ask a running fulcrum's admin listener for /healthz: exit 0 when it answers 200 within 2 s
     /// (for container HEALTHCHECKs, where there is no curl).
     Healthcheck {
-        /// The admin listener, IP:PORT.
-        #[arg(default_value = "127.0.0.1:9901", value_name = "ADDR")]
+        /// The admin listener, IP:PORT or localhost:PORT (as admin_listen takes it).
+        #[arg(default_value = "127.0.0.1:9901", value_name = "ADDR", value_parser = admin_address)]
         addr: std::net::SocketAddr,
     },
 }
@@ -183,6 +183,13 @@ fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
         )),
         _ => Err(anyhow::anyhow!("{addr}/healthz answered {status:?}")),
     }
+}
+
+/// `healthcheck`'s address, read as `admin_listen` is.
+fn admin_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    config::listen_address(text).ok_or_else(|| {
+        format!("invalid address \"{text}\"; expected IP:PORT like \"127.0.0.1:9901\", or localhost:PORT")
+    })
 }
 
 /// Writes generated text to stdout; a reader that went away (`| head`) is not an error.

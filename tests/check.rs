@@ -272,6 +272,10 @@ fn broken() -> Vec<(String, &'static str)> {
             "error: bad.toml:4:22: upstream.web.backends[0].addr: backend address \"app.internal/api\" has a path (/api) after the address; an addr is HOST:PORT only (the request's own path is forwarded): write addr = \"HOST:PORT\"",
         ),
         (
+            format!("[server]\nlisten = \"localhost:+8080\"\n{route}{UPSTREAM}"),
+            "error: bad.toml:2:10: server.listen: invalid listen address \"localhost:+8080\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
+        ),
+        (
             format!("upstream = 5\n{route}"),
             "bad.toml: 1 problem(s) found",
         ),
@@ -848,7 +852,7 @@ fn run_serves_on_one_listen_string_and_on_localhost() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let serving = loop {
         let healthy = Command::new(support::bin())
-            .args(["healthcheck", &format!("127.0.0.1:{admin}")])
+            .args(["healthcheck", &format!("localhost:{admin}")])
             .output()
             .is_ok_and(|o| o.status.success());
         if healthy && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -194,6 +194,20 @@ fn parse_indexed(
     }
 }
 
+/// A listen address as the file and the command line take it: `IP:PORT`, or `localhost:PORT`,
+/// which is 127.0.0.1 (only: not also ::1, which a host without IPv6 cannot bind).
+pub fn listen_address(text: &str) -> Option<std::net::SocketAddr> {
+    let text = text.trim();
+    let localhost = text
+        .rsplit_once(':')
+        .filter(|(host, port)| host.eq_ignore_ascii_case("localhost") && !port.starts_with('+'))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if let Some(port) = localhost {
+        return Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().ok()
+}
+
 /// A file larger than its own `max_config_size` would be refused by the next reload, even
 /// unchanged: an error now, not a surprise then.
 fn fits_its_own_limit(config: Config, source: &str, path: &Path) -> Result<Config, ConfigErrors> {

@@ -342,17 +342,9 @@ fn element(field: &str, value: &OneOrMany, i: usize) -> String {
 /// A listen address: `IP:PORT`, or `localhost:PORT`, which is 127.0.0.1 (only: not also ::1,
 /// which a host without IPv6 cannot bind).
 pub(super) fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
-    let text = a.get_ref().trim();
-    let localhost = text
-        .rsplit_once(':')
-        .filter(|(host, _)| host.eq_ignore_ascii_case("localhost"))
-        .and_then(|(_, port)| port.parse::<u16>().ok());
-    if let Some(port) = localhost {
-        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    match text.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
+    match crate::config::listen_address(a.get_ref()) {
+        Some(addr) => Some(addr),
+        None => {
             let msg = format!(
                 "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
                 a.get_ref()
