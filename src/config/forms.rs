@@ -119,7 +119,6 @@ const FORMS: &[(&str, &str, &str)] = &[
     // [upstream.NAME.circuit_breaker]
     ("upstream.*.circuit_breaker.consecutive_failures", "a whole number of failures", "consecutive_failures = 5"),
     ("upstream.*.circuit_breaker.failure_status", "a status code or a class in quotes, or a list of them", "failure_status = [502, 503, 504] or failure_status = [\"5xx\"]"),
-    ("upstream.*.circuit_breaker.enabled", "true or false", "enabled = false"),
     ("upstream.*.circuit_breaker.failure_rate", "a share above 0 and at most 1", "failure_rate = 0.5"),
     ("upstream.*.circuit_breaker.min_requests", "a whole number of requests", "min_requests = 20"),
     ("upstream.*.circuit_breaker.window", "a duration in quotes", "window = \"10s\""),
@@ -350,6 +349,7 @@ mod tests {
                 keys_of::<CircuitBreakerSection>(),
             ),
         ];
+        let mut keys_of_schema = Vec::new();
         for (prefix, keys) in sections {
             assert!(!keys.is_empty(), "no keys read for {prefix:?}");
             for key in keys {
@@ -358,7 +358,18 @@ mod tests {
                     FORMS.iter().any(|(p, _, _)| *p == path),
                     "{path} has no entry in FORMS: add what it takes and an example"
                 );
+                keys_of_schema.push(path);
             }
+        }
+        // And the other way: FORMS names no key the schema lacks (`route[]`: an element of one).
+        for (pattern, _, _) in FORMS {
+            // `upstream.*`: one upstream, a value of `upstream`.
+            let key = pattern.strip_suffix("[]").unwrap_or(pattern);
+            let key = key.strip_suffix(".*").unwrap_or(key);
+            assert!(
+                keys_of_schema.iter().any(|k| k == key),
+                "{pattern} is in FORMS but is no key of the schema"
+            );
         }
     }
 
