@@ -39,7 +39,7 @@ pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// `run --upgrade` with nothing to take over: every listen address could be bound.
-    #[error("no running fulcrum is listening on {addr} to hand its sockets over (it could be bound); start without --upgrade, or start the new process while the old one serves and then send the old one SIGQUIT")]
+    #[error("no running fulcrum is listening on {addr}, or on any other listen address of this config, to hand its sockets over (each could be bound); start without --upgrade, or start the new process while the old one serves and then send the old one SIGQUIT")]
     NothingToUpgrade { addr: SocketAddr },
     // The cause is the error's source: `{:#}` prints it once, after this.
     #[error("cannot listen on {addr}")]
@@ -119,10 +119,22 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         for addr in s.proxy_listeners().chain(s.admin_listen) {
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         }
-    } else if let Some(addr) = s.proxy_listeners().find(|a| TcpListener::bind(a).is_ok()) {
-        // An old fulcrum holds every listen address. One that is free means there is nothing
-        // to take over: say so now rather than after pingora's six seconds of retries.
-        return Err(ServerError::NothingToUpgrade { addr });
+    } else {
+        // An old fulcrum holds the addresses it listens on; the new config may add or move
+        // some (pingora binds those afresh). Only when every address, proxy, TLS and admin, can
+        // be bound is there nothing to take over: say so now rather than after pingora's six
+        // seconds of retries. The binds are held until all are tried, so that two entries for
+        // one address do not both look free.
+        let addrs: Vec<SocketAddr> = s.proxy_listeners().chain(s.admin_listen).collect();
+        let bound: Vec<TcpListener> = addrs
+            .iter()
+            .map_while(|a| TcpListener::bind(a).ok())
+            .collect();
+        if bound.len() == addrs.len() {
+            if let Some(&addr) = addrs.first() {
+                return Err(ServerError::NothingToUpgrade { addr });
+            }
+        }
     }
     let upgrade_sock = match (&s.upgrade_sock, upgrade_sock::default_path()) {
         (Some(path), _) => path.clone(),
