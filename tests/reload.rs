@@ -511,6 +511,31 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_with_no_new_process_waiting_keeps_serving() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut f = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+    assert!(!f.upgrade_sock().exists());
+    f.signal("-QUIT");
+    f.wait_for_log(
+        &[
+            "ERROR",
+            "SIGQUIT: no new process waits for the listeners",
+            "still serving",
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    // Before, the old process said it handed the listeners over, then stopped accepting and
+    // exited: nobody listened. Now it stays, and a later SIGTERM drains it as usual.
+    assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    assert!(f.child.try_wait().unwrap().is_none(), "{}", f.log());
+    f.signal("-TERM");
+    let status = f.wait_exit(Duration::from_secs(15)).expect("exited");
+    assert!(status.success(), "{status}");
+    assert!(!f.log().contains("handed"), "{}", f.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_upgrade_can_add_a_listener() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let mut old = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
@@ -519,7 +544,10 @@ async fn a_graceful_upgrade_can_add_a_listener() {
     let text = std::fs::read_to_string(old.config_path()).unwrap();
     let listen = format!("listen = [\"{}\"]", old.addr);
     assert!(text.contains(&listen), "{text}");
-    let text = text.replace(&listen, &format!("listen = [\"{}\", \"{added}\"]", old.addr));
+    let text = text.replace(
+        &listen,
+        &format!("listen = [\"{}\", \"{added}\"]", old.addr),
+    );
     let mut new = old.start_upgrade_to(&text, "info");
     let sock = old.upgrade_sock();
     wait_until(
