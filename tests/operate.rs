@@ -157,12 +157,41 @@ async fn the_default_level_logs_fulcrums_lines_not_pingoras() {
         &format!("backend={dead}"),
         "request_id=op-42",
         "error=ConnectRefused",
+        "cause=",
     ] {
         assert!(line.contains(part), "no {part:?} in {line}");
     }
     assert!(line.len() < 300, "{} characters: {line}", line.len());
     assert!(log.contains("fulcrum serving"), "{log}");
     assert!(log.contains("SIGTERM: shutting down: draining"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_logs_a_backends_failed_connects_once_per_interval_not_per_request() {
+    let dead = dead_addr();
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\nretries = 0\n{}",
+        upstream("u", &[dead], "")
+    );
+    let mut f = Fulcrum::start_logging("", "access_log = \"off\"", &body);
+    for _ in 0..20 {
+        assert_eq!(get(f.addr, "h.test", "/").await.status, 502);
+    }
+    f.signal("-TERM");
+    let status = f.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status}");
+    let log = f.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connect to backend failed"))
+        .collect();
+    // The first one, and at most one more if the requests took longer than the interval (10 s).
+    assert!(
+        !lines.is_empty() && lines.len() <= 2,
+        "{} lines for 20 failed connects:\n{log}",
+        lines.len()
+    );
+    assert!(lines[0].contains(" WARN "), "{}", lines[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
