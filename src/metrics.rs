@@ -263,6 +263,7 @@ impl Metrics {
                 .upstream_response
                 .with_label_values(&[upstream, backend]),
             connect_errors: self.connect_errors.with_label_values(&[upstream, backend]),
+            connect_log: LogGate::default(),
         }
     }
 
@@ -454,6 +455,48 @@ pub struct UpstreamMetrics {
 pub struct BackendMetrics {
     pub response: Histogram,
     pub connect_errors: IntCounter,
+    /// Holds the backend's failed-connect WARN lines to one per [`LogGate::EVERY`].
+    pub connect_log: LogGate,
+}
+
+/// At most one log line per [`LogGate::EVERY`] for one subject: the first, then one per
+/// interval that says how many were held back since the last.
+#[derive(Debug, Default)]
+pub struct LogGate {
+    /// Milliseconds since [`LogGate::clock`]'s start before which lines are held back.
+    next_ms: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl LogGate {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `Some(n)`: log this line, `n` were held back since the last one; `None`: hold it back.
+    pub fn pass(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Self::clock();
+        let next = self.next_ms.load(Relaxed);
+        let every = Self::EVERY.as_millis() as u64;
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now + every, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Relaxed));
+        }
+        self.held.fetch_add(1, Relaxed);
+        None
+    }
+
+    /// Milliseconds on a monotonic clock started at the first call.
+    fn clock() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
 }
 
 /// A health-checked backend's handles.

@@ -510,6 +510,70 @@ async fn graceful_upgrade_hands_the_listeners_over_with_no_refused_connection() 
     new.wait().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_with_no_new_process_waiting_keeps_serving() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut f = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+    assert!(!f.upgrade_sock().exists());
+    f.signal("-QUIT");
+    f.wait_for_log(
+        &[
+            "ERROR",
+            "SIGQUIT: no new process waits for the listeners",
+            "still serving",
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    // Before, the old process said it handed the listeners over, then stopped accepting and
+    // exited: nobody listened. Now it stays, and a later SIGTERM drains it as usual.
+    assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
+    assert!(f.child.try_wait().unwrap().is_none(), "{}", f.log());
+    f.signal("-TERM");
+    let status = f.wait_exit(Duration::from_secs(15)).expect("exited");
+    assert!(status.success(), "{status}");
+    assert!(!f.log().contains("handed"), "{}", f.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_can_add_a_listener() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let mut old = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
+    // The new config listens on the old address and on a new one.
+    let added: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let text = std::fs::read_to_string(old.config_path()).unwrap();
+    let listen = format!("listen = [\"{}\"]", old.addr);
+    assert!(text.contains(&listen), "{text}");
+    let text = text.replace(
+        &listen,
+        &format!("listen = [\"{}\", \"{added}\"]", old.addr),
+    );
+    let mut new = old.start_upgrade_to(&text, "info");
+    let sock = old.upgrade_sock();
+    wait_until(
+        "the new process waits for the sockets",
+        Duration::from_secs(10),
+        || sock.exists(),
+    )
+    .await;
+    old.signal("-QUIT");
+    let status = old
+        .wait_exit(Duration::from_secs(15))
+        .expect("old process exited");
+    assert!(status.success(), "old process: {status}");
+    for addr in [old.addr, added] {
+        let r = get(addr, "h.test", "/").await;
+        assert_eq!(r.status, 200, "{addr}");
+    }
+    let log = std::fs::read_to_string(old.dir.path().join("upgrade.log")).unwrap();
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "new process exited:\n{log}"
+    );
+    new.kill().unwrap();
+    new.wait().unwrap();
+}
+
 /// Route `/` to `pool` ("ua" or "ub", the other one unused: a warning at every load) and
 /// `/hung/` to a backend whose first health probe takes 2 s, so that fulcrum stays in its
 /// startup for 2 s after logging the warning.

@@ -170,8 +170,9 @@ pub struct ServerSection {
     pub log_level: Option<Spanned<String>>,
     /// Absolute path of the Unix socket over which `fulcrum run --upgrade` takes the listening
     /// sockets from this process on SIGQUIT. Default: `upgrade.sock` in a runtime directory
-    /// only this user can write: `$RUNTIME_DIRECTORY`, else `/run/fulcrum/`, else
-    /// `$XDG_RUNTIME_DIR/fulcrum/`, else `/tmp/fulcrum-UID/` (see `server::upgrade_sock`).
+    /// owned by this user and mode 0700: `$RUNTIME_DIRECTORY`, else `/run/fulcrum/`, else
+    /// `$XDG_RUNTIME_DIR/fulcrum/`, else `/tmp/fulcrum-UID/` (see `server::upgrade_sock`); with
+    /// none usable, graceful upgrade is off (builds before this used `/tmp/fulcrum-upgrade.sock`).
     pub upgrade_sock: Option<Spanned<String>>,
     /// Where the access log goes: "stdout", "stderr", "off" or a file path (relative to the
     /// config file's directory). Default: [`DEFAULT_ACCESS_LOG`].

@@ -621,19 +621,45 @@ impl ProxyHttp for Proxy {
         if let Some(b) = backend {
             b.metrics.connect_errors.inc();
         }
-        let backend = backend.map_or("-", |b| b.name.as_str());
         // One short line per failed connect, in place of pingora's (demoted; see `log_level`).
-        tracing::warn!(
-            route = %route.config.name,
-            upstream = %upstream.name,
-            %backend,
-            client = ctx.client.map(tracing::field::display),
-            request_id = %ctx.request_id.to_str().unwrap_or("-"),
-            attempt = ctx.attempts,
-            retry,
-            error = %e.etype().as_str(),
-            "connect to backend failed"
-        );
+        // With the access log on, it records each failed request: DEBUG. Off: WARN, at most one
+        // per backend per `LogGate::EVERY` (the first, then one saying how many were held back),
+        // so that an outage does not write a line per request.
+        let held = match backend {
+            _ if self.access_log.is_on() => None,
+            Some(b) => b.metrics.connect_log.pass(),
+            None => Some(0),
+        };
+        let warn = held.is_some();
+        if warn || tracing::enabled!(tracing::Level::DEBUG) {
+            let name = backend.map_or("-", |b| b.name.as_str());
+            let cause = e
+                .cause
+                .is_some()
+                .then(|| tracing::field::display(e.root_cause()));
+            macro_rules! connect_line {
+                ($level:ident) => {
+                    tracing::$level!(
+                        route = %route.config.name,
+                        upstream = %upstream.name,
+                        backend = %name,
+                        client = ctx.client.map(tracing::field::display),
+                        request_id = %ctx.request_id.to_str().unwrap_or("-"),
+                        attempt = ctx.attempts,
+                        retry,
+                        error = %e.etype().as_str(),
+                        cause,
+                        held_back = held.filter(|&n| n > 0),
+                        "connect to backend failed"
+                    )
+                };
+            }
+            if warn {
+                connect_line!(warn);
+            } else {
+                connect_line!(debug);
+            }
+        }
         if retry {
             e.set_retry(true);
         }
@@ -807,7 +833,8 @@ impl ProxyHttp for Proxy {
     }
 
     /// pingora's own "Fail to proxy" line repeats the access log's, or for a failed connect
-    /// `fail_to_connect`'s shorter one; otherwise it stays when the log is off.
+    /// `fail_to_connect`'s shorter one, or is about the client (not an ERROR of the proxy);
+    /// otherwise it stays when the log is off.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         use pingora::ErrorType::*;
         let connect = matches!(
@@ -820,7 +847,10 @@ impl ProxyHttp for Proxy {
                 | TLSHandshakeFailure
                 | TLSHandshakeTimedout
         );
-        self.access_log.is_on() || connect
+        // A client's own failure (reset, timeout, a refused header) is not a proxy ERROR: it
+        // is counted, and access-logged when the log is on.
+        let downstream = *error.esource() == ErrorSource::Downstream;
+        self.access_log.is_on() || connect || downstream
     }
 
     fn suppress_proxy_warn_log(

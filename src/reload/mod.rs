@@ -136,6 +136,12 @@ struct Applied {
     /// A hash of the text wholly in effect now (the start, or the last reload that applied
     /// the whole file): a file that reads the same again describes the running config.
     in_effect: Option<u128>,
+    /// A hash of the text whose reload failed last (`None`: the last failure, if any, was not
+    /// about a text read, e.g. the file could not be read). A file that again reads as the
+    /// running text clears a failure only when that failure was about another text (or the
+    /// file's absence): a failure of the running text itself (say, its certificate file went
+    /// bad) still stands.
+    failed_text: Option<u128>,
     /// The text of the config running now (the file may hold a newer, rejected one).
     applied_text: Option<Arc<str>>,
     /// The largest file the next reload reads: `max_config_size` of the config running now.
@@ -184,6 +190,7 @@ impl Runtime {
                 access_log: config.server.access_log.clone(),
                 read: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
                 in_effect: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
+                failed_text: None,
                 applied_text: source.map(|s| Arc::from(s.text)),
                 max_config_size: config.server.max_config_size,
                 applied_files: config::Loaded::of(&config),
@@ -305,7 +312,7 @@ impl Runtime {
                 if cause != Cause::Dns {
                     self.applied.lock().await.read = Some(digest);
                 }
-                match *parsed {
+                let outcome = match *parsed {
                     Ok(config) => {
                         let files = config::Loaded::of(&config);
                         let outcome = self.apply(config).await;
@@ -324,9 +331,21 @@ impl Runtime {
                         outcome
                     }
                     Err(errors) => Outcome::Rejected { errors: errors.0 },
+                };
+                if cause != Cause::Dns {
+                    let failed = matches!(outcome, Outcome::Rejected { .. });
+                    self.applied.lock().await.failed_text = failed.then_some(digest);
                 }
+                outcome
             }
-            Ok(Err(e)) => Outcome::Rejected { errors: vec![e] },
+            Ok(Err(e)) => {
+                // The file as last read is unknown now: putting the same text back reads it
+                // again, and the state then says what that text does.
+                let mut applied = self.applied.lock().await;
+                applied.read = None;
+                applied.failed_text = None;
+                Outcome::Rejected { errors: vec![e] }
+            }
             Err(e) => Outcome::Rejected {
                 errors: vec![ConfigError::at(
                     Path::new("-"),
@@ -467,13 +486,19 @@ impl Runtime {
     /// gone, or held a rejected edit), that failure no longer describes the file: the state
     /// says success again. Not a reload: nothing is applied and no reload is counted.
     async fn matches_again(&self, digest: u128) -> Option<Outcome> {
-        let generation = {
+        let (generation, failed_text) = {
             let mut applied = self.applied.lock().await;
             applied.read = Some(digest);
-            applied.generation
+            (applied.generation, applied.failed_text)
         };
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.success {
+            return None;
+        }
+        if failed_text == Some(digest) {
+            tracing::info!(
+                "the config file again reads as the running config, but its last reload failed on this same text (a file it names, say); that failure still stands"
+            );
             return None;
         }
         let message = format!(

@@ -39,7 +39,7 @@ pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// `run --upgrade` with nothing to take over: every listen address could be bound.
-    #[error("no running fulcrum is listening on {addr} to hand its sockets over (it could be bound); start without --upgrade, or start the new process while the old one serves and then send the old one SIGQUIT")]
+    #[error("no running fulcrum is listening on {addr}, or on any other listen address of this config, to hand its sockets over (each could be bound); start without --upgrade, or start the new process while the old one serves and then send the old one SIGQUIT")]
     NothingToUpgrade { addr: SocketAddr },
     // The cause is the error's source: `{:#}` prints it once, after this.
     #[error("cannot listen on {addr}")]
@@ -119,22 +119,40 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         for addr in s.proxy_listeners().chain(s.admin_listen) {
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         }
-    } else if let Some(addr) = s.proxy_listeners().find(|a| TcpListener::bind(a).is_ok()) {
-        // An old fulcrum holds every listen address. One that is free means there is nothing
-        // to take over: say so now rather than after pingora's six seconds of retries.
-        return Err(ServerError::NothingToUpgrade { addr });
+    } else {
+        // An old fulcrum holds the addresses it listens on; the new config may add or move
+        // some (pingora binds those afresh). Only when every address, proxy, TLS and admin, can
+        // be bound is there nothing to take over: say so now rather than after pingora's six
+        // seconds of retries. The binds are held until all are tried, so that two entries for
+        // one address do not both look free.
+        let addrs: Vec<SocketAddr> = s.proxy_listeners().chain(s.admin_listen).collect();
+        let bound: Vec<TcpListener> = addrs
+            .iter()
+            .map_while(|a| TcpListener::bind(a).ok())
+            .collect();
+        if bound.len() == addrs.len() {
+            if let Some(&addr) = addrs.first() {
+                return Err(ServerError::NothingToUpgrade { addr });
+            }
+        }
     }
-    let upgrade_sock = match (&s.upgrade_sock, upgrade_sock::default_path()) {
-        (Some(path), _) => path.clone(),
-        (None, Ok(path)) => path,
-        (None, Err(why)) if options.upgrade => return Err(ServerError::UpgradeSock(why)),
-        (None, Err(why)) => {
-            tracing::warn!("graceful upgrade will not work: {why}");
-            std::env::temp_dir().join(upgrade_sock::SOCKET_NAME)
+    // The default is looked for (and its directory made) only when `upgrade_sock` is not set.
+    // With no private directory there is no hand-off: a fixed name in a shared directory could
+    // be created first by any local user, who would then be sent the listening sockets.
+    let upgrade_sock = match &s.upgrade_sock {
+        Some(path) => Ok(path.clone()),
+        None => upgrade_sock::default_path(),
+    };
+    let upgrade_sock = match upgrade_sock {
+        Ok(path) => Some(path),
+        Err(why) if options.upgrade => return Err(ServerError::UpgradeSock(why)),
+        Err(why) => {
+            tracing::warn!("graceful upgrade is off: {why}");
+            None
         }
     };
-    if options.upgrade {
-        upgrade_sock::restrict_when_made(upgrade_sock.clone(), std::time::Duration::from_secs(10));
+    if let (true, Some(path)) = (options.upgrade, &upgrade_sock) {
+        upgrade_sock::restrict_when_made(path.clone(), std::time::Duration::from_secs(10));
     }
     let conf = ServerConf {
         threads: s.threads,
@@ -142,7 +160,12 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
         // is over; pingora's own wait is only a backstop, longer than any grace_period allowed.
         grace_period_seconds: Some(MAX_DURATION.as_secs() + 1),
         graceful_shutdown_timeout_seconds: Some(0),
-        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
+        // With hand-off off, SIGQUIT never asks pingora to send; a path under a file that no
+        // one can create is given anyway.
+        upgrade_sock: upgrade_sock.as_deref().map_or_else(
+            || "/dev/null/fulcrum-upgrade-off".to_owned(),
+            |p| p.to_string_lossy().into_owned(),
+        ),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -176,9 +199,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
     let listeners = s.proxy_listeners().count() + usize::from(s.admin_listen.is_some());
-    if options.upgrade {
+    if let (true, Some(path)) = (options.upgrade, &upgrade_sock) {
         tracing::info!(
-            upgrade_sock = %upgrade_sock.display(),
+            upgrade_sock = %path.display(),
             "took over {listeners} listeners from the running fulcrum"
         );
     }
@@ -274,6 +297,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
             access_log,
             phases,
             listeners,
+            upgrade_sock,
         )),
     });
     Ok(())

@@ -6,6 +6,7 @@
 //! exits the process the moment the last in-flight request is done, or when the grace period of
 //! the config serving at that moment is over.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ pub struct Signals {
     phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
     /// Listening sockets (proxy and admin) a graceful upgrade hands over.
     listeners: usize,
+    /// Where a new process waits for them; `None`: graceful upgrade is off (no private
+    /// directory for the socket).
+    upgrade_sock: Option<PathBuf>,
 }
 
 impl Signals {
@@ -39,6 +43,7 @@ impl Signals {
         access_log: Arc<AccessLog>,
         phases: broadcast::Receiver<ExecutionPhase>,
         listeners: usize,
+        upgrade_sock: Option<PathBuf>,
     ) -> Signals {
         Signals {
             drain,
@@ -46,6 +51,29 @@ impl Signals {
             access_log,
             phases: std::sync::Mutex::new(Some(phases)),
             listeners,
+            upgrade_sock,
+        }
+    }
+
+    /// Whether a SIGQUIT can hand the listeners over: a new process listens at the upgrade
+    /// socket. Looked at with `lstat` only (pingora's new process accepts one connection).
+    /// Otherwise says why in an error, and the process keeps serving.
+    fn can_hand_over(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        let Some(path) = &self.upgrade_sock else {
+            tracing::error!("SIGQUIT: graceful upgrade is off (no private runtime directory for the upgrade socket; set [server] upgrade_sock); still serving");
+            return false;
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => true,
+            Ok(_) => {
+                tracing::error!(upgrade_sock = %path.display(), "SIGQUIT: the upgrade socket is not a socket; no new process waits for the listeners; still serving");
+                false
+            }
+            Err(e) => {
+                tracing::error!(upgrade_sock = %path.display(), error = %e, "SIGQUIT: no new process waits for the listeners (start one with `fulcrum run --upgrade` and wait for its socket); still serving");
+                false
+            }
         }
     }
 
@@ -75,23 +103,28 @@ impl ShutdownSignalWatch for Signals {
                 return ShutdownSignal::FastShutdown;
             }
         };
-        tokio::select! {
-            _ = term.recv() => {
-                let grace = self.snapshot.load().grace_period;
-                let n = self.drain.in_flight();
-                tracing::info!("SIGTERM: shutting down: draining {n} requests in flight for at most {grace:?}");
-                self.watch_drain();
-                ShutdownSignal::GracefulTerminate
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: exiting now");
-                ShutdownSignal::FastShutdown
-            }
-            _ = quit.recv() => {
-                // Said once the sockets are handed over, with the grace period then in force.
-                tracing::debug!("SIGQUIT: handing the listeners to the new process");
-                self.watch_drain();
-                ShutdownSignal::GracefulUpgrade
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    let grace = self.snapshot.load().grace_period;
+                    let n = self.drain.in_flight();
+                    tracing::info!("SIGTERM: shutting down: draining {n} requests in flight for at most {grace:?}");
+                    self.watch_drain();
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: exiting now");
+                    return ShutdownSignal::FastShutdown;
+                }
+                _ = quit.recv() => {
+                    if !self.can_hand_over() {
+                        continue;
+                    }
+                    // Said once the sockets are handed over, with the grace period then in force.
+                    tracing::debug!("SIGQUIT: handing the listeners to the new process");
+                    self.watch_drain();
+                    return ShutdownSignal::GracefulUpgrade;
+                }
             }
         }
     }

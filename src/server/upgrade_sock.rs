@@ -2,9 +2,10 @@
 //! runtime directory only this user can write, never a fixed name in `/tmp` that any local user
 //! could create first. In order: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), else
 //! `/run/fulcrum/`, else `$XDG_RUNTIME_DIR/fulcrum/`, else `/tmp/fulcrum-UID/`. A directory
-//! fulcrum makes is made 0700; one it finds must be a directory (not a link) owned by this user
-//! and writable by nobody else. The old and the new process resolve the same path from the same
-//! environment.
+//! fulcrum makes is made 0700; one it finds, `$RUNTIME_DIRECTORY` included, must be a directory
+//! (not a link) owned by this user that no one else can read, write or enter. With none usable,
+//! there is no default: graceful upgrade is off (never a fixed name in a shared directory). The
+//! old and the new process resolve the same path from the same environment.
 
 use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -38,13 +39,21 @@ struct Candidates {
 impl Candidates {
     /// The first usable directory for user `uid`.
     fn resolve(&self, uid: u32) -> Result<PathBuf, String> {
-        // systemd made it for this service (several may be listed, colon-separated).
+        let mut tried = Vec::new();
+        // systemd made it for this service (several may be listed, colon-separated); it is
+        // checked like the others (systemd's default RuntimeDirectoryMode, 0755, is refused).
         if let Some(dirs) = self.runtime_directory.as_ref().and_then(|d| d.to_str()) {
             if let Some(first) = dirs.split(':').find(|d| !d.is_empty()) {
-                return Ok(PathBuf::from(first));
+                let dir = PathBuf::from(first);
+                match private_dir(&dir, uid) {
+                    Ok(()) => return Ok(dir),
+                    Err(why) => tried.push(format!(
+                        "$RUNTIME_DIRECTORY {}: {why} (set RuntimeDirectoryMode=0700)",
+                        dir.display()
+                    )),
+                }
             }
         }
-        let mut tried = Vec::new();
         let mut dirs = vec![self.run.clone()];
         if let Some(xdg) = self.xdg_runtime_dir.as_ref().filter(|d| !d.is_empty()) {
             dirs.push(Path::new(xdg).join("fulcrum"));
@@ -64,7 +73,7 @@ impl Candidates {
 }
 
 /// Makes `dir` (0700) if it is missing, and checks that it is a directory owned by `uid` that
-/// no one else can write.
+/// no one else can read, write or enter.
 fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -78,9 +87,9 @@ fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
     if meta.uid() != uid {
         return Err(format!("owned by uid {}, not {uid}", meta.uid()));
     }
-    if meta.mode() & 0o022 != 0 {
+    if meta.mode() & 0o077 != 0 {
         return Err(format!(
-            "others can write it (mode {:o})",
+            "others can reach it (mode {:o}; it must be 0700)",
             meta.mode() & 0o777
         ));
     }
@@ -124,13 +133,20 @@ mod tests {
     #[test]
     fn systemd_runtime_directory_comes_first() {
         let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("x");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let c = Candidates {
-            runtime_directory: Some("/run/x:/run/y".into()),
+            runtime_directory: Some(format!("{}:/run/y", dir.display()).into()),
             run: tmp.path().join("run"),
             xdg_runtime_dir: None,
             tmp: tmp.path().to_path_buf(),
         };
-        assert_eq!(c.resolve(uid()).unwrap(), PathBuf::from("/run/x"));
+        assert_eq!(c.resolve(uid()).unwrap(), dir);
+        // systemd's default mode, 0755: refused, and the next candidate is used.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let next = c.resolve(uid()).unwrap();
+        assert_eq!(next, tmp.path().join("run"));
     }
 
     #[test]
@@ -157,6 +173,6 @@ mod tests {
         let err = c.resolve(uid + 1).unwrap_err();
         assert!(err.contains("owned by uid"), "{err}");
         let open = private_dir(&tmp.path().join("xdg/fulcrum"), uid).unwrap_err();
-        assert!(open.contains("others can write it (mode 777)"), "{open}");
+        assert!(open.contains("others can reach it (mode 777"), "{open}");
     }
 }

@@ -563,6 +563,18 @@ impl Fulcrum {
         )
     }
 
+    /// Like [`Fulcrum::start_upgrade`], with the config file `text` (written to `upgrade.toml`).
+    pub fn start_upgrade_to(&self, text: &str, log: &str) -> Child {
+        let path = self.dir.path().join("upgrade.toml");
+        std::fs::write(&path, text).unwrap();
+        spawn(
+            &path,
+            log,
+            &self.dir.path().join("upgrade.log"),
+            &["--upgrade"],
+        )
+    }
+
     /// Where [`Fulcrum::start_upgrade`] waits for the listening sockets.
     pub fn upgrade_sock(&self) -> PathBuf {
         self.dir.path().join("upgrade.sock")
