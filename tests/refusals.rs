@@ -580,3 +580,18 @@ async fn an_h2_refusal_s_drain_holds_no_place_and_does_not_delay_its_log_line() 
         "the refused stream was over before the checks: they did not overlap the drain"
     );
 }
+
+/// A backend's `100 Continue` is not its answer: `upstream_header_ms` (and the backend response
+/// time) run to the final header, which comes 1.5 s later.
+#[tokio::test]
+async fn upstream_header_time_is_the_final_header_s_not_a_100_continue_s() {
+    let b = support::rawhttp::RawBackend::start().await;
+    let f = Fulcrum::start("access_log = \"stderr\"", &site(&[b.addr], "", ""));
+    let r = get(f.addr, "app.test", "/slow-continue").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let line = log_line(&f, "/slow-continue").await;
+    assert_eq!(line["upstream_status"], 200, "{line}");
+    let header = line["upstream_header_ms"].as_f64().unwrap();
+    assert!(header >= 1400.0, "timed to the 100 Continue: {line}");
+    assert_timings(&line);
+}

@@ -724,6 +724,12 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status;
+        // An interim response (100 Continue, 103) is not the backend's answer: its times and
+        // status are the final header's.
+        if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
+            hop_by_hop::strip_response(upstream_response);
+            return Ok(());
+        }
         ctx.upstream_status = Some(status.as_u16());
         if let Some(started) = ctx.attempt_started.take() {
             let elapsed = started.elapsed();
