@@ -286,15 +286,24 @@ fn combined(e: &Entry<'_>, query: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b" - - [");
     clf_time(e.time, out);
     out.extend_from_slice(b"] \"");
-    quoted_escaped(e.method, out);
-    out.push(b' ');
-    quoted_escaped(e.path, out);
-    if let Some(q) = e.query.filter(|_| query) {
-        out.push(b'?');
-        quoted_escaped(q, out);
+    // A request refused before its request line was understood: nginx's `"-"`.
+    if e.method.is_empty() {
+        out.push(b'-');
+    } else {
+        quoted_escaped(e.method, out);
+        out.push(b' ');
+        quoted_escaped(e.path, out);
+        if let Some(q) = e.query.filter(|_| query) {
+            out.push(b'?');
+            quoted_escaped(q, out);
+        }
+        out.push(b' ');
+        // nginx's and Apache's spelling, which `%r` parsers expect (JSON keeps `HTTP/2`).
+        match e.version {
+            "HTTP/2" => out.extend_from_slice(b"HTTP/2.0"),
+            v => quoted_escaped(v, out),
+        }
     }
-    out.push(b' ');
-    quoted_escaped(e.version, out);
     let mut num = itoa::Buffer::new();
     out.extend_from_slice(b"\" ");
     out.extend_from_slice(num.format(e.status).as_bytes());
@@ -746,6 +755,22 @@ mod tests {
             line(&entry(), AccessLogFormat::Combined, false),
             "10.0.0.1 - - [29/Feb/2024:13:05:09 +0000] \"GET /v1/users HTTP/1.1\" 200 1234 \"-\" \"curl/8.0 \\\"x\\\"\"\n"
         );
+        let h2 = Entry {
+            version: "HTTP/2",
+            ..entry()
+        };
+        let h2 = line(&h2, AccessLogFormat::Combined, false);
+        assert!(h2.contains("\"GET /v1/users HTTP/2.0\" 200"), "{h2}");
+        let refused = Entry {
+            method: "",
+            path: "",
+            query: None,
+            version: "",
+            status: 400,
+            ..entry()
+        };
+        let refused = line(&refused, AccessLogFormat::Combined, false);
+        assert!(refused.contains("] \"-\" 400 1234 "), "{refused}");
     }
 
     #[test]

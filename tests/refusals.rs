@@ -513,3 +513,85 @@ async fn the_access_log_says_protocol_tls_referer_agent_and_the_backend_s_status
     assert_eq!(v["upstream_connect_ms"], serde_json::Value::Null, "{v}");
     assert_eq!(v["upstream_header_ms"], serde_json::Value::Null, "{v}");
 }
+
+/// A refused HTTP/2 upload whose client goes on sending is drained after the request has given
+/// back its `max_inflight` place and written its log line: another request to the upstream is
+/// served, and the 413's line is there, while the refused body still trickles in.
+#[tokio::test]
+async fn an_h2_refusal_s_drain_holds_no_place_and_does_not_delay_its_log_line() {
+    let b = Backend::start("a").await;
+    let f = Fulcrum::start(
+        "h2c = true\nmax_request_body = \"1MiB\"\naccess_log = \"stderr\"",
+        &site(&[b.addr], "max_inflight = 1", ""),
+    );
+    let io = TcpStream::connect(f.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(io).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.expect("h2 ready");
+    // No Content-Length: the body goes over the limit after the backend is picked.
+    let req = http::Request::post("http://app.test/trickle")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(req, false).expect("send request");
+    let mut left = (1 << 20) + (200 << 10);
+    let response = async {
+        while left > 0 {
+            send.reserve_capacity(left.min(1 << 16));
+            match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(cap)) => {
+                    let n = cap.min(left);
+                    left -= n;
+                    send.send_data(Bytes::from(vec![b'x'; n]), false).unwrap();
+                }
+                _ => panic!("the stream ended before the body went over the limit"),
+            }
+        }
+        response.await.expect("a response")
+    }
+    .await;
+    assert_eq!(response.status(), 413);
+    // One byte every 50 ms from here on; the drain reads it for up to 2 s.
+    let ticker = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if send.send_data(Bytes::from_static(b"x"), false).is_err() {
+                break;
+            }
+        }
+    };
+    let check = async {
+        let r = get(f.addr, "app.test", "/g").await;
+        assert_eq!(
+            r.status, 200,
+            "the drain held the max_inflight place: {r:?}"
+        );
+        let line = log_line(&f, "/trickle").await;
+        assert_eq!(line["status"], 413, "{line}");
+    };
+    tokio::select! {
+        _ = ticker => panic!("the client could not go on sending"),
+        _ = check => {}
+    }
+    let reset = std::future::poll_fn(|cx| std::task::Poll::Ready(send.poll_reset(cx).is_ready()));
+    assert!(
+        !reset.await,
+        "the refused stream was over before the checks: they did not overlap the drain"
+    );
+}
+
+/// A backend's `100 Continue` is not its answer: `upstream_header_ms` (and the backend response
+/// time) run to the final header, which comes 1.5 s later.
+#[tokio::test]
+async fn upstream_header_time_is_the_final_header_s_not_a_100_continue_s() {
+    let b = support::rawhttp::RawBackend::start().await;
+    let f = Fulcrum::start("access_log = \"stderr\"", &site(&[b.addr], "", ""));
+    let r = get(f.addr, "app.test", "/slow-continue").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let line = log_line(&f, "/slow-continue").await;
+    assert_eq!(line["upstream_status"], 200, "{line}");
+    let header = line["upstream_header_ms"].as_f64().unwrap();
+    assert!(header >= 1400.0, "timed to the 100 Continue: {line}");
+    assert_timings(&line);
+}

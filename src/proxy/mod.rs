@@ -99,6 +99,11 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// Set by a phase that fails the request for a reason of its own.
     failure: Option<ProxyError>,
+    /// When fulcrum's own answer went out: the request's end for its duration, whatever
+    /// of its body is read and discarded after.
+    answered: Option<Instant>,
+    /// How much of an HTTP/2 body to read and discard once the request is logged (0: none).
+    drain: usize,
 }
 
 impl RequestCtx {
@@ -305,13 +310,23 @@ async fn respond(session: &mut Session, e: &ProxyError, request_id: &HeaderValue
     }
     if let Err(err) = session.write_error_response(resp, body).await {
         tracing::debug!(%err, "client went away before the error response");
-        return status;
-    }
-    // A body too slow to wait for is not waited for again.
-    if *e != ProxyError::ClientTimeout {
-        drain_h2_body(session).await;
     }
     status
+}
+
+/// How much of an HTTP/2 request body refused with `e` fulcrum reads and discards after its
+/// answer (see [`drain_h2_body`]): none for a body too slow to wait for (408), a little for a
+/// request refused whatever its body (429, 503), more for one refused for its size (413) or
+/// for what the backend did while it was being sent.
+fn drain_budget(e: &ProxyError) -> usize {
+    match e {
+        ProxyError::ClientTimeout => 0,
+        ProxyError::RateLimited { .. }
+        | ProxyError::Overloaded { .. }
+        | ProxyError::NoBackend { .. }
+        | ProxyError::CircuitOpen { .. } => H2_DRAIN_BYTES_REFUSED,
+        _ => H2_DRAIN_BYTES,
+    }
 }
 
 /// How long fulcrum goes on reading (and discarding) an HTTP/2 request body after refusing the
@@ -321,19 +336,33 @@ const H2_DRAIN_TIME: Duration = Duration::from_secs(2);
 /// How much more of an HTTP/2 request body fulcrum reads and discards after refusing it.
 const H2_DRAIN_BYTES: usize = 32 << 20;
 
+/// The same for a request refused whatever its body (429, 503).
+const H2_DRAIN_BYTES_REFUSED: usize = 1 << 20;
+
 /// After an HTTP/2 answer written before the whole request body came: reads and discards the
-/// rest of the body, for at most [`H2_DRAIN_TIME`] and [`H2_DRAIN_BYTES`], before the stream is
-/// dropped. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
+/// rest of the body, for at most [`H2_DRAIN_TIME`] and `budget` bytes, before the stream is
+/// dropped; a body declared longer than what is left of the budget is not waited for at all.
+/// It runs last, after the request's places (`max_inflight`, lease, probe) are given back and
+/// its access-log line and metrics are written, so that neither waits for it. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
 /// stream with body still coming sends RST_STREAM(NO_ERROR), RFC 9113 §8.1's way, but clients
 /// still uploading (curl 7.x with nghttp2) then fail the whole exchange ("Stream error in the
 /// HTTP/2 framing layer", exit 92) and never show the status. A body past the bounds still gets
 /// the reset. HTTP/1.1 needs nothing here: its connection closes after an error response.
-async fn drain_h2_body(session: &mut Session) {
-    if !session.as_downstream().is_http2() || session.is_body_done() {
+async fn drain_h2_body(session: &mut Session, budget: usize) {
+    if budget == 0 || !session.as_downstream().is_http2() || session.is_body_done() {
+        return;
+    }
+    let declared = session
+        .req_header()
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let read = session.body_bytes_read() as u64;
+    if declared.is_some_and(|len| len.saturating_sub(read) > budget as u64) {
         return;
     }
     let deadline = tokio::time::Instant::now() + H2_DRAIN_TIME;
-    let mut left = H2_DRAIN_BYTES;
+    let mut left = budget;
     while let Ok(Ok(Some(chunk))) =
         tokio::time::timeout_at(deadline, session.downstream_session.read_request_body()).await
     {
@@ -348,6 +377,8 @@ async fn drain_h2_body(session: &mut Session) {
 /// access log's `error`.
 async fn refuse(session: &mut Session, ctx: &mut RequestCtx, e: ProxyError) {
     respond(session, &e, &ctx.request_id).await;
+    ctx.answered = Some(Instant::now());
+    ctx.drain = drain_budget(&e);
     ctx.failure = Some(e);
 }
 
@@ -378,6 +409,8 @@ impl ProxyHttp for Proxy {
             outcome_recorded: false,
             proxied: false,
             attempts: 0,
+            answered: None,
+            drain: 0,
             backend: None,
             body_bytes: 0,
             failure: None,
@@ -717,6 +750,12 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status;
+        // An interim response (100 Continue, 103) is not the backend's answer: its times and
+        // status are the final header's.
+        if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS {
+            hop_by_hop::strip_response(upstream_response);
+            return Ok(());
+        }
         ctx.upstream_status = Some(status.as_u16());
         if let Some(started) = ctx.attempt_started.take() {
             let elapsed = started.elapsed();
@@ -823,7 +862,12 @@ impl ProxyHttp for Proxy {
             _ => {}
         }
         let error_code = match &failure {
-            Some(f) => respond(session, f, &ctx.request_id).await,
+            Some(f) => {
+                let code = respond(session, f, &ctx.request_id).await;
+                ctx.answered = Some(Instant::now());
+                ctx.drain = drain_budget(f);
+                code
+            }
             None => 0,
         };
         FailToProxy {
@@ -889,8 +933,30 @@ impl ProxyHttp for Proxy {
                 false => Attempt::Broken,
             });
         }
+        // The request's places are given back before anything else waits (the drain).
+        drop(ctx.admission.take());
+        drop(ctx.lease.take());
+        drop(ctx.probe.take());
+        self.account(session, e, ctx, status, outcome);
+        let budget = std::mem::take(&mut ctx.drain);
+        drain_h2_body(session, budget).await;
+    }
+}
+
+impl Proxy {
+    /// Counts the request in the metrics and writes its access-log line.
+    fn account(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &RequestCtx,
+        status: u16,
+        outcome: Outcome,
+    ) {
         let req = session.req_header();
-        let elapsed = ctx.started.elapsed();
+        let elapsed = ctx
+            .answered
+            .map_or_else(|| ctx.started.elapsed(), |t| t - ctx.started);
         let loaded;
         let snap = match &ctx.snapshot {
             Some(snap) => snap,

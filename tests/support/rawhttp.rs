@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend that keeps every request header it receives (bytes as sent) and answers
 /// `raw PATH`, reading a `Content-Length` body first. Some paths misbehave:
-/// - `/slow…`: answers after 1.5 s; `/big`: a 64 MiB body;
+/// - `/slow…`: answers after 1.5 s (`/slow-continue`: a `100 Continue` first); `/big`: a
+///   64 MiB body;
 /// - `/reset`: `200` with `Content-Length: 200`, 20 bytes of it, then a TCP reset;
 /// - `/reset-chunked`: `200` chunked, one 20-byte chunk, then a TCP reset;
 /// - `/status600`: a `600` status line.
@@ -109,6 +110,11 @@ async fn serve(mut s: TcpStream, log: Arc<Mutex<Vec<String>>>, cut: Arc<AtomicUs
             }
             "/status600" => "HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok".to_owned(),
             _ => {
+                if path == "/slow-continue"
+                    && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+                {
+                    return;
+                }
                 if path.starts_with("/slow") {
                     tokio::time::sleep(Duration::from_millis(1500)).await;
                 }
