@@ -192,18 +192,9 @@ async fn an_http2_body_over_the_limit_is_a_413_the_client_can_read_after_its_upl
 #[tokio::test]
 async fn over_tls_an_http2_refusal_is_its_status_on_the_stream() {
     let b = Backend::start("a").await;
-    let key = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, keyfile) = (dir.path().join("app.pem"), dir.path().join("app.key"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&keyfile, key.key_pair.serialize_pem()).unwrap();
-    let port = free_port();
+    let (key, _dir, port, tls) = tls_listener();
     let _f = Fulcrum::start(
-        &format!(
-            "max_request_body = \"1MiB\"\n[[server.tls]]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
-            cert.display(),
-            keyfile.display()
-        ),
+        &format!("max_request_body = \"1MiB\"\n{tls}"),
         &site(
             &[b.addr],
             "",
@@ -448,18 +439,9 @@ async fn the_access_log_says_protocol_tls_referer_agent_and_the_backend_s_status
         },
     )
     .await;
-    let key = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, keyfile) = (dir.path().join("app.pem"), dir.path().join("app.key"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&keyfile, key.key_pair.serialize_pem()).unwrap();
-    let port = free_port();
+    let (key, _dir, port, tls) = tls_listener();
     let f = Fulcrum::start(
-        &format!(
-            "access_log = \"stderr\"\n[[server.tls]]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
-            cert.display(),
-            keyfile.display()
-        ),
+        &format!("access_log = \"stderr\"\n{tls}"),
         &site(&[b.addr], "", ""),
     );
 
@@ -594,4 +576,21 @@ async fn upstream_header_time_is_the_final_header_s_not_a_100_continue_s() {
     let header = line["upstream_header_ms"].as_f64().unwrap();
     assert!(header >= 1400.0, "timed to the 100 Continue: {line}");
     assert_timings(&line);
+}
+
+/// A self-signed certificate for app.test in a temporary directory, a free port, and the
+/// `[[server.tls]]` section that serves it there.
+fn tls_listener() -> (rcgen::CertifiedKey, tempfile::TempDir, u16, String) {
+    let key = rcgen::generate_simple_self_signed(vec!["app.test".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, keyfile) = (dir.path().join("app.pem"), dir.path().join("app.key"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&keyfile, key.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:{port}\"\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+        cert.display(),
+        keyfile.display()
+    );
+    (key, dir, port, tls)
 }
