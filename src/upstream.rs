@@ -781,6 +781,23 @@ mod tests {
 
     /// An upstream that ejects after 2 failures, and its supervisor (kept, so that ejections
     /// last until the test readmits).
+    /// Readmits the ejected backend 0 of `u` and returns the first pick that meets it: the one
+    /// that takes its trial.
+    fn readmit_to_trial(u: &Upstream) -> Choice {
+        u.backends[0]
+            .state
+            .health
+            .readmit(tokio::time::Instant::now());
+        u.state.bump_epoch();
+        let none = BackendSet::default();
+        loop {
+            let c = u.select(&none, None).unwrap();
+            if c.backend == 0 {
+                return c;
+            }
+        }
+    }
+
     fn ejecting(n: u16, failure_status: StatusSet) -> (Upstream, Supervisor) {
         let mut c = config(n, BalanceKind::RoundRobin);
         c.outlier = Some(crate::config::OutlierConfig {
@@ -831,16 +848,9 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
         }
-        health.readmit(tokio::time::Instant::now());
-        u.state.bump_epoch();
         // The first pick that meets backend 0 takes its trial; no other request goes there
         // until the trial is settled.
-        let trial = loop {
-            let c = u.select(&none, None).unwrap();
-            if c.backend == 0 {
-                break c;
-            }
-        };
+        let trial = readmit_to_trial(&u);
         assert!(trial.probe.is_some());
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
@@ -983,18 +993,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_backend_on_trial_counts_toward_max_ejected_percent() {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
-        let none = BackendSet::default();
         let (a, b) = (&u.backends[0].state.health, &u.backends[1].state.health);
         u.record(0, Attempt::Connect, None);
         u.record(0, Attempt::Connect, None);
-        a.readmit(tokio::time::Instant::now());
-        u.state.bump_epoch();
-        let trial = loop {
-            let c = u.select(&none, None).unwrap();
-            if c.backend == 0 {
-                break c;
-            }
-        };
+        let trial = readmit_to_trial(&u);
         u.record(1, Attempt::Connect, None);
         u.record(1, Attempt::Connect, None);
         assert!(!b.is_ejected(), "the trial backend counted as out: no room");
@@ -1007,18 +1009,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_trial_outliving_an_active_rise_counts_as_a_plain_failure() {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
-        let none = BackendSet::default();
         let health = &u.backends[0].state.health;
         u.record(0, Attempt::Connect, None);
         u.record(0, Attempt::Connect, None);
-        health.readmit(tokio::time::Instant::now());
-        u.state.bump_epoch();
-        let trial = loop {
-            let c = u.select(&none, None).unwrap();
-            if c.backend == 0 {
-                break c;
-            }
-        };
+        let trial = readmit_to_trial(&u);
         // The active check rises meanwhile (unknown -> up): fully back, trial over.
         health.on_probe(true, 1, 1);
         assert!(!health.on_trial());
