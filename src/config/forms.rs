@@ -17,7 +17,7 @@
 
 /// A key path pattern (`[]` for any list index, `*` for an upstream's name), what the key
 /// takes, and an example of it as written in the file.
-const FORMS: &[(&str, &str, &str)] = &[
+pub(super) const FORMS: &[(&str, &str, &str)] = &[
     // The file's sections.
     ("server", "a table", "[server] above its keys, such as listen = \"0.0.0.0:8080\""),
     ("route", "a list of tables", "[[route]] (two brackets) above each route's keys, such as upstream = \"web\""),

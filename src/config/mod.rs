@@ -28,6 +28,9 @@ mod sections;
 pub mod units;
 mod validate;
 
+#[cfg(test)]
+mod reference;
+
 use std::path::Path;
 
 pub use certs::{AcceptAnyCertificate, Loaded};
