@@ -9,7 +9,7 @@
 //! before the load, and still answers.
 //!
 //! Ignored by plain `cargo test`. `.ci/run` runs the 60 s version; the long one is documented in
-//! the README ("Soak and fuzz"):
+//! docs/src/soak-and-fuzz.md:
 //!
 //! ```sh
 //! cargo test --test soak -- --ignored --nocapture
@@ -102,7 +102,7 @@ const WARMUP: Duration = Duration::from_secs(2);
 /// (a health probe's connection open at the moment of reading).
 const FD_SLACK: usize = 4;
 /// RSS growth allowed across the run, in KiB. A 60 s run at 200 req/s (debug build) grew by
-/// about 1 MiB (README, "Soak and fuzz"); a leak of 50 bytes a request passes the bound within
+/// about 1 MiB (docs/src/soak-and-fuzz.md); a leak of 50 bytes a request passes the bound within
 /// the 30-minute run at 200 req/s.
 const RSS_BOUND_KIB: u64 = 16 * 1024;
 

@@ -996,7 +996,8 @@ pub fn upstream(name: &str, addrs: &[SocketAddr], extra: &str) -> String {
 /// connection down at once when the backend's `101` is read before the proxy has passed on the
 /// upgrade request's (empty) body (cloudflare/pingora#946, fix proposed in #947, not released),
 /// which a backend on loopback answering within microseconds makes happen now and then. The
-/// README lists it under WebSockets; the delay keeps these tests about fulcrum.
+/// manual lists it under WebSockets (docs/src/proxy.md); the delay keeps these tests about
+/// fulcrum.
 pub async fn upgrade_echo_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
