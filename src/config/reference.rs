@@ -19,6 +19,9 @@ const PAGE: &str = include_str!("../../docs/src/reference.md");
 /// `upstream`).
 const TOP_LEVEL: &str = "## The file";
 
+/// A key as the page places it: (the heading of its section, the key).
+type Key = (String, String);
+
 /// A FORMS pattern's section (`upstream.*.health_check`) as the page writes its heading:
 /// `[upstream.NAME.health_check]`; a list element's as an array of tables (`route[]`:
 /// `[[route]]`); the file itself as [`TOP_LEVEL`].
@@ -36,7 +39,7 @@ fn heading_of(section: &str) -> String {
 
 /// Every key of the schema as (section heading, key): FORMS without its element patterns
 /// (`route[]`, `upstream.*`: one value of a key, not a key).
-fn schema_keys() -> BTreeSet<(String, String)> {
+fn schema_keys() -> BTreeSet<Key> {
     FORMS
         .iter()
         .map(|&(pattern, _, _)| pattern)
@@ -56,7 +59,7 @@ fn first_code_span(line: &str) -> Option<&str> {
 
 /// Every key the page documents as (section heading, key), and the keys it documents twice.
 /// Rows under a heading that is no section (prose, other tables) are not keys.
-fn documented_keys(page: &str) -> (BTreeSet<(String, String)>, Vec<(String, String)>) {
+fn documented_keys(page: &str) -> (BTreeSet<Key>, Vec<Key>) {
     let mut keys = BTreeSet::new();
     let mut twice = Vec::new();
     let mut section: Option<String> = None;
