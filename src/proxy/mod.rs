@@ -9,7 +9,7 @@ mod hop_by_hop;
 pub(crate) mod normalize;
 mod request_id;
 
-pub use error::{Cause, ProxyError};
+pub use error::ProxyError;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -172,7 +172,7 @@ impl RequestCtx {
         }
         match (&self.failure, e) {
             // The client's own fault (a body too large or too slow) cut the response short.
-            (Some(f), _) if f.cause() == Cause::Client => (Outcome::Error, None),
+            (Some(f), _) if f.by_client() => (Outcome::Error, None),
             (Some(ProxyError::Deadline(_)), _) => (Outcome::Aborted, None),
             (Some(_), _) => (Outcome::Aborted, Some(false)),
             (None, Some(e)) if *e.esource() == ErrorSource::Upstream => {
