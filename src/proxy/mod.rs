@@ -26,16 +26,16 @@ use pingora::ErrorSource;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{extract_key, BackendSet, Lease};
-use crate::breaker::Probe;
+use crate::circuit::Trial;
 use crate::config::runtime::ClientLimits;
-use crate::outcome::Outcome;
+use crate::outcome::{AttemptOutcome, Outcome};
 use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::server::guard;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
 use crate::tls::Sni;
-use crate::upstream::{Attempt, Refusal, Upstream};
+use crate::upstream::{Refusal, Upstream};
 
 /// The proxy service: reads the current snapshot once per request.
 pub struct Proxy {
@@ -80,8 +80,8 @@ pub struct RequestCtx {
     /// The current attempt's claim on its backend (in-flight count).
     lease: Option<Lease>,
     /// What the current attempt holds on its backend until its outcome is known: a half-open
-    /// breaker's probe place, the trial of a backend back from an ejection, or both.
-    probe: Option<Probe>,
+    /// breaker's trial place, the trial of a backend back from an ejection, or both.
+    trial: Option<Trial>,
     /// When the current attempt picked its backend, until its response header arrives.
     attempt_started: Option<Instant>,
     /// For the access log: the last attempt's time to a connection and to the backend's
@@ -118,13 +118,13 @@ impl RequestCtx {
     }
 
     /// Tells passive health and the breaker how the current attempt went (once per attempt).
-    fn record_outcome(&mut self, attempt: Attempt) {
+    fn record_outcome(&mut self, outcome: AttemptOutcome) {
         if self.outcome_recorded {
             return;
         }
-        let probe = self.probe.take();
+        let trial = self.trial.take();
         if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
-            u.record(i, attempt, probe);
+            u.record(i, outcome, trial);
         }
         self.outcome_recorded = true;
     }
@@ -342,7 +342,7 @@ const H2_DRAIN_BYTES_REFUSED: usize = 1 << 20;
 /// After an HTTP/2 answer written before the whole request body came: reads and discards the
 /// rest of the body, for at most [`H2_DRAIN_TIME`] and `budget` bytes, before the stream is
 /// dropped; a body declared longer than what is left of the budget is not waited for at all.
-/// It runs last, after the request's places (`max_inflight`, lease, probe) are given back and
+/// It runs last, after the request's places (`max_inflight`, lease, trial) are given back and
 /// its access-log line and metrics are written, so that neither waits for it. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
 /// stream with body still coming sends RST_STREAM(NO_ERROR), RFC 9113 §8.1's way, but clients
 /// still uploading (curl 7.x with nghttp2) then fail the whole exchange ("Stream error in the
@@ -401,7 +401,7 @@ impl ProxyHttp for Proxy {
             admission: None,
             failed: BackendSet::default(),
             lease: None,
-            probe: None,
+            trial: None,
             attempt_started: None,
             upstream_connect: None,
             upstream_header: None,
@@ -549,9 +549,9 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        // A probe place the previous attempt still holds (pingora retrying a dead pooled
+        // A trial place the previous attempt still holds (pingora retrying a dead pooled
         // connection: no outcome) is freed first, so that this attempt can claim it again.
-        drop(ctx.probe.take());
+        drop(ctx.trial.take());
         let Some((snap, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
@@ -602,7 +602,7 @@ impl ProxyHttp for Proxy {
         let peer = upstream.peer(i, remaining, idle);
         let lease = upstream.lease(i);
         ctx.lease = Some(lease);
-        ctx.probe = choice.probe;
+        ctx.trial = choice.trial;
         if admission.is_some() {
             ctx.admission = admission;
         }
@@ -642,7 +642,7 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.insert(i);
         }
-        ctx.record_outcome(Attempt::Connect);
+        ctx.record_outcome(AttemptOutcome::Connect);
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
@@ -740,9 +740,9 @@ impl ProxyHttp for Proxy {
 
     /// Refuses a status outside 100–599 (502), drops hop-by-hop headers and tells passive health
     /// and the breaker how the backend did: a status in either judge's `failure_status` is a
-    /// failure at once; a half-open probe or a trial is settled at the header whatever its
-    /// status; an accepted upgrade (101) is a success; any other response is judged when it
-    /// ends (in `logging`), so that one cut short counts as the failure it is.
+    /// failure at once; a trial (a half-open breaker's, an ejected backend's) is settled at the
+    /// header whatever its status; an accepted upgrade (101) is a success; any other response is
+    /// judged when it ends (in `logging`), so that one cut short counts as the failure it is.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -778,13 +778,13 @@ impl ProxyHttp for Proxy {
         }
         if upgraded || !status.is_informational() {
             ctx.proxied = true;
-            // A half-open breaker's probe (or an ejected backend's trial) is settled by the
-            // header, so that a long response (a stream, a download) does not hold one of its
-            // few places; so is a status that counts as a failure.
+            // A trial (a half-open breaker's, an ejected backend's) is settled by the header, so
+            // that a long response (a stream, a download) does not hold one of its few places;
+            // so is a status that counts as a failure.
             let code = status.as_u16();
             let fails = ctx.upstream().is_some_and(|u| u.fails_on(code));
-            if upgraded || fails || ctx.probe.is_some() {
-                ctx.record_outcome(Attempt::Status(code));
+            if upgraded || fails || ctx.trial.is_some() {
+                ctx.record_outcome(AttemptOutcome::Status(code));
             }
         }
         if !upgraded {
@@ -855,9 +855,9 @@ impl ProxyHttp for Proxy {
         }
         // A timeout or a broken response after connecting counts against the backend.
         match &failure {
-            Some(ProxyError::UpstreamTimeout) => ctx.record_outcome(Attempt::Timeout),
+            Some(ProxyError::UpstreamTimeout) => ctx.record_outcome(AttemptOutcome::Timeout),
             Some(ProxyError::UpstreamFailed | ProxyError::UpstreamInvalid(_)) => {
-                ctx.record_outcome(Attempt::Broken)
+                ctx.record_outcome(AttemptOutcome::Broken)
             }
             _ => {}
         }
@@ -929,14 +929,14 @@ impl ProxyHttp for Proxy {
         // A backend's response that ended whole is a success; one it cut short a failure.
         if let (true, Some(ok)) = (ctx.proxied, verdict) {
             ctx.record_outcome(match ok {
-                true => Attempt::Status(status),
-                false => Attempt::Broken,
+                true => AttemptOutcome::Status(status),
+                false => AttemptOutcome::Broken,
             });
         }
         // The request's places are given back before anything else waits (the drain).
         drop(ctx.admission.take());
         drop(ctx.lease.take());
-        drop(ctx.probe.take());
+        drop(ctx.trial.take());
         self.account(session, e, ctx, status, outcome);
         let budget = std::mem::take(&mut ctx.drain);
         drain_h2_body(session, budget).await;
