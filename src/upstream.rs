@@ -470,7 +470,7 @@ impl Upstream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::BalanceKind;
     use crate::health::Supervisor;
@@ -569,7 +569,13 @@ mod tests {
         breaker_upstream(n, half_open_requests, BalanceKind::RoundRobin)
     }
 
-    fn breaker_upstream(n: u16, half_open_requests: u32, balance: BalanceKind) -> Upstream {
+    /// `n` backends, each with a breaker that opens on one failure, stays open 5 s and has
+    /// `half_open_requests` trial places.
+    pub(crate) fn breaker_upstream(
+        n: u16,
+        half_open_requests: u32,
+        balance: BalanceKind,
+    ) -> Upstream {
         let mut c = config(n, balance);
         c.circuit_breaker = Some(BreakerConfig {
             consecutive_failures: 1,
