@@ -116,7 +116,7 @@ fn breaker_and_admission(c: &mut Criterion) {
     let _guard = rt.enter();
     g.bench_function("record_success_with_failure_rate", |b| {
         b.iter(|| {
-            fulcrum::breaker::record(&backend, black_box(&config), true, None);
+            fulcrum::circuit::record(&backend, black_box(&config), true, None);
         })
     });
     g.bench_function("max_inflight_admission", |b| {

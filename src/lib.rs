@@ -11,7 +11,7 @@
 //! - `ratelimit`: a route's token buckets (checked right after routing), 429s, key pruning.
 //! - `upstream`: a route's pool: backends, peers with timeouts, the one eligibility predicate,
 //!   panic mode, `max_inflight` admission.
-//! - `breaker`: per-backend circuit breaking on the request path (claims, outcomes, logs).
+//! - `circuit`: per-backend circuit breaking on the request path (claims, outcomes, logs).
 //! - `health`: active checks (one supervisor owns the probe tasks) and passive outlier ejection.
 //! - `balance`: the balancing strategies behind one trait, and in-flight leases.
 //! - `registry`: state that outlives a config (health, ejection, breaker, in-flight counts,
@@ -29,7 +29,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
-pub mod breaker;
+pub mod circuit;
 pub mod config;
 pub mod demo;
 pub mod health;

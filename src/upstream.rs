@@ -16,13 +16,14 @@ use std::time::Duration;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::balance::{self, BackendSet, Balancer, Lease, Pick};
-use crate::breaker::{self, Probe};
+use crate::circuit::{self, Trial};
 use crate::config::{
     BackendConfig, BalanceKind, BreakerConfig, HashKey, HealthCheckConfig, StatusSet,
     UpstreamConfig, UpstreamTls,
 };
 use crate::health::{Outlier, ProbeTls, SupervisorHandle, Target};
 use crate::metrics::{BackendMetrics, CheckCounters, Metrics, UpstreamMetrics};
+use crate::outcome::AttemptOutcome;
 use crate::registry::{Admission, BackendState, Circuit, Registry, UpstreamState};
 use rustls::pki_types::ServerName;
 
@@ -30,34 +31,9 @@ use rustls::pki_types::ServerName;
 #[derive(Debug)]
 pub struct Choice {
     pub backend: usize,
-    /// What the attempt holds on its backend: a half-open breaker's probe place, the trial of a
+    /// What the attempt holds on its backend: a half-open breaker's trial place, the trial of a
     /// backend back from an ejection, or both.
-    pub probe: Option<Probe>,
-}
-
-/// How one attempt on a backend went, for passive health and the breaker, which judge it each
-/// against its own `failure_status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// No connection to the backend could be made.
-    Connect,
-    /// The backend took longer than a timeout to answer.
-    Timeout,
-    /// Its response was invalid or cut short.
-    Broken,
-    /// It answered with this status (and, when judged at the end, the response ended whole).
-    Status(u16),
-}
-
-impl Attempt {
-    /// Whether this counts as a failure where `failure_status` are the failing statuses:
-    /// connect errors, timeouts and broken responses always do.
-    pub fn failed(self, failure_status: &StatusSet) -> bool {
-        match self {
-            Attempt::Status(status) => failure_status.contains(status),
-            Attempt::Connect | Attempt::Timeout | Attempt::Broken => true,
-        }
-    }
+    pub trial: Option<Trial>,
 }
 
 /// Why no backend was chosen.
@@ -250,7 +226,7 @@ impl Upstream {
     /// that already failed on `excluded`. Health (checked healthy where checked), ejection and
     /// a trial after an ejection that another request has taken say no unless the upstream is
     /// in panic mode; an open breaker (or a half-open one with
-    /// every probe place taken) says no even then. Reads atomics only.
+    /// every trial place taken) says no even then. Reads atomics only.
     pub fn eligible(&self, i: usize, excluded: &BackendSet) -> bool {
         !excluded.contains(i)
             && (self.view.panic.load(Ordering::Relaxed)
@@ -300,11 +276,11 @@ impl Upstream {
     }
 
     /// Chooses an eligible backend that is not in `excluded`, for a request with hash key
-    /// `key`, and claims its breaker: a half-open backend's probe place is taken with a
+    /// `key`, and claims its breaker: a half-open backend's trial place is taken with a
     /// compare-and-swap, and a backend whose place went to a parallel request is skipped.
     pub fn select(&self, excluded: &BackendSet, key: Option<&[u8]>) -> Result<Choice, Refusal> {
         self.select_claiming(excluded, key, |i, config| {
-            breaker::claim(&self.states[i], config)
+            circuit::claim(&self.states[i], config)
         })
     }
 
@@ -314,7 +290,7 @@ impl Upstream {
         &self,
         excluded: &BackendSet,
         key: Option<&[u8]>,
-        claim: impl Fn(usize, &BreakerConfig) -> Option<Option<Probe>>,
+        claim: impl Fn(usize, &BreakerConfig) -> Option<Option<Trial>>,
     ) -> Result<Choice, Refusal> {
         self.refresh();
         // Backends lost to a parallel claim; copied from `excluded` only if that ever happens.
@@ -350,11 +326,11 @@ impl Upstream {
                 Some(config) => claim(i, config),
             };
             match (claimed, trial) {
-                (Some(probe), Some(cycle)) => {
-                    let probe = Some(Probe::with_trial(probe, state, cycle));
-                    return Ok(Choice { backend: i, probe });
+                (Some(trial), Some(cycle)) => {
+                    let trial = Some(Trial::with_readmission(trial, state, cycle));
+                    return Ok(Choice { backend: i, trial });
                 }
-                (Some(probe), None) => return Ok(Choice { backend: i, probe }),
+                (Some(trial), None) => return Ok(Choice { backend: i, trial }),
                 (None, trial) => {
                     // A breaker refused, or a parallel request took the trial. The pick counted
                     // a request that will not be sent: take it back, or a strategy that tracks
@@ -390,21 +366,21 @@ impl Upstream {
     }
 
     /// Tells passive health and the breaker how a real request on backend `i` went; each judges
-    /// `attempt` against its own `failure_status`. `probe` is what the attempt held (a half-open
-    /// probe place, a trial after an ejection), settled here.
-    pub fn record(&self, i: usize, attempt: Attempt, probe: Option<Probe>) {
-        let (cycle, trial) = probe.map_or((None, None), Probe::settle);
-        match (&self.outlier, trial) {
-            (Some(o), _) => o.record(&self.states, i, attempt, trial),
+    /// `outcome` against its own `failure_status`. `trial` is what the attempt held (a half-open
+    /// breaker's trial place, a trial after an ejection), settled here.
+    pub fn record(&self, i: usize, outcome: AttemptOutcome, trial: Option<Trial>) {
+        let (breaker_cycle, readmission) = trial.map_or((None, None), Trial::settle);
+        match (&self.outlier, readmission) {
+            (Some(o), _) => o.record(&self.states, i, outcome, readmission),
             // A trial taken under a config that has since turned ejection off.
-            (None, Some(trial)) => {
-                self.states[i].health.pass_trial(trial);
+            (None, Some(cycle)) => {
+                self.states[i].health.pass_trial(cycle);
             }
             (None, None) => {}
         }
         if let Some(config) = &self.breaker {
-            let ok = !attempt.failed(&config.failure_status);
-            breaker::record(&self.states[i], config, ok, cycle);
+            let ok = !outcome.failed(&config.failure_status);
+            circuit::record(&self.states[i], config, ok, breaker_cycle);
         }
     }
 
@@ -494,7 +470,7 @@ impl Upstream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::BalanceKind;
     use crate::health::Supervisor;
@@ -593,7 +569,13 @@ mod tests {
         breaker_upstream(n, half_open_requests, BalanceKind::RoundRobin)
     }
 
-    fn breaker_upstream(n: u16, half_open_requests: u32, balance: BalanceKind) -> Upstream {
+    /// `n` backends, each with a breaker that opens on one failure, stays open 5 s and has
+    /// `half_open_requests` trial places.
+    pub(crate) fn breaker_upstream(
+        n: u16,
+        half_open_requests: u32,
+        balance: BalanceKind,
+    ) -> Upstream {
         let mut c = config(n, balance);
         c.circuit_breaker = Some(BreakerConfig {
             consecutive_failures: 1,
@@ -611,11 +593,11 @@ mod tests {
     async fn open_breakers_are_skipped_and_all_open_is_its_own_refusal() {
         let u = with_breaker(2, 1);
         let none = BackendSet::default();
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
         }
-        u.record(1, Attempt::Connect, None);
+        u.record(1, AttemptOutcome::Connect, None);
         assert_eq!(u.select(&none, None).unwrap_err(), Refusal::CircuitOpen);
         let mut tried = BackendSet::default();
         tried.insert(0);
@@ -625,22 +607,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn half_open_admits_exactly_its_probes_through_select() {
+    async fn half_open_admits_exactly_its_trials_through_select() {
         let u = with_breaker(1, 2);
         let none = BackendSet::default();
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
         tokio::time::advance(Duration::from_secs(5)).await;
         let first = u.select(&none, None).unwrap();
         let second = u.select(&none, None).unwrap();
-        assert!(first.probe.is_some() && second.probe.is_some());
+        assert!(first.trial.is_some() && second.trial.is_some());
         assert_eq!(u.select(&none, None).unwrap_err(), Refusal::CircuitOpen);
-        // A probe whose request went away frees its place; reported successes close the breaker.
+        // A trial whose request went away frees its place; reported successes close the breaker.
         drop(second);
         let third = u.select(&none, None).unwrap();
-        u.record(0, Attempt::Status(200), first.probe);
-        u.record(0, Attempt::Status(200), third.probe);
+        u.record(0, AttemptOutcome::Status(200), first.trial);
+        u.record(0, AttemptOutcome::Status(200), third.trial);
         let closed = u.select(&none, None).unwrap();
-        assert!(closed.probe.is_none(), "closed: no probe needed");
+        assert!(closed.trial.is_none(), "closed: no trial needed");
     }
 
     #[test]
@@ -650,7 +632,7 @@ mod tests {
         u.state.set_generation(1);
         let none = BackendSet::default();
         // Backend 0 looks eligible, but each claim on it is lost (as when a parallel request
-        // takes the last probe place between the pick and the claim); backend 1 passes.
+        // takes the last trial place between the pick and the claim); backend 1 passes.
         let lose_0 = |i: usize, _: &BreakerConfig| (i != 0).then_some(None);
         for _ in 0..5 {
             let c = u.select_claiming(&none, None, lose_0).unwrap();
@@ -779,8 +761,6 @@ mod tests {
         assert_eq!(picked.len(), 4, "the balancer's index follows panic mode");
     }
 
-    /// An upstream that ejects after 2 failures, and its supervisor (kept, so that ejections
-    /// last until the test readmits).
     /// Readmits the ejected backend 0 of `u` and returns the first pick that meets it: the one
     /// that takes its trial.
     fn readmit_to_trial(u: &Upstream) -> Choice {
@@ -798,6 +778,8 @@ mod tests {
         }
     }
 
+    /// An upstream that ejects after 2 failures, and its supervisor (kept, so that ejections
+    /// last until the test readmits).
     fn ejecting(n: u16, failure_status: StatusSet) -> (Upstream, Supervisor) {
         let mut c = config(n, BalanceKind::RoundRobin);
         c.outlier = Some(crate::config::OutlierConfig {
@@ -816,24 +798,27 @@ mod tests {
     fn each_judge_counts_only_its_failure_statuses() {
         let gateway = StatusSet::of(&[502, 503, 504].map(crate::config::StatusMatch::Code));
         for (attempt, failed) in [
-            (Attempt::Connect, true),
-            (Attempt::Timeout, true),
-            (Attempt::Broken, true),
-            (Attempt::Status(500), false),
-            (Attempt::Status(503), true),
-            (Attempt::Status(200), false),
+            (AttemptOutcome::Connect, true),
+            (AttemptOutcome::Timeout, true),
+            (AttemptOutcome::Broken, true),
+            (AttemptOutcome::Status(500), false),
+            (AttemptOutcome::Status(503), true),
+            (AttemptOutcome::Status(200), false),
         ] {
             assert_eq!(attempt.failed(&gateway), failed, "{attempt:?}");
         }
-        assert!(!Attempt::Status(0).failed(&gateway), "outside 100-599");
+        assert!(
+            !AttemptOutcome::Status(0).failed(&gateway),
+            "outside 100-599"
+        );
         let (u, _supervisor) = ejecting(2, gateway);
         assert!(u.fails_on(502) && !u.fails_on(500));
         for _ in 0..5 {
-            u.record(0, Attempt::Status(500), None);
+            u.record(0, AttemptOutcome::Status(500), None);
         }
         assert!(!u.backends[0].state.health.is_ejected(), "500s are answers");
-        u.record(0, Attempt::Status(502), None);
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Status(502), None);
+        u.record(0, AttemptOutcome::Connect, None);
         assert!(u.backends[0].state.health.is_ejected());
     }
 
@@ -842,8 +827,8 @@ mod tests {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
         let none = BackendSet::default();
         let health = &u.backends[0].state.health;
-        u.record(0, Attempt::Connect, None);
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
         assert!(health.is_ejected());
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
@@ -851,7 +836,7 @@ mod tests {
         // The first pick that meets backend 0 takes its trial; no other request goes there
         // until the trial is settled.
         let trial = readmit_to_trial(&u);
-        assert!(trial.probe.is_some());
+        assert!(trial.trial.is_some());
         for _ in 0..4 {
             assert_eq!(u.select(&none, None).unwrap().backend, 1);
         }
@@ -862,7 +847,7 @@ mod tests {
             .find(|c| c.backend == 0)
             .expect("backend 0 is tried again");
         // One failure is enough to eject it again, for twice as long.
-        u.record(0, Attempt::Connect, trial.probe);
+        u.record(0, AttemptOutcome::Connect, trial.trial);
         assert!(health.is_ejected());
         let until = health.ejected_until().unwrap();
         assert_eq!(until - tokio::time::Instant::now(), Duration::from_secs(20));
@@ -873,7 +858,7 @@ mod tests {
             .map(|_| u.select(&none, None).unwrap())
             .find(|c| c.backend == 0)
             .expect("backend 0 is tried again");
-        u.record(0, Attempt::Status(200), trial.probe);
+        u.record(0, AttemptOutcome::Status(200), trial.trial);
         assert!(!health.on_trial());
         let picks: Vec<_> = (0..4)
             .map(|_| u.select(&none, None).unwrap().backend)
@@ -902,8 +887,8 @@ mod tests {
         let mut c = config(2, BalanceKind::RoundRobin);
         c.outlier = Some(outlier_config());
         let u1 = Upstream::new(&c, &registry, 1, &handle, &Metrics::detached());
-        u1.record(0, Attempt::Connect, None);
-        u1.record(0, Attempt::Connect, None);
+        u1.record(0, AttemptOutcome::Connect, None);
+        u1.record(0, AttemptOutcome::Connect, None);
         let health = &u1.backends[0].state.health;
         assert!(health.is_ejected());
         c.outlier = None;
@@ -937,8 +922,8 @@ mod tests {
             c.outlier = Some(outlier_config());
             let (_supervisor, handle) = Supervisor::new();
             let u = Upstream::new(&c, &Registry::default(), 1, &handle, &Metrics::detached());
-            u.record(0, Attempt::Connect, None);
-            u.record(0, Attempt::Connect, None);
+            u.record(0, AttemptOutcome::Connect, None);
+            u.record(0, AttemptOutcome::Connect, None);
             assert!(u.backends[0].state.health.is_ejected());
             u.backends[0]
                 .state
@@ -962,7 +947,7 @@ mod tests {
 
     /// A trial holder from an earlier readmission, dropped after the backend was ejected and
     /// readmitted again, frees the *new* trial: two trials run at once (the breaker guards its
-    /// probe places with a cycle number; the trial has none).
+    /// trial places with a cycle number; the trial has none).
     #[tokio::test(start_paused = true)]
     async fn a_stale_trial_release_does_not_free_the_next_trial() {
         let h = crate::registry::HealthState::default();
@@ -974,7 +959,7 @@ mod tests {
         h.readmit(now);
         let t2 = h.claim_trial().expect("T2");
         assert_ne!(t1, t2);
-        h.release_trial(t1); // T1's Probe dropped unsettled
+        h.release_trial(t1); // T1's Trial dropped unsettled
         assert!(
             h.claim_trial().is_none(),
             "a third request took a trial while T2 holds one"
@@ -994,13 +979,13 @@ mod tests {
     async fn a_backend_on_trial_counts_toward_max_ejected_percent() {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
         let (a, b) = (&u.backends[0].state.health, &u.backends[1].state.health);
-        u.record(0, Attempt::Connect, None);
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
         let trial = readmit_to_trial(&u);
-        u.record(1, Attempt::Connect, None);
-        u.record(1, Attempt::Connect, None);
+        u.record(1, AttemptOutcome::Connect, None);
+        u.record(1, AttemptOutcome::Connect, None);
         assert!(!b.is_ejected(), "the trial backend counted as out: no room");
-        u.record(0, Attempt::Connect, trial.probe);
+        u.record(0, AttemptOutcome::Connect, trial.trial);
         assert!(a.is_ejected(), "the failed trial ejects it again");
     }
 
@@ -1010,13 +995,13 @@ mod tests {
     async fn a_trial_outliving_an_active_rise_counts_as_a_plain_failure() {
         let (u, _supervisor) = ejecting(2, StatusSet::EMPTY);
         let health = &u.backends[0].state.health;
-        u.record(0, Attempt::Connect, None);
-        u.record(0, Attempt::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
+        u.record(0, AttemptOutcome::Connect, None);
         let trial = readmit_to_trial(&u);
         // The active check rises meanwhile (unknown -> up): fully back, trial over.
         health.on_probe(true, 1, 1);
         assert!(!health.on_trial());
-        u.record(0, Attempt::Connect, trial.probe);
+        u.record(0, AttemptOutcome::Connect, trial.trial);
         assert!(
             !health.is_ejected(),
             "one failure of a stale trial ejected a fully readmitted backend"

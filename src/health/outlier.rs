@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::SupervisorHandle;
 use crate::config::OutlierConfig;
+use crate::outcome::AttemptOutcome;
 use crate::registry::BackendState;
-use crate::upstream::Attempt;
 
 /// One upstream's passive detector, built with each snapshot.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ impl Outlier {
         &self,
         members: &[Arc<BackendState>],
         i: usize,
-        attempt: Attempt,
+        attempt: AttemptOutcome,
         trial: Option<u32>,
     ) {
         let o = &self.config;

@@ -1,19 +1,11 @@
-//! Every way a proxied request can fail, classified by who caused it, and the one place that
-//! maps a failure to the status code and short body the client sees.
+//! Every way a proxied request can fail, and the one place that maps a failure to the status
+//! code and short body the client sees: a 4xx for what the client did, a 5xx for the rest.
 
 use std::time::Duration;
 
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorSource, ErrorType};
-
-/// Who is to blame for a failure; decides logging level and status class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    Client,
-    Upstream,
-    Internal,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
@@ -78,24 +70,9 @@ impl ProxyError {
         }
     }
 
-    pub fn cause(&self) -> Cause {
-        match self {
-            ProxyError::NoRoute
-            | ProxyError::BodyTooLarge { .. }
-            | ProxyError::BadRequest
-            | ProxyError::Invalid(_)
-            | ProxyError::HeaderTooLarge(_)
-            | ProxyError::ClientTimeout
-            | ProxyError::RateLimited { .. } => Cause::Client,
-            ProxyError::NoBackend { .. }
-            | ProxyError::CircuitOpen { .. }
-            | ProxyError::Overloaded { .. }
-            | ProxyError::UpstreamTimeout
-            | ProxyError::Deadline(_)
-            | ProxyError::UpstreamFailed
-            | ProxyError::UpstreamInvalid(_) => Cause::Upstream,
-            ProxyError::Internal => Cause::Internal,
-        }
+    /// Whether the client caused it (its status is a 4xx): it says nothing of the backend.
+    pub fn by_client(&self) -> bool {
+        (400..500).contains(&self.status())
     }
 
     /// Adds the headers that explain this failure to its response.
@@ -170,6 +147,8 @@ mod tests {
         open.headers(&mut resp).unwrap();
         assert_eq!(resp.headers["x-fulcrum-circuit"], "open");
         assert_eq!(ProxyError::UpstreamFailed.status(), 502);
+        assert!(ProxyError::ClientTimeout.by_client() && ProxyError::NoRoute.by_client());
+        assert!(!ProxyError::UpstreamTimeout.by_client() && !ProxyError::Internal.by_client());
     }
 
     #[test]

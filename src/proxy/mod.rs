@@ -2,6 +2,7 @@
 //! the decision (router, rate limit, upstream/breaker/balancer, forwarded headers, error mapping)
 //! and records what happened in the request context.
 
+mod attempt;
 mod edge;
 mod error;
 mod forwarded;
@@ -9,7 +10,7 @@ mod hop_by_hop;
 pub(crate) mod normalize;
 mod request_id;
 
-pub use error::{Cause, ProxyError};
+pub use error::ProxyError;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,16 +27,16 @@ use pingora::ErrorSource;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::balance::{extract_key, BackendSet, Lease};
-use crate::breaker::Probe;
 use crate::config::runtime::ClientLimits;
-use crate::outcome::Outcome;
+use crate::outcome::{AttemptOutcome, Outcome};
 use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::server::guard;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
 use crate::tls::Sni;
-use crate::upstream::{Attempt, Refusal, Upstream};
+use crate::upstream::{Refusal, Upstream};
+use attempt::{Attempt, AttemptReport};
 
 /// The proxy service: reads the current snapshot once per request.
 pub struct Proxy {
@@ -77,25 +78,17 @@ pub struct RequestCtx {
     admission: Option<Admission>,
     /// Backends this request could not connect to; retries go elsewhere.
     failed: BackendSet,
-    /// The current attempt's claim on its backend (in-flight count).
+    /// The current attempt, from the pick of its backend until its outcome is recorded.
+    attempt: Option<Attempt>,
+    /// The in-flight count of the last attempt once it has ended, until the next attempt or the
+    /// request's end: a response judged at its header streams on.
     lease: Option<Lease>,
-    /// What the current attempt holds on its backend until its outcome is known: a half-open
-    /// breaker's probe place, the trial of a backend back from an ejection, or both.
-    probe: Option<Probe>,
-    /// When the current attempt picked its backend, until its response header arrives.
-    attempt_started: Option<Instant>,
-    /// For the access log: the last attempt's time to a connection and to the backend's
-    /// response header (from picking its backend), and the status the backend sent.
-    upstream_connect: Option<Duration>,
-    upstream_header: Option<Duration>,
-    upstream_status: Option<u16>,
-    /// Whether the current attempt's outcome went to the outlier detector already.
-    outcome_recorded: bool,
+    /// The last attempt's backend, timings and status.
+    last_attempt: AttemptReport,
     /// A backend's final response header (or its 101) went on to the client: from then on a
     /// failure cuts a response short ([`Outcome::Aborted`]).
     proxied: bool,
     attempts: u32,
-    backend: Option<usize>,
     body_bytes: u64,
     /// Set by a phase that fails the request for a reason of its own.
     failure: Option<ProxyError>,
@@ -117,16 +110,17 @@ impl RequestCtx {
             .map(|(snap, route)| &snap.upstreams[route.config.upstream])
     }
 
-    /// Tells passive health and the breaker how the current attempt went (once per attempt).
-    fn record_outcome(&mut self, attempt: Attempt) {
-        if self.outcome_recorded {
+    /// Tells passive health and the breaker how the current attempt went, if one is under way:
+    /// finishing consumes it, so its outcome is recorded once.
+    fn finish_attempt(&mut self, outcome: AttemptOutcome) {
+        let Some(attempt) = self.attempt.take() else {
             return;
-        }
-        let probe = self.probe.take();
-        if let (Some(u), Some(i)) = (self.upstream(), self.backend) {
-            u.record(i, attempt, probe);
-        }
-        self.outcome_recorded = true;
+        };
+        let lease = match self.upstream() {
+            Some(u) => attempt.finish(u, outcome),
+            None => attempt.abandon(),
+        };
+        self.lease = Some(lease);
     }
 
     /// How long the next read of the request body may wait: `client_body_timeout`, but not past
@@ -172,7 +166,7 @@ impl RequestCtx {
         }
         match (&self.failure, e) {
             // The client's own fault (a body too large or too slow) cut the response short.
-            (Some(f), _) if f.cause() == Cause::Client => (Outcome::Error, None),
+            (Some(f), _) if f.by_client() => (Outcome::Error, None),
             (Some(ProxyError::Deadline(_)), _) => (Outcome::Aborted, None),
             (Some(_), _) => (Outcome::Aborted, Some(false)),
             (None, Some(e)) if *e.esource() == ErrorSource::Upstream => {
@@ -342,7 +336,7 @@ const H2_DRAIN_BYTES_REFUSED: usize = 1 << 20;
 /// After an HTTP/2 answer written before the whole request body came: reads and discards the
 /// rest of the body, for at most [`H2_DRAIN_TIME`] and `budget` bytes, before the stream is
 /// dropped; a body declared longer than what is left of the budget is not waited for at all.
-/// It runs last, after the request's places (`max_inflight`, lease, probe) are given back and
+/// It runs last, after the request's places (`max_inflight`, lease, trial) are given back and
 /// its access-log line and metrics are written, so that neither waits for it. The answer is on its way already (HEADERS, DATA with END_STREAM); dropping the
 /// stream with body still coming sends RST_STREAM(NO_ERROR), RFC 9113 §8.1's way, but clients
 /// still uploading (curl 7.x with nghttp2) then fail the whole exchange ("Stream error in the
@@ -400,18 +394,13 @@ impl ProxyHttp for Proxy {
             rate_state: None,
             admission: None,
             failed: BackendSet::default(),
+            attempt: None,
             lease: None,
-            probe: None,
-            attempt_started: None,
-            upstream_connect: None,
-            upstream_header: None,
-            upstream_status: None,
-            outcome_recorded: false,
+            last_attempt: AttemptReport::default(),
             proxied: false,
             attempts: 0,
             answered: None,
             drain: 0,
-            backend: None,
             body_bytes: 0,
             failure: None,
         }
@@ -549,9 +538,12 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        // A probe place the previous attempt still holds (pingora retrying a dead pooled
-        // connection: no outcome) is freed first, so that this attempt can claim it again.
-        drop(ctx.probe.take());
+        // An attempt still under way (pingora retrying a dead pooled connection: no outcome)
+        // ends first, so that this one can claim its trial place again; its in-flight count
+        // lasts until this attempt has its own.
+        if let Some(previous) = ctx.attempt.take() {
+            ctx.lease = Some(previous.abandon());
+        }
         let Some((snap, route)) = ctx.route() else {
             return Err(ctx.fail(ProxyError::Internal));
         };
@@ -600,19 +592,15 @@ impl ProxyHttp for Proxy {
         }
         let idle = ctx.upgrade.then_some(route.config.upgrade_idle_timeout);
         let peer = upstream.peer(i, remaining, idle);
-        let lease = upstream.lease(i);
-        ctx.lease = Some(lease);
-        ctx.probe = choice.probe;
+        ctx.attempt = Some(Attempt::start(upstream, choice));
+        ctx.lease = None;
         if admission.is_some() {
             ctx.admission = admission;
         }
-        ctx.outcome_recorded = false;
         // pingora replays a buffered body through request_body_filter on a retry.
         ctx.body_bytes = 0;
         ctx.attempts += 1;
-        ctx.backend = Some(i);
-        ctx.attempt_started = Some(Instant::now());
-        ctx.upstream_connect = None;
+        ctx.last_attempt = AttemptReport::started(i);
         Ok(peer)
     }
 
@@ -627,7 +615,7 @@ impl ProxyHttp for Proxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_connect = ctx.attempt_started.map(|t| t.elapsed());
+        ctx.last_attempt.connect = ctx.attempt.as_ref().map(Attempt::elapsed);
         Ok(())
     }
 
@@ -639,10 +627,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(i) = ctx.backend {
+        if let Some(i) = ctx.last_attempt.backend {
             ctx.failed.insert(i);
         }
-        ctx.record_outcome(Attempt::Connect);
+        ctx.finish_attempt(AttemptOutcome::Connect);
         let (Some((_, route)), Some(upstream)) = (ctx.route(), ctx.upstream()) else {
             return e;
         };
@@ -650,7 +638,7 @@ impl ProxyHttp for Proxy {
         // connection does not use it up.
         let retry =
             ctx.failed.len() <= route.config.retries as usize && upstream.has_untried(&ctx.failed);
-        let backend = ctx.backend.map(|i| &upstream.backends[i]);
+        let backend = ctx.last_attempt.backend.map(|i| &upstream.backends[i]);
         if let Some(b) = backend {
             b.metrics.connect_errors.inc();
         }
@@ -727,7 +715,11 @@ impl ProxyHttp for Proxy {
             // An HTTP/1.0 request may come without a Host; the backend is sent HTTP/1.1, which
             // needs one: the backend's own name, as written in the config.
             let upstream = &snap.upstreams[config.upstream];
-            if let Some(b) = ctx.backend.and_then(|i| upstream.backends.get(i)) {
+            if let Some(b) = ctx
+                .last_attempt
+                .backend
+                .and_then(|i| upstream.backends.get(i))
+            {
                 upstream_request.insert_header(HOST, b.name.as_str())?;
             }
         }
@@ -740,9 +732,9 @@ impl ProxyHttp for Proxy {
 
     /// Refuses a status outside 100–599 (502), drops hop-by-hop headers and tells passive health
     /// and the breaker how the backend did: a status in either judge's `failure_status` is a
-    /// failure at once; a half-open probe or a trial is settled at the header whatever its
-    /// status; an accepted upgrade (101) is a success; any other response is judged when it
-    /// ends (in `logging`), so that one cut short counts as the failure it is.
+    /// failure at once; a trial (a half-open breaker's, an ejected backend's) is settled at the
+    /// header whatever its status; an accepted upgrade (101) is a success; any other response is
+    /// judged when it ends (in `logging`), so that one cut short counts as the failure it is.
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -756,16 +748,16 @@ impl ProxyHttp for Proxy {
             hop_by_hop::strip_response(upstream_response);
             return Ok(());
         }
-        ctx.upstream_status = Some(status.as_u16());
-        if let Some(started) = ctx.attempt_started.take() {
-            let elapsed = started.elapsed();
-            ctx.upstream_header = Some(elapsed);
-            if let (Some(u), Some(i)) = (ctx.upstream(), ctx.backend) {
-                u.backends[i]
+        ctx.last_attempt.status = Some(status.as_u16());
+        if let (None, Some(attempt)) = (ctx.last_attempt.header, &ctx.attempt) {
+            let elapsed = attempt.elapsed();
+            if let Some(u) = ctx.upstream() {
+                u.backends[attempt.backend()]
                     .metrics
                     .response
                     .observe(elapsed.as_secs_f64());
             }
+            ctx.last_attempt.header = Some(elapsed);
         }
         if !(100..600).contains(&status.as_u16()) {
             return Err(ctx.fail(ProxyError::UpstreamInvalid(
@@ -778,13 +770,13 @@ impl ProxyHttp for Proxy {
         }
         if upgraded || !status.is_informational() {
             ctx.proxied = true;
-            // A half-open breaker's probe (or an ejected backend's trial) is settled by the
-            // header, so that a long response (a stream, a download) does not hold one of its
-            // few places; so is a status that counts as a failure.
+            // A trial (a half-open breaker's, an ejected backend's) is settled by the header, so
+            // that a long response (a stream, a download) does not hold one of its few places;
+            // so is a status that counts as a failure.
             let code = status.as_u16();
             let fails = ctx.upstream().is_some_and(|u| u.fails_on(code));
-            if upgraded || fails || ctx.probe.is_some() {
-                ctx.record_outcome(Attempt::Status(code));
+            if upgraded || fails || ctx.attempt.as_ref().is_some_and(Attempt::is_trial) {
+                ctx.finish_attempt(AttemptOutcome::Status(code));
             }
         }
         if !upgraded {
@@ -855,9 +847,9 @@ impl ProxyHttp for Proxy {
         }
         // A timeout or a broken response after connecting counts against the backend.
         match &failure {
-            Some(ProxyError::UpstreamTimeout) => ctx.record_outcome(Attempt::Timeout),
+            Some(ProxyError::UpstreamTimeout) => ctx.finish_attempt(AttemptOutcome::Timeout),
             Some(ProxyError::UpstreamFailed | ProxyError::UpstreamInvalid(_)) => {
-                ctx.record_outcome(Attempt::Broken)
+                ctx.finish_attempt(AttemptOutcome::Broken)
             }
             _ => {}
         }
@@ -928,15 +920,15 @@ impl ProxyHttp for Proxy {
         let (outcome, verdict) = ctx.ending(e, status);
         // A backend's response that ended whole is a success; one it cut short a failure.
         if let (true, Some(ok)) = (ctx.proxied, verdict) {
-            ctx.record_outcome(match ok {
-                true => Attempt::Status(status),
-                false => Attempt::Broken,
+            ctx.finish_attempt(match ok {
+                true => AttemptOutcome::Status(status),
+                false => AttemptOutcome::Broken,
             });
         }
         // The request's places are given back before anything else waits (the drain).
         drop(ctx.admission.take());
+        drop(ctx.attempt.take());
         drop(ctx.lease.take());
-        drop(ctx.probe.take());
         self.account(session, e, ctx, status, outcome);
         let budget = std::mem::take(&mut ctx.drain);
         drain_h2_body(session, budget).await;
@@ -974,7 +966,7 @@ impl Proxy {
             return;
         }
         let upstream = route.map(|r| &snap.upstreams[r.config.upstream]);
-        let backend = match (upstream, ctx.backend) {
+        let backend = match (upstream, ctx.last_attempt.backend) {
             (Some(u), Some(i)) => u.backends[i].name.as_str(),
             _ => "",
         };
@@ -1012,9 +1004,9 @@ impl Proxy {
             upstream: upstream.map_or("", |u| u.name.as_str()),
             backend,
             attempts: ctx.attempts,
-            upstream_status: ctx.upstream_status,
-            upstream_connect: ctx.upstream_connect,
-            upstream_header: ctx.upstream_header,
+            upstream_status: ctx.last_attempt.status,
+            upstream_connect: ctx.last_attempt.connect,
+            upstream_header: ctx.last_attempt.header,
             user_agent: header(http::header::USER_AGENT),
             referer: header(http::header::REFERER),
             error: error.as_deref(),

@@ -6,14 +6,16 @@
 //!   the breaker.
 //! - **Open**: no request goes through until `open_duration` has passed since it opened; the
 //!   first request after that turns it half-open.
-//! - **Half-open**: at most `half_open_requests` probes at once, each a claim (a compare-and-swap
-//!   on the state word, never a plain read). One failed probe re-opens the breaker; once
-//!   `half_open_requests` probes have succeeded it closes.
+//! - **Half-open**: at most `half_open_requests` trials at once, each a claim (a compare-and-swap
+//!   on the state word, never a plain read). One failed trial re-opens the breaker; once
+//!   `half_open_requests` trials have succeeded it closes. (A *trial* is a real request sent to
+//!   test the backend: what the logs and the manual call a half-open probe, which is no active
+//!   health check's probe.)
 //!
 //! The request path reads the state with one atomic load and records outcomes with atomic
-//! read-modify-writes: no lock anywhere. The state word packs the state, the probes in flight,
-//! the probes that succeeded and a *cycle* number that every half-open period bumps, so that the
-//! outcome of a probe from an earlier cycle cannot close or re-open a later one. The rolling
+//! read-modify-writes: no lock anywhere. The state word packs the state, the trials in flight,
+//! the trials that succeeded and a *cycle* number that every half-open period bumps, so that the
+//! outcome of a trial from an earlier cycle cannot close or re-open a later one. The rolling
 //! window is [`SLOTS`] counters, each one slot of `window / SLOTS`, stamped with its slot number
 //! so that a stale slot reads as empty.
 //!
@@ -35,8 +37,8 @@ const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
 
-// State word: state (2 bits) | probes in flight (15) | probe successes (15) | cycle (32).
-const PROBES_SHIFT: u32 = 2;
+// State word: state (2 bits) | trials in flight (15) | trial successes (15) | cycle (32).
+const TRIALS_SHIFT: u32 = 2;
 const SUCCESSES_SHIFT: u32 = 17;
 const CYCLE_SHIFT: u32 = 32;
 const COUNT_MASK: u64 = (1 << 15) - 1;
@@ -71,8 +73,8 @@ pub enum Trip {
     Consecutive(u32),
     /// `failures` of `requests` in the window failed.
     Rate { failures: u32, requests: u32 },
-    /// A half-open probe failed.
-    ProbeFailed,
+    /// A half-open trial failed.
+    TrialFailed,
 }
 
 impl std::fmt::Display for Trip {
@@ -84,17 +86,17 @@ impl std::fmt::Display for Trip {
                 "{failures} of {requests} requests failed ({:.0} %) within the window",
                 f64::from(failures) * 100.0 / f64::from(requests)
             ),
-            Trip::ProbeFailed => write!(f, "a half-open probe failed"),
+            Trip::TrialFailed => write!(f, "a half-open probe failed"),
         }
     }
 }
 
 /// A change of state, for the caller to log once.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Transition {
+pub enum BreakerTransition {
     Opened(Trip),
     HalfOpened,
-    /// After this many successful probes.
+    /// After this many successful trials.
     Closed(u32),
 }
 
@@ -103,9 +105,9 @@ pub enum Transition {
 pub enum Claim {
     /// Closed: go ahead, no claim to give back.
     Pass,
-    /// Half-open: one of the probe places of this cycle is yours until you report or release it.
-    Probe(u32),
-    /// Open, or every probe place is taken.
+    /// Half-open: one of the trial places of this cycle is yours until you report or release it.
+    Trial(u32),
+    /// Open, or every trial place is taken.
     Refused,
 }
 
@@ -134,8 +136,8 @@ impl Default for BreakerState {
 fn state(w: u64) -> u64 {
     w & 3
 }
-fn probes(w: u64) -> u64 {
-    (w >> PROBES_SHIFT) & COUNT_MASK
+fn trials(w: u64) -> u64 {
+    (w >> TRIALS_SHIFT) & COUNT_MASK
 }
 fn successes(w: u64) -> u64 {
     (w >> SUCCESSES_SHIFT) & COUNT_MASK
@@ -143,8 +145,8 @@ fn successes(w: u64) -> u64 {
 fn cycle(w: u64) -> u32 {
     (w >> CYCLE_SHIFT) as u32
 }
-fn word(state: u64, probes: u64, successes: u64, cycle: u32) -> u64 {
-    state | probes << PROBES_SHIFT | successes << SUCCESSES_SHIFT | u64::from(cycle) << CYCLE_SHIFT
+fn word(state: u64, trials: u64, successes: u64, cycle: u32) -> u64 {
+    state | trials << TRIALS_SHIFT | successes << SUCCESSES_SHIFT | u64::from(cycle) << CYCLE_SHIFT
 }
 
 impl BreakerState {
@@ -157,20 +159,24 @@ impl BreakerState {
         }
     }
 
-    /// Whether a request could go to the backend now: closed, half-open with a free probe
+    /// Whether a request could go to the backend now: closed, half-open with a free trial
     /// place, or open for `open_duration` already. A read: [`BreakerState::claim`] decides.
     pub fn admits(&self, config: &BreakerConfig) -> bool {
         let w = self.word.load(Ordering::Acquire);
         match state(w) {
             CLOSED => true,
             OPEN => self.open_elapsed(config, Instant::now()),
-            _ => probes(w) < u64::from(config.half_open_requests),
+            _ => trials(w) < u64::from(config.half_open_requests),
         }
     }
 
     /// Claims the right to send one request (see [`Claim`]). The first claim after
     /// `open_duration` turns an open breaker half-open.
-    pub fn claim(&self, config: &BreakerConfig, now: Instant) -> (Claim, Option<Transition>) {
+    pub fn claim(
+        &self,
+        config: &BreakerConfig,
+        now: Instant,
+    ) -> (Claim, Option<BreakerTransition>) {
         let max = u64::from(config.half_open_requests);
         let mut w = self.word.load(Ordering::Acquire);
         loop {
@@ -179,70 +185,76 @@ impl BreakerState {
                 OPEN if !self.open_elapsed(config, now) => return (Claim::Refused, None),
                 OPEN => {
                     let cycle = cycle(w).wrapping_add(1);
-                    (word(HALF_OPEN, 1, 0, cycle), Some(Transition::HalfOpened))
+                    (
+                        word(HALF_OPEN, 1, 0, cycle),
+                        Some(BreakerTransition::HalfOpened),
+                    )
                 }
-                _ if probes(w) >= max => return (Claim::Refused, None),
-                _ => (w + (1 << PROBES_SHIFT), None),
+                _ if trials(w) >= max => return (Claim::Refused, None),
+                _ => (w + (1 << TRIALS_SHIFT), None),
             };
             match self
                 .word
                 .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return (Claim::Probe(cycle(next)), transition),
+                Ok(_) => return (Claim::Trial(cycle(next)), transition),
                 Err(now_w) => w = now_w,
             }
         }
     }
 
-    /// Gives back a probe place whose request ended without an outcome (the client went away).
-    pub fn release(&self, cycle_of_probe: u32) {
+    /// Gives back a trial place whose request ended without an outcome (the client went away).
+    pub fn release(&self, cycle_of_trial: u32) {
         let _ = self
             .word
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                (state(w) == HALF_OPEN && cycle(w) == cycle_of_probe && probes(w) > 0)
-                    .then(|| w - (1 << PROBES_SHIFT))
+                (state(w) == HALF_OPEN && cycle(w) == cycle_of_trial && trials(w) > 0)
+                    .then(|| w - (1 << TRIALS_SHIFT))
             });
     }
 
     /// Records how a request went (`ok` = no connect error, timeout, broken response or status
-    /// of the breaker's `failure_status`). `probe` is the
-    /// cycle of the probe place the request claimed, if it claimed one.
+    /// of the breaker's `failure_status`). `trial` is the
+    /// cycle of the trial place the request claimed, if it claimed one.
     pub fn record(
         &self,
         config: &BreakerConfig,
         ok: bool,
-        probe: Option<u32>,
+        trial: Option<u32>,
         now: Instant,
-    ) -> Option<Transition> {
-        match probe {
-            Some(c) => self.record_probe(config, ok, c, now),
+    ) -> Option<BreakerTransition> {
+        match trial {
+            Some(c) => self.record_trial(config, ok, c, now),
             None => self.record_closed(config, ok, now),
         }
     }
 
-    fn record_probe(
+    fn record_trial(
         &self,
         config: &BreakerConfig,
         ok: bool,
-        probe: u32,
+        trial: u32,
         now: Instant,
-    ) -> Option<Transition> {
+    ) -> Option<BreakerTransition> {
         let mut w = self.word.load(Ordering::Acquire);
         loop {
-            if state(w) != HALF_OPEN || cycle(w) != probe {
+            if state(w) != HALF_OPEN || cycle(w) != trial {
                 return None;
             }
             let done = successes(w) + 1;
             let (next, transition) = if !ok {
                 self.opened_at.store(self.nanos(now), Ordering::Release);
                 (
-                    word(OPEN, 0, 0, probe),
-                    Transition::Opened(Trip::ProbeFailed),
+                    word(OPEN, 0, 0, trial),
+                    BreakerTransition::Opened(Trip::TrialFailed),
                 )
             } else if done >= u64::from(config.half_open_requests) {
-                (word(CLOSED, 0, 0, probe), Transition::Closed(done as u32))
+                (
+                    word(CLOSED, 0, 0, trial),
+                    BreakerTransition::Closed(done as u32),
+                )
             } else {
-                let next = word(HALF_OPEN, probes(w).saturating_sub(1), done, probe);
+                let next = word(HALF_OPEN, trials(w).saturating_sub(1), done, trial);
                 match self
                     .word
                     .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire)
@@ -267,7 +279,12 @@ impl BreakerState {
         }
     }
 
-    fn record_closed(&self, config: &BreakerConfig, ok: bool, now: Instant) -> Option<Transition> {
+    fn record_closed(
+        &self,
+        config: &BreakerConfig,
+        ok: bool,
+        now: Instant,
+    ) -> Option<BreakerTransition> {
         if state(self.word.load(Ordering::Acquire)) != CLOSED {
             // Admitted before the breaker opened: its outcome is old news.
             return None;
@@ -308,7 +325,7 @@ impl BreakerState {
             .compare_exchange(w, opened, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
         self.clear_counts();
-        Some(Transition::Opened(trip))
+        Some(BreakerTransition::Opened(trip))
     }
 
     fn open_elapsed(&self, config: &BreakerConfig, now: Instant) -> bool {
@@ -381,7 +398,7 @@ mod tests {
         }
     }
 
-    fn fail(b: &BreakerState, c: &BreakerConfig, n: usize) -> Vec<Transition> {
+    fn fail(b: &BreakerState, c: &BreakerConfig, n: usize) -> Vec<BreakerTransition> {
         (0..n)
             .filter_map(|_| b.record(c, false, None, Instant::now()))
             .collect()
@@ -398,7 +415,7 @@ mod tests {
         );
         assert_eq!(
             fail(&b, &c, 1),
-            vec![Transition::Opened(Trip::Consecutive(3))]
+            vec![BreakerTransition::Opened(Trip::Consecutive(3))]
         );
         assert_eq!(b.circuit(), Circuit::Open);
         assert!(!b.admits(&c));
@@ -407,7 +424,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn half_open_after_open_duration_admits_exactly_the_probe_places() {
+    async fn half_open_after_open_duration_admits_exactly_the_trial_places() {
         let (b, c) = (BreakerState::default(), config());
         fail(&b, &c, 3);
         tokio::time::advance(Duration::from_secs(29)).await;
@@ -416,33 +433,33 @@ mod tests {
         assert!(b.admits(&c), "open_duration is over");
         let now = Instant::now();
         let (first, t) = b.claim(&c, now);
-        assert_eq!(t, Some(Transition::HalfOpened));
-        let Claim::Probe(cycle) = first else {
-            panic!("expected a probe, got {first:?}")
+        assert_eq!(t, Some(BreakerTransition::HalfOpened));
+        let Claim::Trial(cycle) = first else {
+            panic!("expected a trial, got {first:?}")
         };
-        assert_eq!(b.claim(&c, now), (Claim::Probe(cycle), None));
+        assert_eq!(b.claim(&c, now), (Claim::Trial(cycle), None));
         assert_eq!(b.claim(&c, now).0, Claim::Refused, "two places, both taken");
         assert!(!b.admits(&c));
         b.release(cycle);
         assert!(b.admits(&c), "a released place is free again");
-        assert_eq!(b.claim(&c, now).0, Claim::Probe(cycle));
+        assert_eq!(b.claim(&c, now).0, Claim::Trial(cycle));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn all_probes_must_succeed_to_close() {
+    async fn all_trials_must_succeed_to_close() {
         let (b, c) = (BreakerState::default(), config());
         fail(&b, &c, 3);
         tokio::time::advance(c.open_duration).await;
         let now = Instant::now();
-        let (Claim::Probe(cycle), _) = b.claim(&c, now) else {
-            panic!("no probe")
+        let (Claim::Trial(cycle), _) = b.claim(&c, now) else {
+            panic!("no trial")
         };
         b.claim(&c, now);
         assert_eq!(b.record(&c, true, Some(cycle), now), None);
         assert_eq!(b.circuit(), Circuit::HalfOpen);
         assert_eq!(
             b.record(&c, true, Some(cycle), now),
-            Some(Transition::Closed(2))
+            Some(BreakerTransition::Closed(2))
         );
         assert_eq!(b.circuit(), Circuit::Closed);
         assert!(
@@ -452,34 +469,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_failed_probe_reopens_for_another_open_duration() {
+    async fn one_failed_trial_reopens_for_another_open_duration() {
         let (b, c) = (BreakerState::default(), config());
         fail(&b, &c, 3);
         tokio::time::advance(c.open_duration).await;
         let now = Instant::now();
-        let (Claim::Probe(cycle), _) = b.claim(&c, now) else {
-            panic!("no probe")
+        let (Claim::Trial(cycle), _) = b.claim(&c, now) else {
+            panic!("no trial")
         };
         let (second, _) = b.claim(&c, now);
         assert_eq!(
             b.record(&c, false, Some(cycle), now),
-            Some(Transition::Opened(Trip::ProbeFailed))
+            Some(BreakerTransition::Opened(Trip::TrialFailed))
         );
         assert_eq!(b.circuit(), Circuit::Open);
         assert_eq!(
             b.record(&c, true, Some(cycle), now),
             None,
-            "the other probe of that cycle cannot close it"
+            "the other trial of that cycle cannot close it"
         );
-        assert_eq!(second, Claim::Probe(cycle));
+        assert_eq!(second, Claim::Trial(cycle));
         tokio::time::advance(c.open_duration - Duration::from_millis(1)).await;
         assert!(!b.admits(&c));
         tokio::time::advance(Duration::from_millis(1)).await;
         let (next, t) = b.claim(&c, Instant::now());
-        assert_eq!(t, Some(Transition::HalfOpened));
-        assert_eq!(next, Claim::Probe(cycle + 1), "a new cycle");
+        assert_eq!(t, Some(BreakerTransition::HalfOpened));
+        assert_eq!(next, Claim::Trial(cycle + 1), "a new cycle");
         b.release(cycle);
-        assert_eq!(b.claim(&c, Instant::now()).0, Claim::Probe(cycle + 1));
+        assert_eq!(b.claim(&c, Instant::now()).0, Claim::Trial(cycle + 1));
         assert_eq!(
             b.claim(&c, Instant::now()).0,
             Claim::Refused,
@@ -502,7 +519,7 @@ mod tests {
         }
         assert_eq!(
             b.record(&c, false, None, now()),
-            Some(Transition::Opened(Trip::Rate {
+            Some(BreakerTransition::Opened(Trip::Rate {
                 failures: 6,
                 requests: 10
             }))

@@ -6,7 +6,7 @@
 //! How it differs from passive outlier ejection (`health::outlier`): ejection takes a backend
 //! out for a growing time and puts it back with full traffic, never more than
 //! `max_ejected_percent` of the pool; a breaker opens on consecutive failures *or* a failure rate,
-//! lets only `half_open_requests` probes through before closing, and has no cap: when every
+//! lets only `half_open_requests` trials through before closing, and has no cap: when every
 //! breaker of an upstream is open the client gets a fast 503. A backend takes traffic only when
 //! both allow it.
 
@@ -15,64 +15,60 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::config::BreakerConfig;
-use crate::registry::breaker::{Claim, Transition};
+use crate::registry::breaker::{BreakerTransition, Claim};
 use crate::registry::BackendState;
 
-/// What one attempt holds on its backend until its outcome is known: a half-open breaker's
-/// probe place, the trial of a backend back from an ejection, or both. Dropped without an
-/// outcome (the client went away, pingora retries a dead pooled connection), it frees them for
-/// another request.
+/// What one attempt holds on a backend it tries out, until its outcome is known: a half-open
+/// breaker's trial place, the trial of a backend back from an ejection, or both. Dropped
+/// without an outcome (the client went away, pingora retries a dead pooled connection), it
+/// frees them for another request.
 #[derive(Debug)]
-pub struct Probe {
+pub struct Trial {
     state: Arc<BackendState>,
     /// The breaker's half-open cycle whose place this is.
-    cycle: Option<u32>,
-    /// The readmission cycle of the backend's trial, if this attempt holds it
+    breaker_cycle: Option<u32>,
+    /// The readmission cycle of the backend's trial after an ejection, if this attempt holds it
     /// ([`HealthState::claim_trial`]).
     ///
     /// [`HealthState::claim_trial`]: crate::registry::health::HealthState::claim_trial
-    trial: Option<u32>,
-    reported: bool,
+    readmission: Option<u32>,
 }
 
-impl Probe {
+impl Trial {
     /// Adds the trial of `state`'s backend, which the caller has claimed for readmission
-    /// `cycle`, to `probe`.
-    pub fn with_trial(probe: Option<Probe>, state: &Arc<BackendState>, cycle: u32) -> Probe {
-        let mut probe = probe.unwrap_or_else(|| Probe {
+    /// `cycle`, to `trial`.
+    pub fn with_readmission(trial: Option<Trial>, state: &Arc<BackendState>, cycle: u32) -> Trial {
+        let mut trial = trial.unwrap_or_else(|| Trial {
             state: Arc::clone(state),
-            cycle: None,
-            trial: None,
-            reported: false,
+            breaker_cycle: None,
+            readmission: None,
         });
-        probe.trial = Some(cycle);
-        probe
+        trial.readmission = Some(cycle);
+        trial
     }
 
-    /// The outcome is being recorded: the breaker cycle and the trial's readmission cycle, for
-    /// [`record`] and the outlier detector to settle.
+    /// The outcome is being recorded: the breaker's half-open cycle and the readmission cycle,
+    /// for [`record`] and the outlier detector to settle.
     pub fn settle(mut self) -> (Option<u32>, Option<u32>) {
-        self.reported = true;
-        (self.cycle, self.trial)
+        (self.breaker_cycle.take(), self.readmission.take())
     }
 }
 
-impl Drop for Probe {
+impl Drop for Trial {
+    /// Gives back what was not settled.
     fn drop(&mut self) {
-        if !self.reported {
-            if let Some(cycle) = self.cycle {
-                self.state.breaker.release(cycle);
-            }
-            if let Some(cycle) = self.trial {
-                self.state.health.release_trial(cycle);
-            }
+        if let Some(cycle) = self.breaker_cycle {
+            self.state.breaker.release(cycle);
+        }
+        if let Some(cycle) = self.readmission {
+            self.state.health.release_trial(cycle);
         }
     }
 }
 
 /// Claims the right to send one request to `state`'s backend: `None` if its breaker refuses,
-/// `Some(None)` if it is closed, `Some(Some(probe))` for a half-open probe.
-pub fn claim(state: &Arc<BackendState>, config: &BreakerConfig) -> Option<Option<Probe>> {
+/// `Some(None)` if it is closed, `Some(Some(trial))` for a half-open trial place.
+pub fn claim(state: &Arc<BackendState>, config: &BreakerConfig) -> Option<Option<Trial>> {
     let (claim, transition) = state.breaker.claim(config, Instant::now());
     if let Some(t) = transition {
         log(state, t);
@@ -80,34 +76,33 @@ pub fn claim(state: &Arc<BackendState>, config: &BreakerConfig) -> Option<Option
     match claim {
         Claim::Pass => Some(None),
         Claim::Refused => None,
-        Claim::Probe(cycle) => Some(Some(Probe {
+        Claim::Trial(cycle) => Some(Some(Trial {
             state: Arc::clone(state),
-            cycle: Some(cycle),
-            trial: None,
-            reported: false,
+            breaker_cycle: Some(cycle),
+            readmission: None,
         })),
     }
 }
 
 /// Tells `state`'s breaker how a request went (`ok`: not a connect error, timeout, broken
-/// response or one of `failure_status`); `cycle` is the half-open cycle of its probe place.
+/// response or one of `failure_status`); `cycle` is the half-open cycle of its trial place.
 pub fn record(state: &BackendState, config: &BreakerConfig, ok: bool, cycle: Option<u32>) {
     if let Some(t) = state.breaker.record(config, ok, cycle, Instant::now()) {
         log(state, t);
     }
 }
 
-fn log(state: &BackendState, t: Transition) {
+fn log(state: &BackendState, t: BreakerTransition) {
     let (upstream, backend) = (state.upstream().name(), state.addr());
     match t {
-        Transition::Opened(reason) => {
+        BreakerTransition::Opened(reason) => {
             tracing::warn!(%upstream, %backend, %reason, "circuit breaker opened")
         }
-        Transition::HalfOpened => {
+        BreakerTransition::HalfOpened => {
             tracing::info!(%upstream, %backend, "circuit breaker half-open: probing")
         }
-        Transition::Closed(probes) => {
-            tracing::info!(%upstream, %backend, probes, "circuit breaker closed: probes succeeded")
+        BreakerTransition::Closed(trials) => {
+            tracing::info!(%upstream, %backend, probes = trials, "circuit breaker closed: probes succeeded")
         }
     }
 }
