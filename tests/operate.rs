@@ -17,11 +17,10 @@ fn route_to(b: &Backend) -> String {
 
 /// `/status`'s `config.last_load.success`.
 async fn status_success(f: &Fulcrum) -> bool {
-    let body = get(f.admin, "admin", "/status").await.body;
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status = f.status().await;
     status["config"]["last_load"]["success"]
         .as_bool()
-        .unwrap_or_else(|| panic!("no last_load.success in {body}"))
+        .unwrap_or_else(|| panic!("no last_load.success in {status}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,7 +136,7 @@ async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_ba
         Backend::with("s", streaming).await,
         Backend::start("b").await,
     );
-    let f = Fulcrum::start_logging("info", "", &pools("ua", &s, &b));
+    let f = Fulcrum::start("", &pools("ua", &s, &b));
     let addr = f.addr;
     let stream = tokio::spawn(async move { get(addr, "h.test", "/").await });
     wait_until("the stream started", Duration::from_secs(2), || {
@@ -144,14 +144,13 @@ async fn a_response_streaming_across_a_reload_completes_intact_on_its_removed_ba
     })
     .await;
 
-    // The new config drops the streaming backend's upstream altogether.
-    f.rewrite(&format!(
+    // The new config drops the streaming backend's upstream altogether. (Waited for through
+    // `/status`, not by requests: one sent before the reload would stream for a second too.)
+    let ub = format!(
         "[[route]]\nupstream = \"ub\"\n{}",
         upstream("ub", &[b.addr], "")
-    ));
-    // (Not by requests: one sent before the reload would stream for a second too.)
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
-        .await;
+    );
+    f.apply(&ub, 2).await;
     assert!(
         !stream.is_finished(),
         "the reload landed while the response was still streaming"
@@ -244,11 +243,13 @@ async fn sighup_post_reload_and_a_rename_each_reload_and_a_broken_file_never_kil
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let f = Fulcrum::start_logging("info", "", &pools("ua", &a, &b));
 
+    let before = f.status().await;
     f.signal("-HUP");
     f.wait_for_log(&["reload requested by SIGHUP"], Duration::from_secs(2))
         .await;
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
-        .await;
+    f.wait_generation(&before, 2).await;
+    // Logged before the load is recorded.
+    assert!(f.log().contains("(generation 2)"), "{}", f.log());
 
     let r = f.admin_post("/reload").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -303,12 +304,10 @@ async fn health_survives_a_weight_only_reload_without_flapping() {
     let (a, d) = (Backend::start("a").await, Backend::with("d", sick).await);
     let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1), (&d, 1)], "", CHECK));
     let daddr = d.addr.to_string();
-    f.wait_for_log(&["backend unhealthy", &daddr], Duration::from_secs(1))
+    f.wait_backend("u", d.addr, "health", "unhealthy", Duration::from_secs(1))
         .await;
 
-    f.rewrite(&pool(&[(&a, 2), (&d, 3)], "", CHECK));
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
-        .await;
+    f.apply(&pool(&[(&a, 2), (&d, 3)], "", CHECK), 2).await;
     // Probing goes on after the reload: five more checks of d.
     let checks = d.health_checks();
     wait_until("d probed again", Duration::from_secs(3), || {
@@ -337,17 +336,14 @@ async fn a_backend_added_by_a_reload_gets_traffic_only_after_a_passing_probe() {
         Backend::start("n").await,
         Backend::with("s", sick).await,
     );
-    let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1)], "", CHECK));
+    let f = Fulcrum::start("", &pool(&[(&a, 1)], "", CHECK));
     let load = Load::start(f.addr, 2);
     wait_until("load running", Duration::from_secs(2), || a.hits() > 10).await;
 
     f.rewrite(&pool(&[(&a, 1), (&n, 1), (&s, 1)], "", CHECK));
     wait_until("n got traffic", Duration::from_secs(3), || n.hits() > 0).await;
-    f.wait_for_log(
-        &["backend unhealthy", &s.addr.to_string()],
-        Duration::from_secs(1),
-    )
-    .await;
+    f.wait_backend("u", s.addr, "health", "unhealthy", Duration::from_secs(1))
+        .await;
     // More traffic after s was found unhealthy: none of it may reach s.
     let served = a.hits() + n.hits();
     wait_until("traffic after the probe", Duration::from_secs(2), || {
@@ -381,18 +377,16 @@ async fn an_ejection_survives_a_reload_and_ends_on_schedule() {
     // Ejected for 3 s: longer than the reload and the requests below can take.
     let outlier = "[upstream.u.outlier]\nconsecutive_failures = 3\nbase_ejection = \"3s\"\n";
     let backends = [(&bad, 1), (&b, 1), (&c, 1)];
-    let f = Fulcrum::start_logging("info", "", &pool(&backends, "", outlier));
-    let badaddr = bad.addr.to_string();
+    let f = Fulcrum::start("", &pool(&backends, "", outlier));
     for _ in 0..9 {
         get(f.addr, "h.test", "/").await;
     }
     assert_eq!(bad.hits(), 3);
-    f.wait_for_log(&["backend ejected", &badaddr], Duration::from_secs(1))
+    f.wait_backend("u", bad.addr, "ejected", true, Duration::from_secs(1))
         .await;
 
     // A reload that changes the upstream (but not the backend) keeps the ejection...
-    f.rewrite(&pool(&backends, "connect_timeout = \"2s\"", outlier));
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+    f.apply(&pool(&backends, "connect_timeout = \"2s\"", outlier), 2)
         .await;
     for _ in 0..12 {
         assert_eq!(get(f.addr, "h.test", "/").await.status, 200);
@@ -411,7 +405,7 @@ async fn least_connections_keeps_in_flight_counts_across_a_reload() {
     };
     let (s, fast) = (Backend::with("s", slow).await, Backend::start("f").await);
     let lc = "balance = \"least_connections\"";
-    let f = Fulcrum::start_logging("info", "", &pool(&[(&s, 1), (&fast, 1)], lc, ""));
+    let f = Fulcrum::start("", &pool(&[(&s, 1), (&fast, 1)], lc, ""));
     // Concurrent requests: some stay in flight on the slow backend.
     let addr = f.addr;
     let held: Vec<_> = (0..8)
@@ -425,8 +419,7 @@ async fn least_connections_keeps_in_flight_counts_across_a_reload() {
     assert!(on_slow >= 1);
 
     let changed = format!("{lc}\nconnect_timeout = \"2s\"");
-    f.rewrite(&pool(&[(&s, 1), (&fast, 1)], &changed, ""));
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(2))
+    f.apply(&pool(&[(&s, 1), (&fast, 1)], &changed, ""), 2)
         .await;
     // The new balancer knows the slow backend is busy: one request at a time goes to the other.
     for _ in 0..10 {
@@ -646,16 +639,14 @@ async fn adding_a_health_check_under_load_probes_before_publishing() {
         Backend::with("a", slow_probes.clone()).await,
         Backend::with("b", slow_probes).await,
     );
-    let f = Fulcrum::start_logging("info", "", &pool(&[(&a, 1), (&b, 1)], "", ""));
+    let f = Fulcrum::start("", &pool(&[(&a, 1), (&b, 1)], "", ""));
     let load = Load::start(f.addr, 4);
     wait_until("load running", Duration::from_secs(2), || a.hits() > 20).await;
     // Every backend is unknown to the new check: without the probe round before the store, the
     // new config would find none in service and answer 503 until the first probes came back.
     let check =
         "[upstream.u.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"1s\"\n";
-    f.rewrite(&pool(&[(&a, 1), (&b, 1)], "", check));
-    f.wait_for_log(&["(generation 2)"], Duration::from_secs(3))
-        .await;
+    f.apply(&pool(&[(&a, 1), (&b, 1)], "", check), 2).await;
     let served = a.hits() + b.hits();
     wait_until("traffic after the reload", Duration::from_secs(2), || {
         a.hits() + b.hits() > served + 100

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rawhttp;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -964,14 +965,11 @@ pub fn weighted(name: &str, backends: &[(&Backend, u32)], extra: &str) -> String
     )
 }
 
-/// Waits until `bad`'s ejection ends, then sends requests until it gets one again (its hit count
-/// passes `hits`).
+/// Waits until `/status` says `bad`'s ejection (in upstream `u`) ended, then sends requests
+/// until it gets one again (its hit count passes `hits`).
 pub async fn expect_readmission(f: &Fulcrum, bad: &Backend, hits: usize) {
-    f.wait_for_log(
-        &["backend readmitted", &bad.addr.to_string()],
-        Duration::from_secs(5),
-    )
-    .await;
+    f.wait_backend("u", bad.addr, "ejected", false, Duration::from_secs(5))
+        .await;
     for _ in 0..6 {
         get(f.addr, "h.test", "/").await;
     }
