@@ -1,4 +1,8 @@
 //! Config errors: each one names the file, line, column, field, what was found and what is accepted.
+//!
+//! An error or warning is a value: a [`Kind`] and a [`Severity`] for code that acts on it, a
+//! [`FieldPath`], a place, and a message for people. `Display` makes the text users read; no
+//! code decides anything by reading it.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -14,30 +18,239 @@ pub struct ConfigError {
     pub line: usize,
     /// 1-based column (in characters) of the offending value (0 when it has no place).
     pub column: usize,
-    /// Dotted path of the field, e.g. `route[1].upstream`.
-    pub field: String,
+    /// The field, e.g. `route[1].upstream`.
+    pub field: FieldPath,
     /// What was wrong and what is accepted.
     pub message: String,
+    /// What the problem is, for code that acts on it.
+    pub kind: Kind,
+    /// Whether the file is refused for it or only warned about.
+    pub severity: Severity,
+}
+
+/// What a problem is about, for code that acts on it; the message says it to people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Any other problem: the message says what, and no code acts on it.
+    Invalid,
+    /// The config file cannot be read (missing, not a regular file, too large, not UTF-8).
+    Unreadable,
+    /// The text is not TOML.
+    Syntax,
+    /// A key the section does not have.
+    UnknownKey,
+    /// A required key that is not there.
+    MissingKey,
+    /// A value of the wrong type, or one its type cannot take (a misspelt word, a list for a
+    /// table).
+    WrongType,
+    /// `${NAME}` without a default, and `NAME` is not set.
+    MissingEnv {
+        /// The variable's name.
+        name: String,
+    },
+    /// The file has no `[[route]]`.
+    NoRoute,
+    /// A route's `upstream` names no `[upstream.NAME]` table.
+    UndefinedUpstream {
+        /// The name the route gives.
+        name: String,
+    },
+    /// An `[upstream.NAME]` no route uses (a warning).
+    UnusedUpstream {
+        /// The upstream's name.
+        name: String,
+    },
+    /// A key that only a restart or a graceful upgrade applies changed in a reload.
+    RestartOnly,
+}
+
+/// Whether a problem refuses the file or is only reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    /// The file is refused.
+    #[default]
+    Error,
+    /// The file is applied; the problem is reported (`warning: ...`).
+    Warning,
+}
+
+/// One step of a [`FieldPath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// A key of a table: `server`, `backends`, an upstream's name (or one dot-free piece of it).
+    Key(String),
+    /// An element of a list: `[1]`.
+    Index(usize),
+}
+
+/// Where a field is in the file: keys and list indices. Displays as the dotted text users read:
+/// `route[1].upstream`, `upstream.api.backends[0].addr`, `server.tls[0].certificates[1].cert`.
+///
+/// A key with a dot in it (an upstream named `api.v1`) is kept as its pieces, as the dotted text
+/// reads, so that a path built key by key and one read from that text are equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct FieldPath(Vec<Segment>);
+
+impl FieldPath {
+    /// This path, then `key` (split at its dots).
+    pub fn key(mut self, key: &str) -> Self {
+        self.0
+            .extend(key.split('.').map(|piece| Segment::Key(piece.to_owned())));
+        self
+    }
+
+    /// This path, then list element `index`.
+    pub fn index(mut self, index: usize) -> Self {
+        self.0.push(Segment::Index(index));
+        self
+    }
+
+    /// This path, then every segment of `inner`.
+    pub fn join(mut self, inner: &FieldPath) -> Self {
+        self.0.extend(inner.0.iter().cloned());
+        self
+    }
+
+    /// The keys and indices, outermost first.
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+
+    /// Whether this names no field (a problem of the whole file).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether this is `outer` or a field inside it.
+    pub fn starts_with(&self, outer: &FieldPath) -> bool {
+        self.0.starts_with(&outer.0)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dotted text read back: `route[1].upstream` is `route`, `[1]`, `upstream`. A bracket that
+/// holds no number stays part of its key.
+impl From<&str> for FieldPath {
+    fn from(text: &str) -> Self {
+        let mut path = FieldPath::default();
+        if text.is_empty() {
+            return path;
+        }
+        for part in text.split('.') {
+            // The key before the first `[N]`, then each `[N]`.
+            let (key, mut rest) = match part.find('[') {
+                Some(i) if index_at(&part[i..]).is_some() => part.split_at(i),
+                _ => (part, ""),
+            };
+            if !key.is_empty() || rest.is_empty() {
+                path.0.push(Segment::Key(key.to_owned()));
+            }
+            while let Some((index, after)) = index_at(rest) {
+                path.0.push(Segment::Index(index));
+                rest = after;
+            }
+            if !rest.is_empty() {
+                // `a[1]x`: not a path fulcrum writes; kept as text on the last key.
+                path.0.push(Segment::Key(rest.to_owned()));
+            }
+        }
+        path
+    }
+}
+
+/// `[N]` at the start of `text`: `N` and what follows it.
+fn index_at(text: &str) -> Option<(usize, &str)> {
+    let (inside, after) = text.strip_prefix('[')?.split_once(']')?;
+    let index = inside
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| inside.parse().ok())??;
+    Some((index, after))
+}
+
+impl From<String> for FieldPath {
+    fn from(text: String) -> Self {
+        FieldPath::from(text.as_str())
+    }
+}
+
+impl From<&String> for FieldPath {
+    fn from(text: &String) -> Self {
+        FieldPath::from(text.as_str())
+    }
+}
+
+/// Compares with the dotted text (for tests and logs; code compares paths).
+impl PartialEq<str> for FieldPath {
+    fn eq(&self, text: &str) -> bool {
+        self.to_string() == text
+    }
+}
+
+impl PartialEq<&str> for FieldPath {
+    fn eq(&self, text: &&str) -> bool {
+        self == *text
+    }
 }
 
 impl ConfigError {
-    /// An error at a byte span of `source`. While `parse` loads `source` its line and column are
-    /// a lookup in the line index built for the load; elsewhere `source` is indexed first.
+    /// An error of [`Kind::Invalid`] at a byte span of `source`. While `parse` loads `source`
+    /// its line and column are a lookup in the line index built for the load; elsewhere
+    /// `source` is indexed first.
     pub fn at(
         file: &Path,
         source: &str,
         span: Option<Range<usize>>,
-        field: impl Into<String>,
+        field: impl Into<FieldPath>,
         message: impl Into<String>,
     ) -> Self {
         let (line, column) = span.map_or((0, 0), |s| LineIndex::locate(source, s.start));
+        ConfigError::placed(file, line, column, field, message)
+    }
+
+    /// An error of [`Kind::Invalid`] at a line and column already known (0, 0: no place).
+    pub fn placed(
+        file: &Path,
+        line: usize,
+        column: usize,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             file: file.to_path_buf(),
             line,
             column,
             field: field.into(),
             message: message.into(),
+            kind: Kind::Invalid,
+            severity: Severity::Error,
         }
+    }
+
+    /// This problem, of `kind`.
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// This problem, as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
     }
 }
 
@@ -260,5 +473,50 @@ mod tests {
     fn display_names_file_place_field_and_message() {
         let e = ConfigError::at(Path::new("f.toml"), "x = 1\ny = 2", Some(6..7), "y", "bad");
         assert_eq!(e.to_string(), "f.toml:2:1: y: bad");
+    }
+
+    #[test]
+    fn a_field_path_displays_as_the_dotted_text_it_reads_back_from() {
+        for text in [
+            "",
+            "route",
+            "route[1].upstream",
+            "upstream.api.backends[0].addr",
+            "server.tls[0].certificates[1].cert",
+            "upstream.api.v1.backends[10]",
+            "upstream..backends",
+            "upstream.a[x].tls",
+        ] {
+            assert_eq!(FieldPath::from(text).to_string(), text);
+            assert_eq!(FieldPath::from(text), text);
+        }
+        let built = FieldPath::default()
+            .key("upstream")
+            .key("api.v1")
+            .key("backends")
+            .index(2);
+        assert_eq!(built, FieldPath::from("upstream.api.v1.backends[2]"));
+        use Segment::{Index, Key};
+        assert_eq!(
+            FieldPath::from("route[1].rate_limit").segments(),
+            [Key("route".into()), Index(1), Key("rate_limit".into())]
+        );
+        assert!(built.starts_with(&FieldPath::from("upstream.api")));
+        assert!(!built.starts_with(&FieldPath::from("upstream.ap")));
+    }
+
+    #[test]
+    fn kind_and_severity_change_no_text() {
+        let plain = ConfigError::at(Path::new("f.toml"), "x = 1", Some(0..1), "x", "bad");
+        let typed = plain
+            .clone()
+            .kind(Kind::UnusedUpstream { name: "x".into() })
+            .warning();
+        assert_eq!(
+            (&plain.kind, plain.severity),
+            (&Kind::Invalid, Severity::Error)
+        );
+        assert_eq!(typed.severity, Severity::Warning);
+        assert_eq!(typed.to_string(), plain.to_string());
     }
 }

@@ -34,8 +34,8 @@ use std::path::Path;
 
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
-pub use error::{ConfigError, ConfigErrors};
-use mistakes::{every_mistake, syntax_message};
+pub use error::{ConfigError, ConfigErrors, FieldPath, Kind, Segment, Severity};
+use mistakes::{every_mistake, syntax_error};
 pub use preflight::{preflight, Preflight};
 use resolve::Names;
 pub use runtime::*;
@@ -174,8 +174,7 @@ fn parse_indexed(
     loaded: Option<&Loaded>,
     resolver: Names,
 ) -> Result<Config, ConfigErrors> {
-    let de = toml::Deserializer::parse(source)
-        .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
+    let de = toml::Deserializer::parse(source).map_err(|e| syntax_error(&e, source, path))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors::by_place(every_mistake(Some(e), source, path)))?;
     // serde fills a table's fields from a list by position, and takes an enum's table form:
