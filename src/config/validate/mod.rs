@@ -4,12 +4,15 @@
 //! backend host names are resolved afterwards, by `resolve`.
 //!
 //! - `server`: `[server]`.
+//! - `tls`: `[[server.tls]]` listeners and an upstream's TLS.
+//! - `listen`: listen addresses, for `[server]` and `[[server.tls]]`.
 //! - `route`: `[[route]]`.
 //! - `upstream`: `[upstream.NAME]` and its backends.
 //! - `health`: `[upstream.NAME.health_check]` and `[upstream.NAME.outlier]`.
 //! - `protect`: `rate_limit`, `[upstream.NAME.circuit_breaker]` and `max_inflight`.
 
 mod health;
+mod listen;
 mod protect;
 mod route;
 mod server;
@@ -195,8 +198,8 @@ fn percent(c: &mut Checker, p: &Spanned<u32>, field: &str, max: u32) -> u32 {
     v
 }
 
-/// A count that must be at least 1.
-fn at_least_one(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
+/// A count that must be at least 1; 0 is reported and read as 1, a missing one is `default`.
+fn nonzero_count(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
     match v {
         None => default,
         Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
