@@ -48,19 +48,19 @@ pub enum Kind {
     /// `${NAME}` without a default, and `NAME` is not set.
     MissingEnv {
         /// The variable's name.
-        name: String,
+        name: Box<str>,
     },
     /// The file has no `[[route]]`.
     NoRoute,
     /// A route's `upstream` names no `[upstream.NAME]` table.
     UndefinedUpstream {
         /// The name the route gives.
-        name: String,
+        name: Box<str>,
     },
     /// An `[upstream.NAME]` no route uses (a warning).
     UnusedUpstream {
         /// The upstream's name.
-        name: String,
+        name: Box<str>,
     },
     /// A key that only a restart or a graceful upgrade applies changed in a reload.
     RestartOnly,
@@ -197,7 +197,16 @@ impl From<&String> for FieldPath {
 /// Compares with the dotted text (for tests and logs; code compares paths).
 impl PartialEq<str> for FieldPath {
     fn eq(&self, text: &str) -> bool {
-        self.to_string() == text
+        /// What is left of the text as the path writes itself; an error at the first difference.
+        struct Rest<'a>(&'a str);
+        impl fmt::Write for Rest<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 = self.0.strip_prefix(s).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut rest = Rest(text);
+        fmt::write(&mut rest, format_args!("{self}")).is_ok() && rest.0.is_empty()
     }
 }
 

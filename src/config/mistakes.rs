@@ -40,7 +40,7 @@ pub(super) fn every_mistake(
             let section_gone = match &e.kind {
                 Kind::NoRoute => removed.routes > 0,
                 Kind::UndefinedUpstream { name } => {
-                    removed.all_upstreams || removed.upstreams.contains(name)
+                    removed.all_upstreams || removed.upstreams.iter().any(|u| **u == **name)
                 }
                 _ => false,
             };

@@ -148,7 +148,9 @@ pub(super) fn validate(
     for ((name, u), used) in file.upstreams.iter().zip(used) {
         if !used {
             let msg = format!("upstream \"{name}\" is not used by any route");
-            let kind = Kind::UnusedUpstream { name: name.clone() };
+            let kind = Kind::UnusedUpstream {
+                name: name.as_str().into(),
+            };
             let field = FieldPath::default().key("upstream").key(name);
             c.warn_of(kind, u.span(), field, msg);
         }
@@ -223,7 +225,7 @@ mod tests {
             .0;
         assert_eq!(errors.len(), 1, "{errors:?}");
         let e = &errors[0];
-        let name = "nope".to_owned();
+        let name = "nope".into();
         assert_eq!(e.kind, Kind::UndefinedUpstream { name });
         assert_eq!(e.severity, Severity::Error);
         let field = FieldPath::default().key("route").index(0).key("upstream");
@@ -239,7 +241,7 @@ mod tests {
         let text = format!("[[route]]\nupstream = \"web\"\n{upstream}[upstream.\"old.v1\"]\nbackends = [{{ addr = \"127.0.0.1:9002\" }}]\n");
         let config = parse(&text, Path::new("t.toml")).unwrap();
         let w = &config.warnings[0];
-        let name = "old.v1".to_owned();
+        let name = "old.v1".into();
         assert_eq!(w.kind, Kind::UnusedUpstream { name });
         assert_eq!(w.severity, Severity::Warning);
         assert_eq!(w.field, "upstream.old.v1");

@@ -58,7 +58,7 @@ pub(super) fn routes(
                 r.upstream.get_ref()
             );
             let kind = Kind::UndefinedUpstream {
-                name: r.upstream.get_ref().clone(),
+                name: r.upstream.get_ref().as_str().into(),
             };
             c.error_of(kind, r.upstream.span(), format!("{field}.upstream"), msg);
         }
