@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, FieldPath, Kind};
+use super::error::{ConfigError, Kind};
+use super::field_path::FieldPath;
 use super::forms::Problem;
 use super::{forms, sections, validate};
 

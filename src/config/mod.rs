@@ -11,6 +11,7 @@
 //! - `forms`: what each key takes, in the file's words with an example, for type errors.
 //! - `mistakes`: every unknown key and type error serde refuses a file for, in the file's words.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
+//! - `field_path`: where a field is (keys and list indices), as errors name it.
 //! - `file`: reading the config file: a regular file only, at most a limit of bytes, never
 //!   blocking on what the path points at, abandoned past a timeout.
 //! - `preflight`: what `run` would meet at start beyond the file (the access log file; the
@@ -19,6 +20,7 @@
 mod certs;
 pub(crate) mod env;
 mod error;
+mod field_path;
 pub mod file;
 mod forms;
 mod mistakes;
@@ -34,7 +36,8 @@ use std::path::Path;
 
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
-pub use error::{ConfigError, ConfigErrors, FieldPath, Kind, Segment, Severity};
+pub use error::{ConfigError, ConfigErrors, Kind, Severity};
+pub use field_path::{FieldPath, Segment};
 use mistakes::{every_mistake, syntax_error};
 pub use preflight::{preflight, Preflight};
 use resolve::Names;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use super::error::{FieldPath, Segment};
+use super::field_path::{FieldPath, Segment};
 use super::forms::Problem;
 use super::schema::*;
 

@@ -26,7 +26,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::certs::Files;
-use super::error::{ConfigError, FieldPath, Kind};
+use super::error::{ConfigError, Kind};
+use super::field_path::FieldPath;
 use super::resolve::Unresolved;
 use super::runtime::*;
 use super::schema::*;
