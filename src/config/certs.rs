@@ -127,7 +127,7 @@ pub(super) fn load(
                 let field = format!("{}.cert", c.field);
                 let mut warn = |message: String| {
                     let span = Some(c.cert_span.clone());
-                    let w = ConfigError::at(file, source, span, field.clone(), message);
+                    let w = ConfigError::at(file, source, span, field.clone(), message).warning();
                     config.warnings.push(w);
                 };
                 if let Some(w) = warning {

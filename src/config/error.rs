@@ -1,9 +1,15 @@
 //! Config errors: each one names the file, line, column, field, what was found and what is accepted.
+//!
+//! An error or warning is a value: a [`Kind`] and a [`Severity`] for code that acts on it, a
+//! [`FieldPath`], a place, and a message for people. `Display` makes the text users read; no
+//! code decides anything by reading it.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use super::field_path::FieldPath;
 
 /// One problem in a config file, located at a line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,30 +20,108 @@ pub struct ConfigError {
     pub line: usize,
     /// 1-based column (in characters) of the offending value (0 when it has no place).
     pub column: usize,
-    /// Dotted path of the field, e.g. `route[1].upstream`.
-    pub field: String,
+    /// The field, e.g. `route[1].upstream`.
+    pub field: FieldPath,
     /// What was wrong and what is accepted.
     pub message: String,
+    /// What the problem is, for code that acts on it.
+    pub kind: Kind,
+    /// Whether the file is refused for it or only warned about.
+    pub severity: Severity,
+}
+
+/// What a problem is about, for code that acts on it; the message says it to people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Any other problem: the message says what, and no code acts on it.
+    Invalid,
+    /// The config file cannot be read (missing, not a regular file, too large, not UTF-8).
+    Unreadable,
+    /// The text is not TOML.
+    Syntax,
+    /// A key the section does not have.
+    UnknownKey,
+    /// A required key that is not there.
+    MissingKey,
+    /// A value of the wrong type, or one its type cannot take (a misspelt word, a list for a
+    /// table).
+    WrongType,
+    /// `${NAME}` without a default, and `NAME` is not set.
+    MissingEnv {
+        /// The variable's name.
+        name: Box<str>,
+    },
+    /// The file has no `[[route]]`.
+    NoRoute,
+    /// A route's `upstream` names no `[upstream.NAME]` table.
+    UndefinedUpstream {
+        /// The name the route gives.
+        name: Box<str>,
+    },
+    /// An `[upstream.NAME]` no route uses (a warning).
+    UnusedUpstream {
+        /// The upstream's name.
+        name: Box<str>,
+    },
+    /// A key that only a restart or a graceful upgrade applies changed in a reload.
+    RestartOnly,
+}
+
+/// Whether a problem refuses the file or is only reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    /// The file is refused.
+    #[default]
+    Error,
+    /// The file is applied; the problem is reported (`warning: ...`).
+    Warning,
 }
 
 impl ConfigError {
-    /// An error at a byte span of `source`. While `parse` loads `source` its line and column are
-    /// a lookup in the line index built for the load; elsewhere `source` is indexed first.
+    /// An error of [`Kind::Invalid`] at a byte span of `source`. While `parse` loads `source`
+    /// its line and column are a lookup in the line index built for the load; elsewhere
+    /// `source` is indexed first.
     pub fn at(
         file: &Path,
         source: &str,
         span: Option<Range<usize>>,
-        field: impl Into<String>,
+        field: impl Into<FieldPath>,
         message: impl Into<String>,
     ) -> Self {
         let (line, column) = span.map_or((0, 0), |s| LineIndex::locate(source, s.start));
+        ConfigError::placed(file, line, column, field, message)
+    }
+
+    /// An error of [`Kind::Invalid`] at a line and column already known (0, 0: no place).
+    pub fn placed(
+        file: &Path,
+        line: usize,
+        column: usize,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             file: file.to_path_buf(),
             line,
             column,
             field: field.into(),
             message: message.into(),
+            kind: Kind::Invalid,
+            severity: Severity::Error,
         }
+    }
+
+    /// This problem, of `kind`.
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// This problem, as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
     }
 }
 
@@ -260,5 +344,20 @@ mod tests {
     fn display_names_file_place_field_and_message() {
         let e = ConfigError::at(Path::new("f.toml"), "x = 1\ny = 2", Some(6..7), "y", "bad");
         assert_eq!(e.to_string(), "f.toml:2:1: y: bad");
+    }
+
+    #[test]
+    fn kind_and_severity_change_no_text() {
+        let plain = ConfigError::at(Path::new("f.toml"), "x = 1", Some(0..1), "x", "bad");
+        let typed = plain
+            .clone()
+            .kind(Kind::UnusedUpstream { name: "x".into() })
+            .warning();
+        assert_eq!(
+            (&plain.kind, plain.severity),
+            (&Kind::Invalid, Severity::Error)
+        );
+        assert_eq!(typed.severity, Severity::Warning);
+        assert_eq!(typed.to_string(), plain.to_string());
     }
 }

@@ -147,7 +147,7 @@ impl ReadError {
             _ => "",
         };
         let message = format!("cannot read config file: {self}");
-        ConfigError::at(path, "", None, field, message)
+        ConfigError::at(path, "", None, field, message).kind(super::Kind::Unreadable)
     }
 }
 

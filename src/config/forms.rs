@@ -15,6 +15,8 @@
 //! missing key, and its name) at all. serde's words for what was found are a fallback, for a
 //! path the parsed file does not lead to.
 
+use super::error::Kind;
+
 /// A key path pattern (`[]` for any list index, `*` for an upstream's name), what the key
 /// takes, and an example of it as written in the file.
 pub(super) const FORMS: &[(&str, &str, &str)] = &[
@@ -134,7 +136,9 @@ pub(super) enum Problem<'a> {
     Value { found: &'a str },
     /// A required key that is not there.
     Missing { key: &'a str },
-    /// An unknown key or variant, or a message of fulcrum's own (which already says what is
+    /// A key the section does not have.
+    Unknown,
+    /// An unknown variant, or a message of fulcrum's own (which already says what is
     /// accepted).
     Other,
 }
@@ -150,12 +154,25 @@ impl<'a> Problem<'a> {
         if let Some(key) = missing {
             return Problem::Missing { key };
         }
+        if message.starts_with("unknown field `") {
+            return Problem::Unknown;
+        }
         let rest = message
             .strip_prefix("invalid type: ")
             .or_else(|| message.strip_prefix("invalid value: "));
         match rest.and_then(|r| r.rsplit_once(", expected ")) {
             Some((found, _)) => Problem::Value { found },
             None => Problem::Other,
+        }
+    }
+
+    /// The diagnostic's kind: an unknown key, a missing one, or else a value the key cannot
+    /// take (a wrong type, an unknown word, a list for a table).
+    pub(super) fn kind(self) -> Kind {
+        match self {
+            Problem::Unknown => Kind::UnknownKey,
+            Problem::Missing { .. } => Kind::MissingKey,
+            Problem::Value { .. } | Problem::Other => Kind::WrongType,
         }
     }
 }
@@ -238,7 +255,7 @@ pub(super) fn explain(field: &str, message: &str, found_at: Option<String>) -> O
                 "missing key `{key}`, {form}; add it, e.g. {example}"
             ));
         }
-        Problem::Other => return None,
+        Problem::Unknown | Problem::Other => return None,
     };
     let found = found_at.unwrap_or_else(|| found_words(found));
     Some(match form(field) {

@@ -9,7 +9,9 @@
 //! - `certs`: the certificate, key and CA files the config names, read and checked.
 //! - `runtime`: what the proxy runs on, with no `Option`s left.
 //! - `forms`: what each key takes, in the file's words with an example, for type errors.
+//! - `mistakes`: every unknown key and type error serde refuses a file for, in the file's words.
 //! - `error`: the error type that names file, line, column, field, problem and what is accepted.
+//! - `field_path`: where a field is (keys and list indices), as errors name it.
 //! - `file`: reading the config file: a regular file only, at most a limit of bytes, never
 //!   blocking on what the path points at, abandoned past a timeout.
 //! - `preflight`: what `run` would meet at start beyond the file (the access log file; the
@@ -18,8 +20,10 @@
 mod certs;
 pub(crate) mod env;
 mod error;
+mod field_path;
 pub mod file;
 mod forms;
+mod mistakes;
 mod preflight;
 mod resolve;
 pub mod runtime;
@@ -35,7 +39,9 @@ use std::path::Path;
 
 pub use certs::{AcceptAnyCertificate, Loaded};
 use error::LineIndex;
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, Kind, Severity};
+pub use field_path::{FieldPath, Segment};
+use mistakes::{every_mistake, syntax_error};
 pub use preflight::{preflight, Preflight};
 use resolve::Names;
 pub use runtime::*;
@@ -174,8 +180,7 @@ fn parse_indexed(
     loaded: Option<&Loaded>,
     resolver: Names,
 ) -> Result<Config, ConfigErrors> {
-    let de = toml::Deserializer::parse(source)
-        .map_err(|e| ConfigError::at(path, source, e.span(), "", syntax_message(&e)))?;
+    let de = toml::Deserializer::parse(source).map_err(|e| syntax_error(&e, source, path))?;
     let file: schema::FileConfig = serde_path_to_error::deserialize(de)
         .map_err(|e| ConfigErrors::by_place(every_mistake(Some(e), source, path)))?;
     // serde fills a table's fields from a list by position, and takes an enum's table form:
@@ -222,135 +227,6 @@ fn fits_its_own_limit(config: Config, source: &str, path: &Path) -> Result<Confi
     let message = format!("this file is {size} bytes, more than its own max_config_size ({limit}): a reload of it would be refused; raise max_config_size to at least {size} bytes");
     let field = "server.max_config_size";
     Err(config.places.error(Some(path), field, message).into())
-}
-
-/// serde stops at a file's first unknown key or type error: this finds the others section by
-/// section, then validates what is left without them, so that one run reports every mistake
-/// (but for a backend name's resolution, which waits for a file without them).
-fn every_mistake(
-    first: Option<serde_path_to_error::Error<toml::de::Error>>,
-    source: &str,
-    path: &Path,
-) -> Vec<ConfigError> {
-    let mut found = sections::mistakes(source);
-    if let (true, Some(first)) = (found.is_empty(), first) {
-        let field = field_path(first.path());
-        let inner = first.into_inner();
-        found.push((field, inner.span(), inner.message().trim().to_owned()));
-    }
-    let tree = toml::de::DeTable::parse(source).ok();
-    let mut errors: Vec<ConfigError> = found
-        .iter()
-        .map(|(field, span, message)| {
-            let found_at = tree
-                .as_ref()
-                .and_then(|t| sections::found_at(t.get_ref(), field));
-            let message = explain(field, message, found_at);
-            ConfigError::at(path, source, span.clone(), field.clone(), message)
-        })
-        .collect();
-    if let Some(sections::Remains { file, removed }) = sections::without_mistakes(source, &found) {
-        let (_, _, semantic) = validate::validate(file, path, source);
-        // Not what taking the wrong sections out caused.
-        let caused = |e: &ConfigError| {
-            (removed.routes > 0 && e.field == "route")
-                || (removed.all_upstreams && e.field.ends_with(".upstream"))
-                || (e.field.ends_with(".upstream")
-                    && removed.upstreams.iter().any(|u| {
-                        e.message
-                            .starts_with(&format!("upstream \"{u}\" is not defined"))
-                    }))
-                // A list that lost its wrong elements may be left too short.
-                || removed.lost_from(&e.field)
-        };
-        errors.extend(semantic.into_iter().filter(|e| !caused(e)).map(|mut e| {
-            e.field = removed.file_field(&e.field);
-            e
-        }));
-    }
-    errors
-}
-
-/// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path.iter() {
-        let name = match segment {
-            Segment::Seq { index } => {
-                out.push_str(&format!("[{index}]"));
-                continue;
-            }
-            Segment::Map { key } => key.as_str(),
-            Segment::Enum { variant } => variant.as_str(),
-            Segment::Unknown => "?",
-        };
-        if name.starts_with("$__serde_spanned_private") {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(name);
-    }
-    out
-}
-
-/// serde's message, in the file's words and with a hint where a common mistake is behind it:
-/// for a wrong type, what the key takes with an example (`forms`: `[[route]]` for a
-/// `[route]`); "did you mean" for a misspelt key or value (the closest accepted one, as
-/// HAProxy does).
-fn explain(field: &str, message: &str, found_at: Option<String>) -> String {
-    // A wrong type or value: what the key takes and an example, not serde's Rust names.
-    if let Some(explained) = forms::explain(field, message, found_at) {
-        return explained;
-    }
-    // serde's "unknown variant `x`, expected one of `a`, `b`" is a value, written in quotes.
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        let given = rest.split_once('`').map_or(rest, |(g, _)| g);
-        let accepted: Vec<String> = rest
-            .split_once("expected ")
-            .map_or("", |(_, c)| c)
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(|c| format!("\"{c}\""))
-            .collect();
-        let accepted = accepted.join(", ");
-        return match closest_choice(message) {
-            Some(choice) => format!(
-                "unknown value \"{given}\"; accepted: {accepted}; did you mean \"{choice}\"?"
-            ),
-            None => format!("unknown value \"{given}\"; accepted: {accepted}"),
-        };
-    }
-    match closest_choice(message) {
-        Some(choice) => format!("{message}; did you mean `{choice}`?"),
-        None => message.to_owned(),
-    }
-}
-
-/// For "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the accepted word
-/// nearest to `x`, if it is near enough to be a typo.
-fn closest_choice(message: &str) -> Option<&str> {
-    let rest = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown variant `"))?;
-    let (given, rest) = rest.split_once('`')?;
-    // "expected one of `a`, `b`, `c`", "expected `a` or `b`", "expected `a`".
-    let choices = rest.split_once("expected ")?.1;
-    choices
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|c| (strsim::levenshtein(&given.to_ascii_lowercase(), c), c))
-        .filter(|&(d, c)| d > 0 && d <= (c.len() / 3).max(1))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
-
-fn syntax_message(e: &toml::de::Error) -> String {
-    format!("invalid TOML: {}", e.message().trim())
 }
 
 #[cfg(test)]

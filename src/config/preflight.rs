@@ -38,9 +38,11 @@ pub fn preflight(config: &Config, file: &Path) -> Preflight {
             Ok(Existing::Fifo) => {
                 let message = format!("{} is a FIFO: run waits at start, serving nothing, until a reader opens it (start the reader first)", path.display());
                 let place = &config.places;
-                found
-                    .warnings
-                    .push(place.error(Some(file), "server.access_log", message));
+                found.warnings.push(
+                    place
+                        .error(Some(file), "server.access_log", message)
+                        .warning(),
+                );
             }
             Ok(Existing::File | Existing::No) => {}
             Err(e) => {
@@ -67,7 +69,8 @@ pub fn preflight(config: &Config, file: &Path) -> Preflight {
             found.warnings.push(
                 config
                     .places
-                    .error(Some(file), "server.upgrade_sock", message),
+                    .error(Some(file), "server.upgrade_sock", message)
+                    .warning(),
             );
         }
     }

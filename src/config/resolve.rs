@@ -129,14 +129,14 @@ pub(super) fn resolve(
                     (Err(message), Some(addrs)) => {
                         let message =
                             format!("{message}; keeping the {} address(es) it had", addrs.len());
-                        config.warnings.push(error(message));
+                        config.warnings.push(error(message).warning());
                         ((*addrs).clone(), None)
                     }
                     (Err(message), None) => (Vec::new(), Some(message)),
                 };
                 if let Some(problem) = unresolved {
                     let message = format!("{problem}; the upstream gets its addresses when it resolves (every dns_refresh)");
-                    config.warnings.push(error(message));
+                    config.warnings.push(error(message).warning());
                     if let Some(u) = config.upstreams.get_mut(b.upstream) {
                         u.unresolved.push(b.name.clone());
                     }

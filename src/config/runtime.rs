@@ -55,13 +55,8 @@ impl Places {
     /// (line and column 0 when it was not). `file`: the config file, `None` for a built-in one.
     pub fn error(&self, file: Option<&Path>, field: &str, message: String) -> super::ConfigError {
         let place = self.0.get(field);
-        super::ConfigError {
-            file: file.unwrap_or(Path::new("-")).to_path_buf(),
-            line: place.map_or(0, |p| p.line),
-            column: place.map_or(0, |p| p.column),
-            field: field.to_owned(),
-            message,
-        }
+        let (line, column) = place.map_or((0, 0), |p| (p.line, p.column));
+        super::ConfigError::placed(file.unwrap_or(Path::new("-")), line, column, field, message)
     }
 }
 

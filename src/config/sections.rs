@@ -14,11 +14,12 @@ use std::collections::HashMap;
 use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::field_path::{FieldPath, Segment};
 use super::forms::Problem;
 use super::schema::*;
 
 /// One mistake: field path, span, serde's message.
-pub type Mistake = (String, Option<std::ops::Range<usize>>, String);
+pub type Mistake = (FieldPath, Option<std::ops::Range<usize>>, String);
 
 /// Every deserialization mistake in `source` (which parses as TOML). Empty if there is none.
 pub fn mistakes(source: &str) -> Vec<Mistake> {
@@ -43,39 +44,30 @@ pub struct Removed {
     pub routes: usize,
     /// For each list that lost elements (`route`, `upstream.NAME.backends`), the indices in the
     /// file of those it lost, sorted, so that errors about the rest can name their place.
-    lists: HashMap<String, Vec<usize>>,
+    lists: HashMap<FieldPath, Vec<usize>>,
 }
 
 impl Removed {
     /// Whether the list at `path` (`upstream.web.backends`) lost elements.
-    pub fn lost_from(&self, path: &str) -> bool {
+    pub fn lost_from(&self, path: &FieldPath) -> bool {
         self.lists.contains_key(path)
     }
 
     /// `field` of the remains as the file names it: `upstream.web.backends[1]` is `[2]` if the
     /// file's `[1]` was taken out.
-    pub fn file_field(&self, field: &str) -> String {
-        let mut out = String::new();
-        let mut list = String::new();
-        for segment in segments(field) {
-            match index_of(&segment) {
-                Some(kept) => {
+    pub fn file_field(&self, field: &FieldPath) -> FieldPath {
+        let mut out = FieldPath::default();
+        for segment in field.segments() {
+            out = match segment {
+                Segment::Index(kept) => {
                     let original = self
                         .lists
-                        .get(&list)
-                        .map_or(kept, |gone| file_index(gone, kept));
-                    out.push_str(&format!("[{original}]"));
-                    list.push_str(&format!("[{original}]"));
+                        .get(&out)
+                        .map_or(*kept, |gone| file_index(gone, *kept));
+                    out.index(original)
                 }
-                None => {
-                    if !out.is_empty() {
-                        out.push('.');
-                        list.push('.');
-                    }
-                    out.push_str(&segment);
-                    list.push_str(&segment);
-                }
-            }
+                Segment::Key(key) => out.key(key),
+            };
         }
         out
     }
@@ -117,7 +109,7 @@ pub fn without_mistakes(source: &str, mistakes: &[Mistake]) -> Option<Remains> {
         wrong.sort_by(|a, b| compare_paths(b, a));
         wrong.dedup();
         for path in &wrong {
-            remove(&mut tree, path, String::new(), &mut lists);
+            remove(&mut tree, path, FieldPath::default(), &mut lists);
         }
         let value = Spanned::new(span.clone(), DeValue::Table(tree.clone()));
         if let Ok(file) = deserialize::<FileConfig>(value) {
@@ -184,24 +176,15 @@ fn compare_paths(a: &[String], b: &[String]) -> std::cmp::Ordering {
 }
 
 /// `route[1].rate_limit` → ["route", "[1]", "rate_limit"]. (A key with a '.' in it, such as an
-/// upstream named "api.v1", comes out in pieces; [`remove`] puts them back together.)
-fn segments(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        while let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(rest[..i].to_owned());
-            }
-            let end = rest[i..].find(']').map_or(rest.len(), |e| i + e + 1);
-            out.push(rest[i..end].to_owned());
-            rest = &rest[end..];
-        }
-        if !rest.is_empty() {
-            out.push(rest.to_owned());
-        }
-    }
-    out
+/// upstream named "api.v1", is in pieces in a [`FieldPath`]; [`remove`] puts them back together.)
+fn segments(path: &FieldPath) -> Vec<String> {
+    path.segments()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => key.clone(),
+            Segment::Index(index) => format!("[{index}]"),
+        })
+        .collect()
 }
 
 /// Takes `path` out of `table`. `at` is the path so far, as the file names it (list indices
@@ -209,8 +192,8 @@ fn segments(path: &str) -> Vec<String> {
 fn remove(
     table: &mut DeTable<'_>,
     path: &[String],
-    at: String,
-    lists: &mut HashMap<String, Vec<usize>>,
+    at: FieldPath,
+    lists: &mut HashMap<FieldPath, Vec<usize>>,
 ) {
     // The longest run of segments that is a key: "api.v1" is one key if the table has it.
     let keys = path.iter().take_while(|s| index_of(s).is_none()).count();
@@ -225,11 +208,7 @@ fn remove(
     let Some((key, name, n)) = found else {
         return;
     };
-    let at = if at.is_empty() {
-        name
-    } else {
-        format!("{at}.{name}")
-    };
+    let at = at.key(&name);
     let rest = &path[n..];
     if rest.is_empty() {
         table.remove(&key);
@@ -244,8 +223,8 @@ fn remove(
 fn remove_in(
     value: &mut DeValue<'_>,
     path: &[String],
-    at: String,
-    lists: &mut HashMap<String, Vec<usize>>,
+    at: FieldPath,
+    lists: &mut HashMap<FieldPath, Vec<usize>>,
 ) {
     match value {
         DeValue::Table(table) => remove(table, path, at, lists),
@@ -267,7 +246,7 @@ fn remove_in(
                 let place = gone.partition_point(|&g| g < file_i);
                 gone.insert(place, file_i);
             } else {
-                let inner = format!("{at}[{file_i}]");
+                let inner = at.index(file_i);
                 if let Some(item) = items.get_mut(i) {
                     remove_in(item.get_mut(), &path[1..], inner, lists);
                 }
@@ -322,33 +301,28 @@ pub fn shape_mistakes(source: &str) -> Vec<Mistake> {
         Ok(root) => {
             let mut out = Vec::new();
             let root = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-            walk(&root, "", &FILE_SHAPE, &mut out);
+            walk(&root, &FieldPath::default(), &FILE_SHAPE, &mut out);
             out
         }
         Err(_) => Vec::new(),
     }
 }
 
-fn walk(value: &Spanned<DeValue<'_>>, field: &str, shape: &Shape, out: &mut Vec<Mistake>) {
-    let join = |key: &str| {
-        if field.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{field}.{key}")
-        }
-    };
+fn walk(value: &Spanned<DeValue<'_>>, field: &FieldPath, shape: &Shape, out: &mut Vec<Mistake>) {
+    let join = |key: &str| field.clone().key(key);
     match (shape, value.get_ref()) {
         (Shape::Table(_) | Shape::Named(_), DeValue::Array(_)) => {
-            out.push((field.to_owned(), Some(value.span()), list_for_table(field)));
+            let message = list_for_table(&field.to_string());
+            out.push((field.clone(), Some(value.span()), message));
         }
         (Shape::Word, DeValue::String(_)) => {}
         (Shape::Word, other) => {
             let found = found_words(other);
-            let message = match super::forms::form(field) {
+            let message = match super::forms::form(&field.to_string()) {
                 Some((form, example)) => format!("expected {form}, e.g. {example} (found {found})"),
                 None => format!("expected a word in quotes (found {found})"),
             };
-            out.push((field.to_owned(), Some(value.span()), message));
+            out.push((field.clone(), Some(value.span()), message));
         }
         (Shape::Table(keys), DeValue::Table(table)) => {
             for (key, v) in table {
@@ -365,7 +339,7 @@ fn walk(value: &Spanned<DeValue<'_>>, field: &str, shape: &Shape, out: &mut Vec<
         }
         (Shape::Tables(keys), DeValue::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                walk(item, &format!("{field}[{i}]"), &Shape::Table(keys), out);
+                walk(item, &field.clone().index(i), &Shape::Table(keys), out);
             }
         }
         _ => {}
@@ -383,7 +357,7 @@ fn list_for_table(field: &str) -> String {
 /// What the file has at `field` (`upstream.api.v1.backends[0].weight`), in the file's words,
 /// by the parsed value's type: `the string "x"`, `a list`, `a date/time (07:32:00)`. `None`
 /// where the path leads to nothing.
-pub fn found_at(root: &DeTable<'_>, field: &str) -> Option<String> {
+pub fn found_at(root: &DeTable<'_>, field: &FieldPath) -> Option<String> {
     lookup(root, &segments(field)).map(found_words)
 }
 
@@ -429,33 +403,32 @@ fn lookup<'a, 'i>(table: &'a DeTable<'i>, path: &[String]) -> Option<&'a DeValue
 }
 
 /// Whether `out` holds a mistake at `field` or inside it.
-fn reported(out: &[Mistake], field: &str) -> bool {
-    out.iter().any(|(at, _, _)| {
-        at.strip_prefix(field)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-    })
+fn reported(out: &[Mistake], field: &FieldPath) -> bool {
+    out.iter().any(|(at, _, _)| at.starts_with(field))
 }
 
 fn mistakes_in(root: &Spanned<DeTable<'_>>) -> Vec<Mistake> {
     let mut out = Vec::new();
     let span = root.span();
     let tree = Spanned::new(span.clone(), DeValue::Table(root.get_ref().clone()));
-    walk(&tree, "", &FILE_SHAPE, &mut out);
+    let top = FieldPath::default();
+    walk(&tree, &top, &FILE_SHAPE, &mut out);
     for (key, value) in root.get_ref() {
+        let field = top.clone().key(key.get_ref());
         match key.get_ref().as_ref() {
-            "server" => probe::<ServerSection>(value, "server", &SERVER_NESTED, &mut out),
-            "route" => list::<RouteSection>(value, "route", &ROUTE_NESTED, &mut out),
+            "server" => probe::<ServerSection>(value, &field, &SERVER_NESTED, &mut out),
+            "route" => list::<RouteSection>(value, &field, &ROUTE_NESTED, &mut out),
             "upstream" => match value.get_ref() {
                 DeValue::Table(upstreams) => {
                     for (name, u) in upstreams {
-                        let field = format!("upstream.{}", name.get_ref());
+                        let field = field.clone().key(name.get_ref());
                         probe::<UpstreamSection>(u, &field, &UPSTREAM_NESTED, &mut out);
                     }
                 }
                 DeValue::Array(_) => {}
-                _ => whole::<FileConfig>(one(span.clone(), key, value), "", &mut out),
+                _ => whole::<FileConfig>(one(span.clone(), key, value), &top, &mut out),
             },
-            _ => whole::<FileConfig>(one(span.clone(), key, value), "", &mut out),
+            _ => whole::<FileConfig>(one(span.clone(), key, value), &top, &mut out),
         }
     }
     out
@@ -465,7 +438,7 @@ fn mistakes_in(root: &Spanned<DeTable<'_>>) -> Vec<Mistake> {
 /// too.
 type Nested = (
     &'static str,
-    fn(&Spanned<DeValue<'_>>, &str, &mut Vec<Mistake>),
+    fn(&Spanned<DeValue<'_>>, &FieldPath, &mut Vec<Mistake>),
 );
 
 const SERVER_NESTED: [Nested; 1] = [("tls", |v, f, out| {
@@ -499,14 +472,14 @@ const UPSTREAM_NESTED: [Nested; 4] = [
 /// a list, as a whole.
 fn list<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
-    field: &str,
+    field: &FieldPath,
     nested: &[Nested],
     out: &mut Vec<Mistake>,
 ) {
     match value.get_ref() {
         DeValue::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                probe::<T>(item, &format!("{field}[{i}]"), nested, out);
+                probe::<T>(item, &field.clone().index(i), nested, out);
             }
         }
         _ => whole::<Vec<T>>(value.clone(), field, out),
@@ -517,7 +490,7 @@ fn list<T: DeserializeOwned>(
 /// key is reported only when no key is wrong on its own), and `nested` sections key by key.
 fn probe<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
-    field: &str,
+    field: &FieldPath,
     nested: &[Nested],
     out: &mut Vec<Mistake>,
 ) {
@@ -530,12 +503,13 @@ fn probe<T: DeserializeOwned>(
     };
     for (key, v) in table {
         let name = key.get_ref().as_ref();
+        let inner = field.clone().key(name);
         if let Some((_, check)) = nested.iter().find(|(n, _)| *n == name) {
-            check(v, &format!("{field}.{name}"), out);
+            check(v, &inner, out);
             continue;
         }
         // Reported already, by [`walk`].
-        if reported(out, &format!("{field}.{name}")) {
+        if reported(out, &inner) {
             continue;
         }
         if let Err(m) = deserialize::<T>(one(value.span(), key, v)) {
@@ -551,7 +525,11 @@ fn probe<T: DeserializeOwned>(
 }
 
 /// The first mistake of `value` as a `T`, if any.
-fn whole<T: DeserializeOwned>(value: Spanned<DeValue<'_>>, field: &str, out: &mut Vec<Mistake>) {
+fn whole<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    field: &FieldPath,
+    out: &mut Vec<Mistake>,
+) {
     if let Err(m) = deserialize::<T>(value) {
         out.push(prefixed(field, m));
     }
@@ -570,18 +548,12 @@ fn one<'i>(
 
 fn deserialize<T: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, Mistake> {
     serde_path_to_error::deserialize(ValueDeserializer::from(value)).map_err(|e| {
-        let field = super::field_path(e.path());
+        let field = super::mistakes::field_path(e.path());
         let inner = e.into_inner();
         (field, inner.span(), inner.message().trim().to_owned())
     })
 }
 
-fn prefixed(field: &str, (inner, span, message): Mistake) -> Mistake {
-    let path = match (field.is_empty(), inner.is_empty()) {
-        (true, _) => inner,
-        (false, true) => field.to_owned(),
-        (false, false) if inner.starts_with('[') => format!("{field}{inner}"),
-        (false, false) => format!("{field}.{inner}"),
-    };
-    (path, span, message)
+fn prefixed(field: &FieldPath, (inner, span, message): Mistake) -> Mistake {
+    (field.clone().join(&inner), span, message)
 }

@@ -623,7 +623,10 @@ fn fixed_changes(running: &ServerConfig, config: &Config, file: Option<&Path>) -
         .filter(|(_, changed)| *changed)
         .map(|(field, _)| {
             let message = format!("{field} changed: restart, or run a graceful upgrade, to apply");
-            config.places.error(file, field, message)
+            config
+                .places
+                .error(file, field, message)
+                .kind(config::Kind::RestartOnly)
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::{at_least_one, percent, positive, Checker};
+use super::{nonzero_count, percent, positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
@@ -112,13 +112,13 @@ pub(super) fn health_check(
         interval,
         timeout,
         jitter: f64::from(jitter) / 100.0,
-        healthy_threshold: at_least_one(
+        healthy_threshold: nonzero_count(
             c,
             h.healthy_threshold.as_ref(),
             format!("{field}.healthy_threshold"),
             DEFAULT_HEALTHY_THRESHOLD,
         ),
-        unhealthy_threshold: at_least_one(
+        unhealthy_threshold: nonzero_count(
             c,
             h.unhealthy_threshold.as_ref(),
             format!("{field}.unhealthy_threshold"),
@@ -199,7 +199,7 @@ pub(super) fn outlier(
         c.error(m.span(), format!("{field}.max_ejection"), msg);
     }
     let config = OutlierConfig {
-        consecutive_failures: at_least_one(
+        consecutive_failures: nonzero_count(
             c,
             o.consecutive_failures.as_ref(),
             format!("{field}.consecutive_failures"),

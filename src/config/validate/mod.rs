@@ -4,12 +4,15 @@
 //! backend host names are resolved afterwards, by `resolve`.
 //!
 //! - `server`: `[server]`.
+//! - `tls`: `[[server.tls]]` listeners and an upstream's TLS.
+//! - `listen`: listen addresses, for `[server]` and `[[server.tls]]`.
 //! - `route`: `[[route]]`.
 //! - `upstream`: `[upstream.NAME]` and its backends.
 //! - `health`: `[upstream.NAME.health_check]` and `[upstream.NAME.outlier]`.
 //! - `protect`: `rate_limit`, `[upstream.NAME.circuit_breaker]` and `max_inflight`.
 
 mod health;
+mod listen;
 mod protect;
 mod route;
 mod server;
@@ -23,7 +26,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::certs::Files;
-use super::error::ConfigError;
+use super::error::{ConfigError, Kind};
+use super::field_path::FieldPath;
 use super::resolve::Unresolved;
 use super::runtime::*;
 use super::schema::*;
@@ -42,14 +46,46 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
-        self.errors.push(e);
+    fn error(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) {
+        self.error_of(Kind::Invalid, span, field, message);
     }
 
-    fn warn(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+    /// An error of `kind`, for one that code acts on.
+    fn error_of(
+        &mut self,
+        kind: Kind,
+        span: Range<usize>,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) {
         let e = ConfigError::at(self.file, self.source, Some(span), field, message);
-        self.warnings.push(e);
+        self.errors.push(e.kind(kind));
+    }
+
+    fn warn(
+        &mut self,
+        span: Range<usize>,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) {
+        self.warn_of(Kind::Invalid, span, field, message);
+    }
+
+    /// A warning of `kind`, for one that code acts on.
+    fn warn_of(
+        &mut self,
+        kind: Kind,
+        span: Range<usize>,
+        field: impl Into<FieldPath>,
+        message: impl Into<String>,
+    ) {
+        let e = ConfigError::at(self.file, self.source, Some(span), field, message);
+        self.warnings.push(e.kind(kind).warning());
     }
 
     /// A path as written in the file: relative ones are relative to the file's directory.
@@ -102,8 +138,8 @@ pub(super) fn validate(
     if file.routes.is_empty() {
         // Also what an emptied or truncated file looks like: never apply it.
         let msg = "no [[route]]: every request would get 404; add one, e.g. [[route]] with upstream = \"NAME\"";
-        c.errors
-            .push(ConfigError::at(path, source, None, "route", msg));
+        let e = ConfigError::at(path, source, None, "route", msg);
+        c.errors.push(e.kind(Kind::NoRoute));
     }
 
     let mut used = vec![false; file.upstreams.len()];
@@ -113,7 +149,11 @@ pub(super) fn validate(
     for ((name, u), used) in file.upstreams.iter().zip(used) {
         if !used {
             let msg = format!("upstream \"{name}\" is not used by any route");
-            c.warn(u.span(), format!("upstream.{name}"), msg);
+            let kind = Kind::UnusedUpstream {
+                name: name.as_str().into(),
+            };
+            let field = FieldPath::default().key("upstream").key(name);
+            c.warn_of(kind, u.span(), field, msg);
         }
     }
     let unresolved = Unresolved {
@@ -161,8 +201,8 @@ fn percent(c: &mut Checker, p: &Spanned<u32>, field: &str, max: u32) -> u32 {
     v
 }
 
-/// A count that must be at least 1.
-fn at_least_one(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
+/// A count that must be at least 1; 0 is reported and read as 1, a missing one is `default`.
+fn nonzero_count(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, default: u32) -> u32 {
     match v {
         None => default,
         Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
@@ -170,5 +210,41 @@ fn at_least_one(c: &mut Checker, v: Option<&Spanned<u32>>, field: String, defaul
             c.error(n.span(), field, "must be at least 1");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse, FieldPath, Kind, Severity};
+
+    #[test]
+    fn an_undefined_upstream_is_its_kind_with_the_name() {
+        let errors = parse("[[route]]\nupstream = \"nope\"\n", Path::new("t.toml"))
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        let name = "nope".into();
+        assert_eq!(e.kind, Kind::UndefinedUpstream { name });
+        assert_eq!(e.severity, Severity::Error);
+        let field = FieldPath::default().key("route").index(0).key("upstream");
+        assert_eq!(e.field, field);
+    }
+
+    #[test]
+    fn no_route_and_an_unused_upstream_are_their_kinds() {
+        let upstream = "[upstream.web]\nbackends = [{ addr = \"127.0.0.1:9001\" }]\n";
+        let errors = parse(upstream, Path::new("t.toml")).unwrap_err().0;
+        let kinds: Vec<&Kind> = errors.iter().map(|e| &e.kind).collect();
+        assert_eq!(kinds, [&Kind::NoRoute]);
+        let text = format!("[[route]]\nupstream = \"web\"\n{upstream}[upstream.\"old.v1\"]\nbackends = [{{ addr = \"127.0.0.1:9002\" }}]\n");
+        let config = parse(&text, Path::new("t.toml")).unwrap();
+        let w = &config.warnings[0];
+        let name = "old.v1".into();
+        assert_eq!(w.kind, Kind::UnusedUpstream { name });
+        assert_eq!(w.severity, Severity::Warning);
+        assert_eq!(w.field, "upstream.old.v1");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{at_least_one, positive, Checker};
+use super::{nonzero_count, positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
@@ -22,7 +22,7 @@ pub(super) fn rate_limit(
     let field = format!("{field}.rate_limit");
     let l = r.get_ref();
     let errors = c.errors.len();
-    let rate = at_least_one(c, Some(&l.rate), format!("{field}.rate"), 1);
+    let rate = nonzero_count(c, Some(&l.rate), format!("{field}.rate"), 1);
     let per = match &l.per {
         None => DEFAULT_RATE_PER,
         Some(p) => {
@@ -34,7 +34,7 @@ pub(super) fn rate_limit(
             d
         }
     };
-    let burst = at_least_one(c, l.burst.as_ref(), format!("{field}.burst"), rate);
+    let burst = nonzero_count(c, l.burst.as_ref(), format!("{field}.burst"), rate);
     if per.as_nanos() < u128::from(rate) {
         let msg = format!(
             "rate = {rate} per {} is more than one request per nanosecond; the most is 1000000000 per second",
@@ -104,7 +104,7 @@ pub(super) fn circuit_breaker(
             msg,
         );
     }
-    let half_open_requests = at_least_one(
+    let half_open_requests = nonzero_count(
         c,
         b.half_open_requests.as_ref(),
         format!("{field}.half_open_requests"),
@@ -124,7 +124,7 @@ pub(super) fn circuit_breaker(
     BreakerConfig {
         consecutive_failures,
         failure_rate,
-        min_requests: at_least_one(
+        min_requests: nonzero_count(
             c,
             b.min_requests.as_ref(),
             format!("{field}.min_requests"),

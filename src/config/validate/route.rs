@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use toml::Spanned;
 
 use super::{positive, protect, Checker};
+use crate::config::error::Kind;
 use crate::config::runtime::*;
 use crate::config::schema::*;
 
@@ -56,7 +57,10 @@ pub(super) fn routes(
                 "upstream \"{}\" is not defined; {defined}",
                 r.upstream.get_ref()
             );
-            c.error(r.upstream.span(), format!("{field}.upstream"), msg);
+            let kind = Kind::UndefinedUpstream {
+                name: r.upstream.get_ref().as_str().into(),
+            };
+            c.error_of(kind, r.upstream.span(), format!("{field}.upstream"), msg);
         }
         let (Some(host), Some(path), Some(upstream)) = (host, path, upstream) else {
             continue;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use toml::Spanned;
 
+use super::listen::listen_addr;
 use super::{positive, tls, Checker};
 use crate::config::certs::Files;
 use crate::config::runtime::*;
@@ -170,7 +171,7 @@ pub(super) fn server(
         },
         access_log_query: s.access_log_query.unwrap_or(false),
         client: client_limits(c, &s),
-        max_connections: at_least_one(
+        max_connections: count_in_range(
             c,
             &s.max_connections,
             "server.max_connections",
@@ -232,7 +233,7 @@ fn client_limits(c: &mut Checker, s: &ServerSection) -> ClientLimits {
             DEFAULT_SEND_TIMEOUT,
         ),
         max_header_size: max_header_size as usize,
-        max_headers: at_least_one(
+        max_headers: count_in_range(
             c,
             &s.max_headers,
             "server.max_headers",
@@ -257,7 +258,7 @@ fn max_config_size(c: &mut Checker, m: Option<&Spanned<ByteSize>>) -> u64 {
 }
 
 /// A count between 1 and `max`; anything else is reported and read as `default`.
-fn at_least_one(
+fn count_in_range(
     c: &mut Checker,
     n: &Option<Spanned<usize>>,
     field: &str,
@@ -336,22 +337,6 @@ fn element(field: &str, value: &OneOrMany, i: usize) -> String {
         format!("{field}[{i}]")
     } else {
         field.to_owned()
-    }
-}
-
-/// A listen address: `IP:PORT`, or `localhost:PORT`, which is 127.0.0.1 (only: not also ::1,
-/// which a host without IPv6 cannot bind).
-pub(super) fn listen_addr(c: &mut Checker, a: &Spanned<String>, field: &str) -> Option<SocketAddr> {
-    match crate::config::listen_address(a.get_ref()) {
-        Some(addr) => Some(addr),
-        None => {
-            let msg = format!(
-                "invalid listen address \"{}\"; expected IP:PORT like \"127.0.0.1:8080\" or \"[::]:8080\", or localhost:PORT",
-                a.get_ref()
-            );
-            c.error(a.span(), field, msg);
-            None
-        }
     }
 }
 

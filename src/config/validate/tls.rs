@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use toml::Spanned;
 
-use super::server::listen_addr;
+use super::listen::listen_addr;
 use super::Checker;
 use crate::config::certs::{CaSource, CertSource, Files};
 use crate::config::runtime::*;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use toml::Spanned;
 
-use super::{at_least_one, health, percent, positive, protect, Checker, BACKEND_ADDR_ACCEPTED};
+use super::{health, nonzero_count, percent, positive, protect, Checker, BACKEND_ADDR_ACCEPTED};
 use crate::config::resolve::{BackendSource, Target};
 use crate::config::runtime::*;
 use crate::config::schema::*;
@@ -98,7 +98,7 @@ pub(super) fn upstream(
         max_inflight: u
             .max_inflight
             .as_ref()
-            .map(|m| at_least_one(c, Some(m), format!("{field}.max_inflight"), 1)),
+            .map(|m| nonzero_count(c, Some(m), format!("{field}.max_inflight"), 1)),
         dns_refresh: super::positive(
             c,
             &u.dns_refresh,
