@@ -54,6 +54,7 @@ impl Attempt {
     /// Tells `upstream`'s passive health and breaker how the attempt went, settling its trial.
     /// Returns its lease: a response judged at its header (an upgrade, a failing status, a
     /// trial) streams on, and counts in flight until the caller drops the lease.
+    #[must_use = "the lease counts the request in flight until it is dropped"]
     pub(crate) fn finish(self, upstream: &Upstream, outcome: AttemptOutcome) -> Lease {
         upstream.record(self.backend, outcome, self.trial);
         self.lease
@@ -61,6 +62,7 @@ impl Attempt {
 
     /// Ends the attempt without an outcome: its trial is given back unsettled, for another
     /// request. Returns its lease, for the caller to hold until the next attempt has its own.
+    #[must_use = "the lease counts the request in flight until it is dropped"]
     pub(crate) fn abandon(self) -> Lease {
         self.lease
     }
