@@ -97,7 +97,11 @@ async fn a_killed_backend_leaves_without_client_errors_and_rejoins_after_healthy
     let load = SteadyLoad::start(f.addr);
     wait_until("b served", Duration::from_secs(2), || b.hits() > 0).await;
 
+    // The request in flight when b dies may get a 502: it reached b, and fulcrum retries
+    // only what never reached a backend (a GET is not re-sent after a connection breaks).
+    let in_flight_at_kill = load.done.load(Ordering::Relaxed);
     b.stop().await;
+    let done_at_kill = load.done.load(Ordering::Relaxed);
     f.wait_for_log(
         &["backend unhealthy", &baddr, "connection refused"],
         Duration::from_secs(5),
@@ -146,11 +150,17 @@ async fn a_killed_backend_leaves_without_client_errors_and_rejoins_after_healthy
         first_traffic >= 2,
         "traffic before 2 checks passed: {paths:?}"
     );
-    let errors = statuses.iter().filter(|&&s| s != 200).count();
-    assert_eq!(
-        errors,
-        0,
-        "client saw {errors} errors in {} requests",
+    // Any other request that failed was one the proxy could have retried or routed elsewhere.
+    let errors: Vec<(usize, u16)> = statuses
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, s)| s != 200)
+        .collect();
+    let cut_by_the_kill = |i: usize| (in_flight_at_kill..=done_at_kill).contains(&i);
+    assert!(
+        errors.len() <= 1 && errors.iter().all(|&(i, _)| cut_by_the_kill(i)),
+        "client saw errors (request index, status) {errors:?} in {} requests; only request {in_flight_at_kill}..={done_at_kill}, in flight at the kill, may fail",
         statuses.len()
     );
     assert!(statuses.len() > 50, "load ran: {} requests", statuses.len());
