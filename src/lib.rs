@@ -1,8 +1,8 @@
 //! fulcrum: a layer-7 reverse proxy and load balancer on pingora.
 //!
 //! Modules in the order a request meets them:
-//! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
-//! - `tls`: TLS termination: the handshake under a deadline, certificates chosen by SNI.
+//! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain, and the
+//!   transport layers every connection passes (connection limit, TLS termination, header guard).
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `outcome`: how a request ended beside its status (ok, error, aborted, client closed).
 //! - `access_log`: one line per request (JSON or combined) through a bounded channel to a
@@ -30,6 +30,7 @@ pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod breaker;
+pub mod cert_set;
 pub mod config;
 pub mod demo;
 pub mod health;
@@ -42,7 +43,6 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
-pub mod tls;
 pub mod upstream;
 
 #[cfg(feature = "fuzzing")]

@@ -6,6 +6,7 @@ pub mod drain;
 pub mod guard;
 mod linger;
 mod signals;
+pub mod tls;
 pub mod upgrade_sock;
 
 use std::net::{SocketAddr, TcpListener};
@@ -28,10 +29,10 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
 use crate::reload::{LogControl, Reloader, Runtime, Source};
-use crate::tls::TlsApp;
 use drain::Drain;
 use guard::GuardApp;
 use linger::Linger;
+use tls::TlsApp;
 
 /// Requests served on one client connection before it is closed (nginx's `keepalive_requests`).
 pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
