@@ -23,7 +23,7 @@ mod health;
 
 pub use breaker::{BreakerState, Circuit};
 pub use buckets::{ceil_seconds, Buckets, Decision};
-pub use health::{HealthState, LastProbe, Transition};
+pub use health::{HealthChange, HealthState, LastProbe};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
