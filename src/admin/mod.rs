@@ -36,7 +36,7 @@ pub const HEALTHZ_BODY: &[u8] = b"ok\n";
 
 const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     reload: ReloadHandle,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
