@@ -211,7 +211,8 @@ impl Metrics {
         &self.registry
     }
 
-    /// Families in a registry of their own, for tests and benchmarks.
+    /// Families in a registry of their own, for tests, benchmarks and fuzz targets.
+    #[cfg(any(test, feature = "internals", feature = "fuzzing"))]
     pub fn detached() -> Arc<Metrics> {
         Metrics::register(&prometheus::Registry::new())
     }
