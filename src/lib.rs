@@ -29,7 +29,8 @@
 //! - `config`: TOML schema → validation → DNS → runtime config, with located errors.
 //! - `metrics`: Prometheus metric families and the per-snapshot handles the request path
 //!   records into.
-//! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`).
+//! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`), and
+//!   the gauges `/metrics` reads from the snapshot at scrape time.
 //! - `demo`: built-in demo backends for `fulcrum demo`.
 //! - `fuzzing` (cargo feature `fuzzing` only): the calls the fuzz targets in `fuzz/` make.
 

@@ -30,10 +30,10 @@ use crate::metrics::Metrics;
 use crate::reload::{ReloadHandle, Runtime};
 use crate::server::drain::Drain;
 
-/// How long `/readyz` waits for a proxy listener to accept.
 /// What `GET /healthz` answers (`fulcrum healthcheck` looks for it).
 pub const HEALTHZ_BODY: &[u8] = b"ok\n";
 
+/// How long `/readyz` waits for a proxy listener to accept.
 const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub(crate) struct AdminApp {
