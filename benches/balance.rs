@@ -1,6 +1,7 @@
 //! Cost of one pick (and its release) for every strategy at 3, 100 and 1 000 backends:
-//! `cargo bench --bench balance`. Target: ≤ 50 ns per pick at 1 000 backends. A second group
-//! measures picks during an outage (900 of 1 000 backends out of service).
+//! `cargo bench --features internals --bench balance`. Target: ≤ 50 ns per pick at 1 000
+//! backends. A second group measures picks during an outage (900 of 1 000 backends out of
+//! service).
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! check with its key hashing), a breaker's admission read and outcome record, and the
 //! `max_inflight` admission.
 //!
-//! `cargo bench --bench protect`
+//! `cargo bench --features internals --bench protect`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

@@ -2,7 +2,7 @@
 //! once, checked as fast as one thread can (the route check a request runs, key hashing
 //! included), with the RSS before, after, and after the pruning the background task does.
 //!
-//! `cargo bench --bench ratelimit_keys`
+//! `cargo bench --features internals --bench ratelimit_keys`
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

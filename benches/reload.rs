@@ -1,7 +1,7 @@
 //! How long a reload of a large config takes: a generated file of 1 000 routes and 200
 //! upstreams (1 000 backends), the steps a reload runs, and the whole of it. Target: < 50 ms.
 //!
-//! `cargo bench --bench reload`
+//! `cargo bench --features internals --bench reload`
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! Cost of one route lookup (`cargo bench --bench router`): the work every request does before
-//! it reaches a balancer.
+//! Cost of one route lookup (`cargo bench --features internals --bench router`): the work every
+//! request does before it reaches a balancer.
 
 use std::hint::black_box;
 use std::path::Path;

@@ -505,6 +505,7 @@ pub struct AccessLog {
     on: AtomicBool,
     dropped: IntCounter,
     /// SIGUSR1's flag, or a test's.
+    #[cfg(test)]
     reopen: Arc<AtomicBool>,
 }
 
@@ -538,6 +539,7 @@ impl AccessLog {
             tx,
             on,
             dropped,
+            #[cfg(test)]
             reopen,
         })
     }
@@ -576,6 +578,7 @@ impl AccessLog {
     }
 
     /// Reopens the current file, as SIGUSR1 does.
+    #[cfg(test)]
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Relaxed);
         self.flush();

@@ -1,8 +1,14 @@
 //! fulcrum: a layer-7 reverse proxy and load balancer on pingora.
 //!
+//! **The public surface** is what an embedder (`examples/embed.rs`, the `fulcrum` binary) uses:
+//! [`config`] (parse or load a config, and the types it holds), [`server::run`] with
+//! [`server::RunOptions`], [`demo`] (the demo backends) and [`admin::HEALTHZ_BODY`]. Every other
+//! module is internal: `pub(crate)`, or `pub` with the cargo feature `internals`, which the
+//! benchmarks in `benches/` build with.
+//!
 //! Modules in the order a request meets them:
-//! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain.
-//! - `tls`: TLS termination: the handshake under a deadline, certificates chosen by SNI.
+//! - `server`: process lifecycle: pingora server, listeners, signals, graceful drain, and the
+//!   transport layers every connection passes (connection limit, TLS termination, header guard).
 //! - `proxy`: the pingora `ProxyHttp` phases, each delegating to the modules below.
 //! - `outcome`: how a request ended beside its status (ok, error, aborted, client closed).
 //! - `access_log`: one line per request (JSON or combined) through a bounded channel to a
@@ -17,33 +23,38 @@
 //! - `registry`: state that outlives a config (health, ejection, breaker, in-flight counts,
 //!   rate-limit buckets), keyed by upstream + address or route name; imports no feature module.
 //! - `snapshot`: the immutable per-config view the request path reads (arc-swap).
+//! - `cert_set`: a TLS listener's certificates in a snapshot, and which one a server name gets.
 //! - `reload`: the one owner that applies a config, and the task that reloads on file change,
 //!   SIGHUP and `POST /reload`.
 //! - `config`: TOML schema → validation → DNS → runtime config, with located errors.
 //! - `metrics`: Prometheus metric families and the per-snapshot handles the request path
 //!   records into.
-//! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`).
+//! - `admin`: the admin listener (`/healthz`, `/readyz`, `/status`, `/reload`, `/metrics`), and
+//!   the gauges `/metrics` reads from the snapshot at scrape time.
 //! - `demo`: built-in demo backends for `fulcrum demo`.
 //! - `fuzzing` (cargo feature `fuzzing` only): the calls the fuzz targets in `fuzz/` make.
 
-pub mod access_log;
+#![forbid(unsafe_code)]
+
 pub mod admin;
-pub mod balance;
-pub mod circuit;
 pub mod config;
 pub mod demo;
-pub mod health;
-pub mod metrics;
-pub mod outcome;
-pub mod proxy;
-pub mod ratelimit;
-pub mod registry;
-pub mod reload;
-pub mod router;
 pub mod server;
-pub mod snapshot;
-pub mod tls;
-pub mod upstream;
+
+/// Declares internal modules: `pub(crate)`, or `pub` with the cargo feature `internals`.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    )*};
+}
+
+internal!(
+    access_log, balance, cert_set, circuit, health, metrics, outcome, proxy, ratelimit, registry,
+    reload, router, snapshot, upstream,
+);
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -9,9 +9,9 @@
 //! [`COMMON_CODES`] gets its handle from a short per-route list under a lock, made the first time
 //! that (method, code, outcome) is seen.
 //!
-//! Gauges that mirror the registry's state (`fulcrum_backend_up`, `_inflight`,
-//! `fulcrum_circuit_state`) are read from the published snapshot at scrape time, so they always
-//! describe the backends that exist now. Series of routes and backends a reload removed are
+//! Gauges that mirror the registry's state and the certificates' expiry are read from the
+//! published snapshot at scrape time, by collectors the admin listener registers
+//! (`admin::snapshot_gauges`). Series of routes and backends a reload removed are
 //! dropped by [`Metrics::retain`], which the reload owner calls after each publish; before that
 //! it retires the old snapshot's request counters of those routes, so that a request still in
 //! flight on the old snapshot cannot make their series again.
@@ -31,7 +31,6 @@ use prometheus::{
 };
 
 use crate::outcome::Outcome;
-use crate::snapshot::SharedSnapshot;
 
 /// Methods with a label of their own; any other is `OTHER`.
 const METHODS: [Method; 9] = [
@@ -212,22 +211,17 @@ impl Metrics {
         &self.registry
     }
 
-    /// Families in a registry of their own, for tests and benchmarks.
+    /// Families in a registry of their own, for tests, benchmarks and fuzz targets.
+    #[cfg(any(test, feature = "internals", feature = "fuzzing"))]
     pub fn detached() -> Arc<Metrics> {
         Metrics::register(&prometheus::Registry::new())
     }
 
-    fn add(&self, c: Box<dyn Collector>) {
+    /// Registers `c` in the served registry; a collector it refuses is logged and left out.
+    pub fn add(&self, c: Box<dyn Collector>) {
         if let Err(e) = self.registry.register(c) {
             tracing::error!(error = %e, "cannot register a metric");
         }
-    }
-
-    /// Serves the backend gauges and the certificates' expiry from whatever `snapshot` holds at
-    /// scrape time.
-    pub fn watch(&self, snapshot: SharedSnapshot) {
-        self.add(Box::new(BackendGauges::new(Arc::clone(&snapshot))));
-        self.add(Box::new(CertificateExpiry::new(snapshot)));
     }
 
     pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
@@ -504,127 +498,6 @@ impl LogGate {
 pub struct CheckCounters {
     pub success: IntCounter,
     pub failure: IntCounter,
-}
-
-/// `fulcrum_backend_up`, `fulcrum_backend_inflight` and `fulcrum_circuit_state`, read from the
-/// published snapshot at each scrape.
-struct BackendGauges {
-    snapshot: SharedSnapshot,
-    descs: Vec<Desc>,
-}
-
-const GAUGES: [(&str, &str); 3] = [
-    (
-        "fulcrum_backend_up",
-        "1 if the backend takes traffic (healthy and not ejected), else 0",
-    ),
-    (
-        "fulcrum_backend_inflight",
-        "Requests in flight to the backend",
-    ),
-    (
-        "fulcrum_circuit_state",
-        "Circuit breaker: 0 closed, 1 open, 2 half-open (0 without a breaker)",
-    ),
-];
-
-impl BackendGauges {
-    fn new(snapshot: SharedSnapshot) -> BackendGauges {
-        let descs = GAUGES
-            .iter()
-            .map(|(name, help)| {
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    vec!["upstream".into(), "backend".into()],
-                    Default::default(),
-                )
-                .expect("valid metric")
-            })
-            .collect();
-        BackendGauges { snapshot, descs }
-    }
-}
-
-impl Collector for BackendGauges {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let snap = self.snapshot.load();
-        let vecs: Vec<IntGaugeVec> = GAUGES
-            .iter()
-            .map(|(name, help)| {
-                IntGaugeVec::new(Opts::new(*name, *help), &["upstream", "backend"])
-                    .expect("valid metric")
-            })
-            .collect();
-        for u in &snap.upstreams {
-            for (i, b) in u.backends.iter().enumerate() {
-                let labels = [u.name.as_str(), b.name.as_str()];
-                vecs[0]
-                    .with_label_values(&labels)
-                    .set(i64::from(u.in_service(i)));
-                vecs[1]
-                    .with_label_values(&labels)
-                    .set(i64::try_from(b.state.in_flight()).unwrap_or(i64::MAX));
-                vecs[2]
-                    .with_label_values(&labels)
-                    .set(i64::from(u.circuit(i).code()));
-            }
-        }
-        vecs.iter().flat_map(|v| v.collect()).collect()
-    }
-}
-
-const EXPIRY: (&str, &str) = (
-    "fulcrum_tls_certificate_expiry_timestamp_seconds",
-    "When the certificates the TLS listeners serve expire (notAfter, Unix seconds), by first name; of two with one name, the sooner",
-);
-
-/// `fulcrum_tls_certificate_expiry_timestamp_seconds`, read from the snapshot at scrape time (so
-/// a reload that replaces a certificate leaves no series behind).
-struct CertificateExpiry {
-    snapshot: SharedSnapshot,
-    desc: Desc,
-}
-
-impl CertificateExpiry {
-    fn new(snapshot: SharedSnapshot) -> CertificateExpiry {
-        let (name, help) = EXPIRY;
-        let desc = Desc::new(
-            name.to_owned(),
-            help.to_owned(),
-            vec!["name".into()],
-            Default::default(),
-        )
-        .expect("valid metric");
-        CertificateExpiry { snapshot, desc }
-    }
-}
-
-impl Collector for CertificateExpiry {
-    fn desc(&self) -> Vec<&Desc> {
-        vec![&self.desc]
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let snap = self.snapshot.load();
-        let (name, help) = EXPIRY;
-        let vec = IntGaugeVec::new(Opts::new(name, help), &["name"]).expect("valid metric");
-        // Two certificates known by one name (on two listeners, say): the one that expires
-        // first, which is what an expiry alert is for.
-        let mut soonest: HashMap<String, i64> = HashMap::new();
-        for c in snap.tls.iter().flat_map(|set| &set.certificates) {
-            let at = soonest.entry(c.label()).or_insert(c.not_after);
-            *at = (*at).min(c.not_after);
-        }
-        for (name, at) in soonest {
-            vec.with_label_values(&[name.as_str()]).set(at);
-        }
-        vec.collect()
-    }
 }
 
 /// The `process_*` metrics of prometheus's process collector, with `process_cpu_seconds_total`

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::access_log::Style;
+use crate::cert_set::CertSet;
 use crate::config::runtime::ClientLimits;
 use crate::config::{Config, RouteConfig};
 use crate::health::{SupervisorHandle, Target};
@@ -21,7 +22,6 @@ use crate::metrics::{Keep, Metrics, RouteMetrics};
 use crate::ratelimit::RouteLimit;
 use crate::registry::Registry;
 use crate::router::Router;
-use crate::tls::CertSet;
 use crate::upstream::Upstream;
 
 #[derive(Debug)]

@@ -8,8 +8,11 @@
 //! | `POST /reload` | reloads the config file: 200 with a one-line summary, or 400 with every problem (file:line:col) |
 //! | `GET /metrics` | Prometheus text format |
 //!
-//! A known path with another method gets 405 with `Allow`; anything else 404.
+//! A known path with another method gets 405 with `Allow`; anything else 404. Beside the metric
+//! families, `/metrics` serves gauges read from the published snapshot when it is scraped
+//! ([`snapshot_gauges`]).
 
+mod snapshot_gauges;
 mod status;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,13 +30,13 @@ use crate::metrics::Metrics;
 use crate::reload::{ReloadHandle, Runtime};
 use crate::server::drain::Drain;
 
-/// How long `/readyz` waits for a proxy listener to accept.
 /// What `GET /healthz` answers (`fulcrum healthcheck` looks for it).
 pub const HEALTHZ_BODY: &[u8] = b"ok\n";
 
+/// How long `/readyz` waits for a proxy listener to accept.
 const READY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     reload: ReloadHandle,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
@@ -49,6 +52,7 @@ impl AdminApp {
         metrics: Arc<Metrics>,
         drain: Arc<Drain>,
     ) -> AdminApp {
+        snapshot_gauges::register(&metrics, runtime.snapshot());
         let listeners = runtime
             .listen()
             .iter()

@@ -20,7 +20,7 @@ pub use least_connections::LeastConnections;
 pub use p2c::PowerOfTwo;
 pub use random::WeightedRandom;
 pub use ring::Ring;
-pub use round_robin::{turns, RoundRobin};
+pub use round_robin::turns;
 pub use smooth_weighted::SmoothWeighted;
 
 use std::sync::Arc;
@@ -166,12 +166,8 @@ impl BackendSet {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -108,6 +108,7 @@ impl Ring {
     }
 
     /// The owner of `key` on the ring.
+    #[cfg(test)]
     pub fn owner(&self, key: &[u8]) -> Option<usize> {
         self.first_point(Ring::hash(key))
             .map(|p| self.points[p].1 as usize)
@@ -118,6 +119,7 @@ impl Ring {
         self.backends
     }
 
+    #[cfg(test)]
     pub fn points(&self) -> usize {
         self.points.len()
     }

@@ -142,6 +142,30 @@ impl PartialEq<&str> for FieldPath {
     }
 }
 
+impl FieldPath {
+    /// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.
+    pub(super) fn of_serde(path: &serde_path_to_error::Path) -> FieldPath {
+        use serde_path_to_error::Segment;
+        let mut out = FieldPath::default();
+        for segment in path.iter() {
+            let name = match segment {
+                Segment::Seq { index } => {
+                    out = out.index(*index);
+                    continue;
+                }
+                Segment::Map { key } => key.as_str(),
+                Segment::Enum { variant } => variant.as_str(),
+                Segment::Unknown => "?",
+            };
+            if name.starts_with("$__serde_spanned_private") {
+                continue;
+            }
+            out = out.key(name);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub(super) fn every_mistake(
 ) -> Vec<ConfigError> {
     let mut found = sections::mistakes(source);
     if let (true, Some(first)) = (found.is_empty(), first) {
-        let field = field_path(first.path());
+        let field = FieldPath::of_serde(first.path());
         let inner = first.into_inner();
         found.push((field, inner.span(), inner.message().trim().to_owned()));
     }
@@ -54,28 +54,6 @@ pub(super) fn every_mistake(
         }));
     }
     errors
-}
-
-/// `route[0].timeout`: serde's path without the private field `toml::Spanned` wraps values in.
-pub(super) fn field_path(path: &serde_path_to_error::Path) -> FieldPath {
-    use serde_path_to_error::Segment;
-    let mut out = FieldPath::default();
-    for segment in path.iter() {
-        let name = match segment {
-            Segment::Seq { index } => {
-                out = out.index(*index);
-                continue;
-            }
-            Segment::Map { key } => key.as_str(),
-            Segment::Enum { variant } => variant.as_str(),
-            Segment::Unknown => "?",
-        };
-        if name.starts_with("$__serde_spanned_private") {
-            continue;
-        }
-        out = out.key(name);
-    }
-    out
 }
 
 /// serde's message, in the file's words and with a hint where a common mistake is behind it:

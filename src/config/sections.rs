@@ -548,7 +548,7 @@ fn one<'i>(
 
 fn deserialize<T: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<T, Mistake> {
     serde_path_to_error::deserialize(ValueDeserializer::from(value)).map_err(|e| {
-        let field = super::mistakes::field_path(e.path());
+        let field = FieldPath::of_serde(e.path());
         let inner = e.into_inner();
         (field, inner.span(), inner.message().trim().to_owned())
     })

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::config::HealthCheckConfig;
 use crate::metrics::CheckCounters;
-use crate::registry::{BackendState, Transition};
+use crate::registry::{BackendState, HealthChange};
 
 /// One backend an active check watches.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Target {
             check.healthy_threshold,
             check.unhealthy_threshold,
         ) {
-            Transition::Up => {
+            HealthChange::Up => {
                 upstream.bump_epoch();
                 let reason = if first {
                     "first check passed".to_owned()
@@ -89,12 +89,12 @@ impl Target {
                 };
                 tracing::info!(upstream = %upstream.name(), %backend, %reason, "backend healthy");
             }
-            Transition::Down => {
+            HealthChange::Down => {
                 upstream.bump_epoch();
                 let reason = result.err().unwrap_or_default();
                 tracing::warn!(upstream = %upstream.name(), %backend, %reason, "backend unhealthy");
             }
-            Transition::None => {
+            HealthChange::Unchanged => {
                 if let Err(reason) = result {
                     tracing::debug!(upstream = %upstream.name(), %backend, %reason, "health check failed");
                 }

@@ -33,8 +33,8 @@ use crate::ratelimit::{RateState, Verdict};
 use crate::registry::Admission;
 use crate::server::drain::{Drain, InFlight};
 use crate::server::guard;
+use crate::server::tls::Sni;
 use crate::snapshot::{Route, SharedSnapshot, Snapshot};
-use crate::tls::Sni;
 use crate::upstream::{Refusal, Upstream};
 use attempt::{Attempt, AttemptReport};
 

@@ -85,10 +85,6 @@ impl<C: Clock + Clone> Buckets<C> {
 }
 
 impl<C: Clock> Buckets<C> {
-    pub fn quota(&self) -> RateQuota {
-        self.quota
-    }
-
     /// The seed for bucket keys (see the field).
     pub fn seed(&self) -> u64 {
         self.seed
@@ -127,15 +123,11 @@ impl<C: Clock> Buckets<C> {
     }
 
     /// Keys with a bucket (1 for global buckets).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.store {
             Store::Keyed(l) => l.len(),
             Store::Global(_) => 1,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -47,11 +47,14 @@ fn serving(f: u32, checked: bool) -> bool {
     }
 }
 
-/// What a probe result did to a backend.
+/// What one active health-check result did to a backend's health state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    None,
+pub enum HealthChange {
+    /// Its state stays as it was.
+    Unchanged,
+    /// It became healthy.
     Up,
+    /// It became unhealthy.
     Down,
 }
 
@@ -204,7 +207,7 @@ impl HealthState {
     /// Applies one probe result. The first result of an unknown backend decides at once; later
     /// ones need `rise` successes or `fall` failures in a row to change the state. Rising also
     /// ends a passive ejection.
-    pub fn on_probe(&self, ok: bool, rise: u32, fall: u32) -> Transition {
+    pub fn on_probe(&self, ok: bool, rise: u32, fall: u32) -> HealthChange {
         let flags = self.flags.load(Ordering::Relaxed);
         if ok {
             self.failures.store(0, Ordering::Relaxed);
@@ -226,7 +229,7 @@ impl HealthState {
                     !(UNKNOWN | DOWN | EJECTED | TRIAL | TRIAL_TAKEN),
                     Ordering::Relaxed,
                 );
-                return Transition::Up;
+                return HealthChange::Up;
             }
         } else {
             self.successes.store(0, Ordering::Relaxed);
@@ -237,10 +240,10 @@ impl HealthState {
             if flags & UNKNOWN != 0 || (flags & DOWN == 0 && n >= fall) {
                 self.flags.fetch_or(DOWN, Ordering::Relaxed);
                 self.flags.fetch_and(!UNKNOWN, Ordering::Relaxed);
-                return Transition::Down;
+                return HealthChange::Down;
             }
         }
-        Transition::None
+        HealthChange::Unchanged
     }
 
     /// Counts a real response: `true` once `threshold` failures have come in a row.
@@ -333,10 +336,10 @@ mod tests {
         let h = checked();
         assert!(!h.in_service(true));
         assert!(h.in_service(false), "unknown is fine where nothing checks");
-        assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
+        assert_eq!(h.on_probe(true, 2, 3), HealthChange::Up);
         assert!(h.in_service(true));
         let h = checked();
-        assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
+        assert_eq!(h.on_probe(false, 2, 3), HealthChange::Down);
         assert_eq!(h.describe(true), "unhealthy");
         assert_eq!(h.describe(false), "healthy");
     }
@@ -345,20 +348,24 @@ mod tests {
     fn falls_after_fall_failures_and_rises_after_rise_successes() {
         let h = checked();
         h.on_probe(true, 2, 3);
-        assert_eq!(h.on_probe(false, 2, 3), Transition::None);
-        assert_eq!(h.on_probe(false, 2, 3), Transition::None);
+        assert_eq!(h.on_probe(false, 2, 3), HealthChange::Unchanged);
+        assert_eq!(h.on_probe(false, 2, 3), HealthChange::Unchanged);
         assert!(h.in_service(true));
-        assert_eq!(h.on_probe(false, 2, 3), Transition::Down);
+        assert_eq!(h.on_probe(false, 2, 3), HealthChange::Down);
         assert!(!h.in_service(true));
-        assert_eq!(h.on_probe(false, 2, 3), Transition::None, "logged once");
-        assert_eq!(h.on_probe(true, 2, 3), Transition::None);
         assert_eq!(
             h.on_probe(false, 2, 3),
-            Transition::None,
+            HealthChange::Unchanged,
+            "logged once"
+        );
+        assert_eq!(h.on_probe(true, 2, 3), HealthChange::Unchanged);
+        assert_eq!(
+            h.on_probe(false, 2, 3),
+            HealthChange::Unchanged,
             "a failure restarts the count"
         );
-        assert_eq!(h.on_probe(true, 2, 3), Transition::None);
-        assert_eq!(h.on_probe(true, 2, 3), Transition::Up);
+        assert_eq!(h.on_probe(true, 2, 3), HealthChange::Unchanged);
+        assert_eq!(h.on_probe(true, 2, 3), HealthChange::Up);
         assert!(h.in_service(true));
     }
 
@@ -371,7 +378,7 @@ mod tests {
         assert!(h.is_unknown() && !h.in_service(true));
         assert_eq!(
             h.on_probe(true, 2, 3),
-            Transition::Up,
+            HealthChange::Up,
             "first probe decides"
         );
         h.eject(
@@ -402,13 +409,13 @@ mod tests {
         h.eject(base, base, Instant::now());
         assert_eq!(
             h.on_probe(true, 2, 1),
-            Transition::None,
+            HealthChange::Unchanged,
             "up already: stays ejected"
         );
         assert!(h.is_ejected());
-        assert_eq!(h.on_probe(false, 2, 1), Transition::Down);
+        assert_eq!(h.on_probe(false, 2, 1), HealthChange::Down);
         h.on_probe(true, 2, 1);
-        assert_eq!(h.on_probe(true, 2, 1), Transition::Up);
+        assert_eq!(h.on_probe(true, 2, 1), HealthChange::Up);
         assert!(!h.is_ejected() && h.in_service(true) && h.ejected_until().is_none());
     }
 

@@ -23,7 +23,7 @@ mod health;
 
 pub use breaker::{BreakerState, Circuit};
 pub use buckets::{ceil_seconds, Buckets, Decision};
-pub use health::{HealthState, LastProbe, Transition};
+pub use health::{HealthChange, HealthState};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,6 +93,7 @@ impl UpstreamState {
     }
 
     /// Requests admitted and not finished, across every config.
+    #[cfg(test)]
     pub fn admitted(&self) -> u64 {
         self.admitted.load(Ordering::Relaxed)
     }
@@ -275,7 +276,8 @@ impl Registry {
         self.bucket_entries().retain(|_, b| b.strong_count() > 0);
     }
 
-    /// (upstreams, backends) with live state, for tests and metrics.
+    /// (upstreams, backends) with live state.
+    #[cfg(test)]
     pub fn len(&self) -> (usize, usize) {
         let entries = self.entries();
         let live = entries.values().filter(|e| e.state.strong_count() > 0);

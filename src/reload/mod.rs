@@ -167,7 +167,6 @@ impl Runtime {
         let registry = Arc::new(Registry::default());
         let snapshot = prepare(&config, &registry, 1, &supervisor, &metrics).await;
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-        metrics.watch(Arc::clone(&snapshot));
         let runtime = Runtime {
             snapshot,
             registry,

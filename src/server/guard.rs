@@ -60,8 +60,8 @@ use tokio::time::{Instant, Sleep};
 use crate::access_log::{AccessLog, Entry, Style};
 use crate::config::runtime::ClientLimits;
 use crate::outcome::Outcome;
+use crate::server::tls::Sni;
 use crate::snapshot::SharedSnapshot;
-use crate::tls::Sni;
 
 /// Why a request was refused before the proxy saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,11 +2,12 @@
 //! listener, every timeout set), starts the background services (health supervisor, reloader,
 //! rate-limit pruning), runs it, and shuts it down on signals.
 
-pub mod drain;
-pub mod guard;
+pub(crate) mod drain;
+pub(crate) mod guard;
 mod linger;
 mod signals;
-pub mod upgrade_sock;
+pub(crate) mod tls;
+mod upgrade_sock;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
@@ -27,14 +28,15 @@ use crate::health::Supervisor;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
-use crate::reload::{LogControl, Reloader, Runtime, Source};
-use crate::tls::TlsApp;
+pub use crate::reload::{LogControl, Source};
+use crate::reload::{Reloader, Runtime};
 use drain::Drain;
 use guard::GuardApp;
 use linger::Linger;
+use tls::TlsApp;
 
 /// Requests served on one client connection before it is closed (nginx's `keepalive_requests`).
-pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
+const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -1,4 +1,6 @@
-//! TLS termination: certificates chosen by SNI, handshakes under a deadline, counted.
+//! TLS termination as a transport layer (beside [`super::guard`] and [`super::linger`]): the
+//! handshake under a deadline, counted, with the certificate chosen by SNI from the snapshot's
+//! [`CertSet`](crate::cert_set::CertSet).
 //!
 //! **How it plugs into pingora, and why.** pingora 0.9.1 offers two ways to terminate TLS with
 //! rustls: a listener built from `TlsSettings` (optionally with `set_cert_resolver`), which
@@ -18,15 +20,8 @@
 //!   HTTP app, which picks HTTP/2 or HTTP/1.1 from ALPN.
 //!
 //! No fork or patch of pingora: both types are its public API.
-//!
-//! A certificate serves the names of its SANs: exact names and `*.` wildcards (one label, as
-//! RFC 6125 says; `*.example.com` does not serve `example.com` or `a.b.example.com`). An exact
-//! name wins over a wildcard; between two certificates with the same name, the first listed
-//! wins. A client without SNI, or with a name no certificate has, gets `default_certificate`,
-//! or a failed handshake without one.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,62 +38,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::runtime::{Certificate, TlsListenerConfig, TlsVersion};
+use crate::config::runtime::{TlsListenerConfig, TlsVersion};
 use crate::snapshot::SharedSnapshot;
-
-/// One TLS listener's certificates, indexed by the names they serve; built once per snapshot.
-#[derive(Debug)]
-pub struct CertSet {
-    pub listen: SocketAddr,
-    /// As listed (for `/status` and the expiry metric).
-    pub certificates: Vec<Arc<Certificate>>,
-    /// Exact name (lower case) → index into `certificates`.
-    exact: HashMap<String, usize>,
-    /// `*.example.com` as "example.com" → index into `certificates`.
-    wildcard: HashMap<String, usize>,
-    default: Option<usize>,
-}
-
-impl CertSet {
-    pub fn new(listener: &TlsListenerConfig) -> CertSet {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        for (i, cert) in listener.certificates.iter().enumerate() {
-            for name in cert.sni_names() {
-                match name.strip_prefix("*.") {
-                    Some(parent) => wildcard.entry(parent.to_owned()).or_insert(i),
-                    None => exact.entry(name.clone()).or_insert(i),
-                };
-            }
-        }
-        CertSet {
-            listen: listener.listen,
-            certificates: listener.certificates.clone(),
-            exact,
-            wildcard,
-            default: listener.default_certificate,
-        }
-    }
-
-    /// `default_certificate`.
-    pub fn default(&self) -> Option<&Certificate> {
-        self.default.map(|i| &*self.certificates[i])
-    }
-
-    /// The certificate for a client that asked for `sni` (`None`: it sent no SNI).
-    pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let found = sni.and_then(|name| {
-            // rustls gives the name lower-cased already, and without a trailing dot.
-            self.exact.get(name).or_else(|| {
-                let (_, parent) = name.split_once('.')?;
-                self.wildcard.get(parent)
-            })
-        });
-        found
-            .or(self.default.as_ref())
-            .map(|&i| Arc::clone(&self.certificates[i].key))
-    }
-}
 
 /// rustls asks this for the certificate of each handshake on one listener: the listener's
 /// [`CertSet`] in the snapshot published now.
