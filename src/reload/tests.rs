@@ -15,6 +15,16 @@ fn file(body: &str) -> String {
     format!("{SERVER}{body}")
 }
 
+/// The config file `path` as the process started with it: `text`, prepared.
+fn source(path: &Path, text: &str) -> Source {
+    let prepared = config::prepare(text, path).unwrap_or_else(|e| panic!("{e}"));
+    Source {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+        prepared: Arc::new(prepared),
+    }
+}
+
 async fn runtime(text: &str) -> Arc<Runtime> {
     let (_, handle) = Supervisor::new();
     Runtime::start(
@@ -254,10 +264,7 @@ async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
     let one = file(&body);
     std::fs::write(&path, &one).unwrap();
     let (_, handle) = Supervisor::new();
-    let source = Source {
-        path: path.clone(),
-        text: one.clone(),
-    };
+    let source = source(&path, &one);
     let metrics = crate::metrics::Metrics::detached();
     let rt = Runtime::start(config(&one), Some(source), handle, None, metrics, None).await;
     // A key only a restart changes, and one that applies now.
@@ -268,8 +275,15 @@ async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
     assert!(matches!(outcome, Outcome::Partial { .. }), "{outcome}");
     assert_eq!(rt.snapshot().load().max_request_body, 5);
     // A DNS refresh re-resolves this text, not the one before it (which would undo the rest).
-    let applied = rt.applied.lock().await;
-    assert_eq!(applied.applied_text.as_deref(), Some(two.as_str()));
+    let prepared = rt.applied.lock().await.prepared.clone().expect("kept");
+    let resolved = prepared.resolve(&config::OfflineResolver, &[]);
+    assert_eq!(resolved.config.server.max_request_body, 5);
+    // A refresh is not a reload: the last load is still the partial one, counted once.
+    let last = rt.last_load();
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    assert_eq!(rt.last_load().message, last.message);
+    assert_eq!(rt.last_load().at, last.at);
+    assert_eq!(rt.snapshot().load().generation, 2);
 }
 
 #[tokio::test]
@@ -288,10 +302,7 @@ async fn the_running_configs_max_config_size_governs_the_next_reload() {
     let small = text("2KiB", 1500);
     std::fs::write(&path, &small).unwrap();
     let (_, handle) = Supervisor::new();
-    let source = Source {
-        path: path.clone(),
-        text: small.clone(),
-    };
+    let source = source(&path, &small);
     let metrics = crate::metrics::Metrics::detached();
     let rt = Runtime::start(config(&small), Some(source), handle, None, metrics, None).await;
 
