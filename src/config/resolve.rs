@@ -439,6 +439,59 @@ mod tests {
         );
     }
 
+    /// Answers every host with what it holds for it.
+    struct Fixed(Answers);
+
+    impl Resolve for Fixed {
+        fn answer(&self, hosts: &[&str]) -> Answers {
+            hosts
+                .iter()
+                .map(|&h| (h.to_owned(), self.0[h].clone()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_failed_lookup_keeps_the_addresses_a_name_had_and_says_so() {
+        let text = "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"svc:80\" }, { addr = \"gone:80\" }]\n[upstream.spare]\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
+        let prepared = crate::config::prepare(text, Path::new("t.toml")).unwrap();
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        let up = Fixed(Answers::from([
+            ("svc".to_owned(), Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")])),
+            ("gone".to_owned(), Err("timed out".to_owned())),
+        ]));
+        let first = prepared.resolve(&up, &[]);
+        assert_eq!(first.config.upstreams[1].backends.len(), 2);
+        let down = Fixed(Answers::from([
+            ("svc".to_owned(), Err("timed out".to_owned())),
+            ("gone".to_owned(), Err("timed out".to_owned())),
+        ]));
+        let again = prepared.resolve(&down, &first.config.dns);
+        assert_eq!(again.config.dns, first.config.dns);
+        let kinds: Vec<&NoteKind> = again.notes.iter().map(|n| &n.kind).collect();
+        let reason = "cannot resolve \"svc:80\": timed out".to_owned();
+        assert_eq!(kinds[0], &NoteKind::Kept { reason, kept: 2 });
+        assert!(matches!(kinds[1], NoteKind::Failed { .. }));
+        assert!(kinds.iter().all(|k| k.is_failure()));
+        // Validation's warning first, then each note's, as the names come in the file.
+        let warnings: Vec<String> = again
+            .config
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].contains("\"spare\" is not used"),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings[1], again.notes[0].to_string());
+        assert_eq!(
+            warnings[1],
+            "t.toml:4:22: upstream.u.backends[0].addr: cannot resolve \"svc:80\": timed out; keeping the 2 address(es) it had"
+        );
+    }
+
     #[test]
     fn a_literal_and_a_name_at_the_same_address_are_one_backend_in_either_order() {
         for backends in [

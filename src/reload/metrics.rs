@@ -84,9 +84,7 @@ impl ReloadMetrics {
         self.last_success.set(i64::from(success));
         self.last_timestamp.set(now());
     }
-}
 
-impl ReloadMetrics {
     /// Counts a DNS refresh; a reload's counters and state are left alone.
     pub fn dns_refresh(&self, result: DnsRefresh) {
         self.dns_refreshes
