@@ -253,11 +253,13 @@ fn load(path: &Path, max_size: u64) -> anyhow::Result<(Config, Source)> {
     let text = config::read(path, max_size).map_err(|e| anyhow::anyhow!("{e}"))?;
     let prepared =
         config::prepare(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let config = prepared.resolve(&config::SystemResolver, &[]).config;
+    let resolver = Arc::new(config::SystemResolver);
+    let config = prepared.resolve(&*resolver, &[]).config;
     let source = Source {
         path: path.to_path_buf(),
         text,
         prepared: Arc::new(prepared),
+        resolver,
     };
     Ok((config, source))
 }

@@ -64,7 +64,7 @@ pub(super) struct BackendSource {
 pub type Answers = HashMap<String, Result<Vec<IpAddr>, String>>;
 
 /// Who answers for backend host names.
-pub trait Resolve {
+pub trait Resolve: Send + Sync + fmt::Debug {
     /// Called once per resolution of a config, with every host name its backends use (each
     /// once, without the port); answers each of them.
     fn answer(&self, hosts: &[&str]) -> Answers;
@@ -440,6 +440,7 @@ mod tests {
     }
 
     /// Answers every host with what it holds for it.
+    #[derive(Debug)]
     struct Fixed(Answers);
 
     impl Resolve for Fixed {

@@ -56,20 +56,22 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::access_log::{self, AccessLog};
 use crate::config::file::{Limit, Reader};
-use crate::config::{self, AccessLogTarget, Config, ConfigError, Prepared, ServerConfig};
+use crate::config::{self, AccessLogTarget, Config, ConfigError, Prepared, Resolve, ServerConfig};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use metrics::ReloadMetrics;
 
-/// The config file the process started with, its text as read then, and that text prepared
-/// (what the first DNS refresh resolves again).
+/// The config file the process started with, its text as read then, that text prepared (what
+/// the first DNS refresh resolves again), and who answers for its backend names (at start, and
+/// at every reload and DNS refresh).
 #[derive(Debug, Clone)]
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
     pub prepared: Arc<Prepared>,
+    pub resolver: Arc<dyn Resolve>,
 }
 
 /// Applies a new `log_level` (a `tracing` filter directive); `Err` says why it could not.
@@ -127,6 +129,8 @@ pub struct Runtime {
     access_log: Option<Arc<AccessLog>>,
     /// Reads the config file off the async workers, within a timeout.
     reader: Reader,
+    /// Answers for the backend names at every reload and DNS refresh.
+    resolver: Arc<dyn Resolve>,
     reloads: ReloadMetrics,
     last: Mutex<LastLoad>,
     /// Held for a whole apply, so that applies never overlap.
@@ -193,6 +197,10 @@ impl Runtime {
             metrics,
             access_log,
             reader: Reader::default(),
+            resolver: match &source {
+                Some(s) => Arc::clone(&s.resolver),
+                None => Arc::new(config::SystemResolver),
+            },
             last: Mutex::new(LastLoad {
                 at: SystemTime::now(),
                 success: true,
@@ -265,7 +273,7 @@ impl Runtime {
             let a = self.applied.lock().await;
             (a.read, a.in_effect, a.dns.clone(), a.max_config_size)
         };
-        let reader = self.reader.clone();
+        let (reader, resolver) = (self.reader.clone(), Arc::clone(&self.resolver));
         let read = tokio::task::spawn_blocking(move || {
             let text = reader
                 .read(&path, Limit::Running(limit))
@@ -280,7 +288,7 @@ impl Runtime {
                 return Ok(None);
             }
             let loaded = config::prepare(&text, &path).map(|prepared| {
-                let resolved = prepared.resolve(&config::SystemResolver, &last_dns);
+                let resolved = prepared.resolve(&*resolver, &last_dns);
                 (Arc::new(prepared), resolved.config)
             });
             Ok(Some(Read::Changed(digest, Box::new(loaded))))
@@ -352,8 +360,9 @@ impl Runtime {
             let a = self.applied.lock().await;
             (a.prepared.clone()?, a.dns.clone())
         };
+        let resolver = Arc::clone(&self.resolver);
         let resolved = tokio::task::spawn_blocking(move || {
-            let resolved = prepared.resolve(&config::SystemResolver, &previous);
+            let resolved = prepared.resolve(&*resolver, &previous);
             (resolved, previous)
         })
         .await;
