@@ -122,13 +122,13 @@ pub struct Note {
     /// `host:port` as written.
     pub name: String,
     pub kind: NoteKind,
-    /// The warning as logged and printed: file:line:column, field and [`Note::message`].
+    /// The warning as logged and printed: file:line:column, field and the text for `kind`.
     pub warning: ConfigError,
 }
 
 impl Note {
-    /// The warning's text, without its place.
-    pub fn message(name: &str, kind: &NoteKind) -> String {
+    /// The warning's text for `kind` about `name`, without its place.
+    fn message(name: &str, kind: &NoteKind) -> String {
         match kind {
             NoteKind::Kept { reason, kept } => {
                 format!("{reason}; keeping the {kept} address(es) it had")
