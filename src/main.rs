@@ -250,10 +250,15 @@ fn check(path: &Path, max_size: u64) -> ExitCode {
 /// The config at `path` (at most `max_size` bytes), and the text it was parsed from.
 fn load(path: &Path, max_size: u64) -> anyhow::Result<(Config, Source)> {
     let text = config::read(path, max_size).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = config::parse(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let prepared =
+        config::prepare(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let resolver = Arc::new(config::SystemResolver);
+    let config = prepared.resolve(&*resolver, &[]).config;
     let source = Source {
         path: path.to_path_buf(),
         text,
+        prepared: Arc::new(prepared),
+        resolver,
     };
     Ok((config, source))
 }

@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// Writes the hosts file the way an editor does (rename over), so fulcrum never reads half.
-fn write_hosts(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// Sends requests until `backend` has answered one more; panics with `what` after 5 s.
 async fn served_by(f: &Fulcrum, backend: &Backend, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);

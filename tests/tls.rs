@@ -1116,13 +1116,14 @@ fn a_dns_refresh_does_not_read_the_certificate_files_again() {
         tls_listener(2, &[&site], None)
     );
     let path = dir.path().join("fulcrum.toml");
-    let running = fulcrum::config::parse(&text, &path).unwrap();
-    let loaded = fulcrum::config::Loaded::of(&running);
+    let prepared = fulcrum::config::prepare(&text, &path).unwrap();
+    let resolver = fulcrum::config::SystemResolver;
+    let running = prepared.resolve(&resolver, &[]).config;
     // The key on disk goes bad after the config was applied.
     std::fs::write(&site.1, "not a key").unwrap();
     assert!(fulcrum::config::parse(&text, &path).is_err());
-    let refreshed = fulcrum::config::parse_refreshing(&text, &path, &running.dns, &loaded)
-        .expect("a refresh uses the certificates that run");
+    // A refresh resolves the prepared config again, with the certificates that run.
+    let refreshed = prepared.resolve(&resolver, &running.dns).config;
     assert!(Arc::ptr_eq(
         &refreshed.server.tls[0].certificates[0],
         &running.server.tls[0].certificates[0]

@@ -53,40 +53,6 @@ pub(super) struct CaSource {
     pub field: String,
 }
 
-/// What a config read from its files: each TLS listener's certificates and each upstream's
-/// HTTPS settings (roots and health-check client), by position in the file.
-#[derive(Debug, Clone, Default)]
-pub struct Loaded {
-    listeners: Vec<Vec<Arc<Certificate>>>,
-    upstreams: Vec<Option<UpstreamTls>>,
-}
-
-impl Loaded {
-    pub fn of(config: &Config) -> Loaded {
-        Loaded {
-            listeners: config
-                .server
-                .tls
-                .iter()
-                .map(|t| t.certificates.clone())
-                .collect(),
-            upstreams: config.upstreams.iter().map(|u| u.tls.clone()).collect(),
-        }
-    }
-
-    /// Puts these files into `config`, parsed from the same text as the config they came from.
-    pub(super) fn apply(&self, config: &mut Config) {
-        for (t, certs) in config.server.tls.iter_mut().zip(&self.listeners) {
-            t.certificates = certs.clone();
-        }
-        for (u, tls) in config.upstreams.iter_mut().zip(&self.upstreams) {
-            if u.tls.is_some() {
-                u.tls = tls.clone();
-            }
-        }
-    }
-}
-
 /// A problem with one of the files, and which of its two paths it is about.
 struct Problem {
     on_key: bool,

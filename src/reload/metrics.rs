@@ -1,11 +1,15 @@
-//! Reload metrics, registered by the reload owner into the admin listener's registry.
+//! Reload and DNS refresh metrics, registered by the reload owner into the admin listener's
+//! registry.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
 
+use super::DnsRefresh;
+
 pub struct ReloadMetrics {
     reloads: IntCounterVec,
+    dns_refreshes: IntCounterVec,
     last_success: IntGauge,
     last_timestamp: Gauge,
 }
@@ -23,6 +27,14 @@ impl ReloadMetrics {
                 &["result"],
             )
             .expect("valid metric"),
+            dns_refreshes: IntCounterVec::new(
+                Opts::new(
+                    "fulcrum_dns_refreshes_total",
+                    "DNS refreshes of the running config's backend names (not config reloads) by result: changed (an answer changed and the new addresses were published), unchanged (every name answered as before), failure (a lookup failed, so its name kept the addresses it had or stayed without any, or the new addresses could not be applied; what did change is published all the same)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             last_success: IntGauge::new(
                 "fulcrum_config_last_reload_success",
                 "1 if the last config load applied the whole file, 0 if not",
@@ -36,6 +48,7 @@ impl ReloadMetrics {
         };
         for c in [
             Box::new(m.reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.dns_refreshes.clone()),
             Box::new(m.last_success.clone()),
             Box::new(m.last_timestamp.clone()),
         ] {
@@ -46,6 +59,13 @@ impl ReloadMetrics {
         // Both label values exist from the start, so that rate() sees the first failure.
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result]);
+        }
+        for result in [
+            DnsRefresh::Changed,
+            DnsRefresh::Unchanged,
+            DnsRefresh::Failure,
+        ] {
+            m.dns_refreshes.with_label_values(&[result.label()]);
         }
         m.last_success.set(1);
         m.last_timestamp.set(now());
@@ -63,6 +83,24 @@ impl ReloadMetrics {
         self.reloads.with_label_values(&[result]).inc();
         self.last_success.set(i64::from(success));
         self.last_timestamp.set(now());
+    }
+
+    /// Counts a DNS refresh; a reload's counters and state are left alone.
+    pub fn dns_refresh(&self, result: DnsRefresh) {
+        self.dns_refreshes
+            .with_label_values(&[result.label()])
+            .inc();
+    }
+}
+
+impl DnsRefresh {
+    /// The `result` label.
+    fn label(self) -> &'static str {
+        match self {
+            DnsRefresh::Changed => "changed",
+            DnsRefresh::Unchanged => "unchanged",
+            DnsRefresh::Failure => "failure",
+        }
     }
 }
 

@@ -7,7 +7,11 @@
 //! - `reloader`: the background task every trigger feeds (a change of the file, SIGHUP,
 //!   `POST /reload`); reloads never run concurrently and a burst coalesces into one.
 //! - `watch`: the config file's directory, watched with `notify`.
-//! - `metrics`: reload counters on the admin listener.
+//! - `metrics`: reload and DNS refresh counters on the admin listener.
+//!
+//! A DNS refresh ([`Runtime::refresh_dns`]) is not a reload: it resolves the backend names of
+//! the running config's [`Prepared`](config::Prepared) again, reads and parses nothing, and
+//! publishes through the same apply only when an answer changed.
 //!
 //! Keys a reload cannot change in place (`server.listen`, `admin_listen`, `threads`,
 //! `upgrade_sock`) are reported with a clear message and the rest of the file is applied.
@@ -26,9 +30,18 @@ pub enum Cause {
     Sighup,
     /// `POST /reload` (this many requests, coalesced).
     Request(usize),
-    /// `dns_refresh` came round: resolve the running config's names again (not the file's) and
-    /// reload only if one resolves differently.
-    Dns,
+}
+
+/// What a DNS refresh did, as `fulcrum_dns_refreshes_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsRefresh {
+    /// An answer changed and the new addresses were published.
+    Changed,
+    /// Every name answered as before (an answer with no address included).
+    Unchanged,
+    /// A lookup failed (its name kept the addresses it had, or stayed without any), or the new
+    /// addresses could not be applied; what did change is published all the same.
+    Failure,
 }
 
 use std::collections::HashSet;
@@ -43,18 +56,22 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::access_log::{self, AccessLog};
 use crate::config::file::{Limit, Reader};
-use crate::config::{self, AccessLogTarget, Config, ConfigError, ServerConfig};
+use crate::config::{self, AccessLogTarget, Config, ConfigError, Prepared, Resolve, ServerConfig};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use metrics::ReloadMetrics;
 
-/// The config file the process started with, and its text as read then.
+/// The config file the process started with, its text as read then, that text prepared (what
+/// the first DNS refresh resolves again), and who answers for its backend names (at start, and
+/// at every reload and DNS refresh).
 #[derive(Debug, Clone)]
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    pub prepared: Arc<Prepared>,
+    pub resolver: Arc<dyn Resolve>,
 }
 
 /// Applies a new `log_level` (a `tracing` filter directive); `Err` says why it could not.
@@ -112,6 +129,8 @@ pub struct Runtime {
     access_log: Option<Arc<AccessLog>>,
     /// Reads the config file off the async workers, within a timeout.
     reader: Reader,
+    /// Answers for the backend names at every reload and DNS refresh.
+    resolver: Arc<dyn Resolve>,
     reloads: ReloadMetrics,
     last: Mutex<LastLoad>,
     /// Held for a whole apply, so that applies never overlap.
@@ -142,12 +161,11 @@ struct Applied {
     /// file's absence): a failure of the running text itself (say, its certificate file went
     /// bad) still stands.
     failed_text: Option<u128>,
-    /// The text of the config running now (the file may hold a newer, rejected one).
-    applied_text: Option<Arc<str>>,
+    /// The config running now, prepared (the file may hold a newer, rejected one): what a DNS
+    /// refresh resolves again. Set at start and by every reload that published, if only in part.
+    prepared: Option<Arc<Prepared>>,
     /// The largest file the next reload reads: `max_config_size` of the config running now.
     max_config_size: u64,
-    /// The certificate, key and CA files of the config running now, as they were read.
-    applied_files: config::Loaded,
     /// What the backend names resolved to in the applied config, and how often to look again.
     dns: Vec<(String, Vec<SocketAddr>)>,
     dns_refresh: Option<std::time::Duration>,
@@ -178,6 +196,10 @@ impl Runtime {
             metrics,
             access_log,
             reader: Reader::default(),
+            resolver: match &source {
+                Some(s) => Arc::clone(&s.resolver),
+                None => Arc::new(config::SystemResolver),
+            },
             last: Mutex::new(LastLoad {
                 at: SystemTime::now(),
                 success: true,
@@ -190,9 +212,8 @@ impl Runtime {
                 read: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
                 in_effect: source.as_ref().map(|s| xxh3_128(s.text.as_bytes())),
                 failed_text: None,
-                applied_text: source.map(|s| Arc::from(s.text)),
+                prepared: source.map(|s| s.prepared),
                 max_config_size: config.server.max_config_size,
-                applied_files: config::Loaded::of(&config),
                 dns: config.dns.clone(),
                 dns_refresh: config.dns_refresh(),
             }),
@@ -247,26 +268,15 @@ impl Runtime {
                 errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
             }));
         };
-        let (last, in_effect, last_dns, applied_text, files, limit) = {
+        let (last, in_effect, last_dns, limit) = {
             let a = self.applied.lock().await;
-            let files = (cause == Cause::Dns).then(|| a.applied_files.clone());
-            let text = a.applied_text.clone();
-            let dns = a.dns.clone();
-            (a.read, a.in_effect, dns, text, files, a.max_config_size)
+            (a.read, a.in_effect, a.dns.clone(), a.max_config_size)
         };
-        let reader = self.reader.clone();
+        let (reader, resolver) = (self.reader.clone(), Arc::clone(&self.resolver));
         let read = tokio::task::spawn_blocking(move || {
-            // A DNS refresh resolves the names of the config running now again: not the file,
-            // which may hold an edit that was rejected (or be gone); edits reload on their own.
-            let text: Arc<str> = match (cause, applied_text) {
-                (Cause::Dns, Some(text)) => text,
-                (Cause::Dns, None) => return Ok(None),
-                _ => Arc::from(
-                    reader
-                        .read(&path, Limit::Running(limit))
-                        .map_err(|e| e.at(&path))?,
-                ),
-            };
+            let text = reader
+                .read(&path, Limit::Running(limit))
+                .map_err(|e| e.at(&path))?;
             let digest = xxh3_128(text.as_bytes());
             if cause == Cause::FileChanged && in_effect == Some(digest) {
                 // The file is again the text that runs (say, put back after a `rm`): nothing to
@@ -276,20 +286,11 @@ impl Runtime {
             if cause == Cause::FileChanged && last == Some(digest) {
                 return Ok(None);
             }
-            let parsed = match &files {
-                Some(files) => config::parse_refreshing(&text, &path, &last_dns, files),
-                None => config::parse_resolving(&text, &path, &last_dns),
-            };
-            // A refresh whose names resolve as before changes nothing.
-            if cause == Cause::Dns && parsed.as_ref().is_ok_and(|c| c.dns == last_dns) {
-                // Names kept on their old addresses because the resolver failed: say so.
-                let kept = parsed.iter().flat_map(|c| &c.warnings);
-                for w in kept.filter(|w| w.message.contains("keeping the")) {
-                    tracing::warn!("{w}");
-                }
-                return Ok(None);
-            }
-            Ok(Some(Read::Changed(text, digest, Box::new(parsed))))
+            let loaded = config::prepare(&text, &path).map(|prepared| {
+                let resolved = prepared.resolve(&*resolver, &last_dns);
+                (Arc::new(prepared), resolved.config)
+            });
+            Ok(Some(Read::Changed(digest, Box::new(loaded))))
         })
         .await;
         if let Ok(Ok(Some(Read::Matches(digest)))) = read {
@@ -298,7 +299,6 @@ impl Runtime {
         match (&read, cause) {
             (Ok(Ok(None)), _) => return None,
             (_, Cause::FileChanged) => tracing::info!("config file changed; reloading"),
-            (_, Cause::Dns) => tracing::info!("backend names resolve differently; reloading"),
             (_, Cause::Sighup) => tracing::info!("reload requested by SIGHUP"),
             (_, Cause::Request(requests)) => {
                 tracing::info!(requests, "reload requested by POST /reload")
@@ -307,34 +307,24 @@ impl Runtime {
         let outcome = match read {
             Ok(Ok(None)) => return None,
             Ok(Ok(Some(Read::Matches(_)))) => return None,
-            Ok(Ok(Some(Read::Changed(text, digest, parsed)))) => {
-                if cause != Cause::Dns {
-                    self.applied.lock().await.read = Some(digest);
-                }
-                let outcome = match *parsed {
-                    Ok(config) => {
-                        let files = config::Loaded::of(&config);
+            Ok(Ok(Some(Read::Changed(digest, loaded)))) => {
+                self.applied.lock().await.read = Some(digest);
+                let outcome = match *loaded {
+                    Ok((prepared, config)) => {
                         let outcome = self.apply(config).await;
                         // Published, if only in part (keys that need a restart aside): what a
-                        // DNS refresh starts from.
+                        // DNS refresh starts from. Only a text applied whole is what runs.
                         if !matches!(outcome, Outcome::Rejected { .. }) {
                             let mut applied = self.applied.lock().await;
-                            applied.applied_text = Some(text);
-                            applied.applied_files = files;
-                            // Only a text applied whole is what runs; after a DNS refresh it
-                            // is the same text as before.
-                            if cause != Cause::Dns {
-                                applied.in_effect = outcome.is_success().then_some(digest);
-                            }
+                            applied.prepared = Some(prepared);
+                            applied.in_effect = outcome.is_success().then_some(digest);
                         }
                         outcome
                     }
                     Err(errors) => Outcome::Rejected { errors: errors.0 },
                 };
-                if cause != Cause::Dns {
-                    let failed = matches!(outcome, Outcome::Rejected { .. });
-                    self.applied.lock().await.failed_text = failed.then_some(digest);
-                }
+                let failed = matches!(outcome, Outcome::Rejected { .. });
+                self.applied.lock().await.failed_text = failed.then_some(digest);
                 outcome
             }
             Ok(Err(e)) => {
@@ -356,6 +346,66 @@ impl Runtime {
             },
         };
         Some(self.record(outcome))
+    }
+
+    /// Resolves the backend names of the running config again (blocking lookups run off the
+    /// async workers) and, when an answer changed, publishes the new addresses through
+    /// [`Runtime::apply`]. Reads and parses nothing, and is not a reload: the reload counters,
+    /// `/status`'s last load and the keys only a restart changes are left alone. A name whose
+    /// lookup fails keeps its addresses, and says so. `None` when there is nothing to refresh
+    /// (no config file). The reloader calls it, never beside a reload.
+    pub async fn refresh_dns(&self) -> Option<DnsRefresh> {
+        let (prepared, previous) = {
+            let a = self.applied.lock().await;
+            (a.prepared.clone()?, a.dns.clone())
+        };
+        let resolver = Arc::clone(&self.resolver);
+        let resolved = tokio::task::spawn_blocking(move || {
+            let resolved = prepared.resolve(&*resolver, &previous);
+            (resolved, previous)
+        })
+        .await;
+        let (resolved, previous) = match resolved {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "DNS refresh failed");
+                self.reloads.dns_refresh(DnsRefresh::Failure);
+                return Some(DnsRefresh::Failure);
+            }
+        };
+        let failed = resolved.notes.iter().any(|n| n.kind.is_failure());
+        let result = if resolved.config.dns == previous {
+            // Names kept on their old addresses because the resolver failed: say so.
+            let kept = resolved.notes.iter();
+            for n in kept.filter(|n| matches!(n.kind, config::NoteKind::Kept { .. })) {
+                tracing::warn!("{n}");
+            }
+            match failed {
+                true => DnsRefresh::Failure,
+                false => DnsRefresh::Unchanged,
+            }
+        } else {
+            tracing::info!("backend names resolve differently; reloading");
+            match self.apply(resolved.config).await {
+                Outcome::Rejected { errors } => {
+                    for e in &errors {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!("DNS refresh not applied; the previous addresses keep serving");
+                    DnsRefresh::Failure
+                }
+                // Keys only a restart changes were reported by the reload that brought them.
+                Outcome::Applied { summary } | Outcome::Partial { summary, .. } => {
+                    tracing::info!("{summary}");
+                    match failed {
+                        true => DnsRefresh::Failure,
+                        false => DnsRefresh::Changed,
+                    }
+                }
+            }
+        };
+        self.reloads.dns_refresh(result);
+        Some(result)
     }
 
     /// Applies a validated config: builds its snapshot (no side effects), probes the backends no
@@ -550,8 +600,12 @@ impl Runtime {
 enum Read {
     /// The text that runs now: nothing to reload.
     Matches(u128),
-    /// Another text, its digest, and how it parsed (boxed: a `Config` is large).
-    Changed(Arc<str>, u128, Box<Result<Config, config::ConfigErrors>>),
+    /// Another text's digest, and the text prepared and resolved, or why not (boxed: a `Config`
+    /// is large).
+    Changed(
+        u128,
+        Box<Result<(Arc<Prepared>, Config), config::ConfigErrors>>,
+    ),
 }
 
 /// Makes the backends `old` checked and `new` does not check any more unknown again, so that a

@@ -2,7 +2,8 @@
 //! file's directory (debounced: it waits for [`QUIET`] without events, at most [`MAX_WAIT`]),
 //! SIGHUP, and `POST /reload` on the admin listener (through a [`ReloadHandle`]). It runs one
 //! reload at a time; triggers that arrive meanwhile coalesce into the next one, and every
-//! `POST /reload` waiting gets that reload's outcome.
+//! `POST /reload` waiting gets that reload's outcome. Between reloads it refreshes the backend
+//! names every `dns_refresh` ([`Runtime::refresh_dns`], not a reload).
 //!
 //! Triggers that came while the process was starting (before this task listened) are not lost:
 //! every SIGHUP sets a flag (from the start of the process), which this task reads first, and an
@@ -74,8 +75,6 @@ struct Triggers {
     signal: bool,
     /// The config file's directory changed.
     file: bool,
-    /// `dns_refresh` came round.
-    dns: bool,
     /// `POST /reload` callers waiting for the outcome.
     waiting: Vec<oneshot::Sender<Outcome>>,
 }
@@ -111,8 +110,8 @@ impl BackgroundService for Reloader {
         });
         // Now that nothing is missed any more, catch up with what came during startup: a SIGHUP,
         // or an edit (a reload that finds the file as it was at startup does nothing).
-        // Names are resolved again `dns_refresh` after the last reload that resolved them, however
-        // many file events that change nothing come in between.
+        // Names are resolved again `dns_refresh` after they were last resolved (by a refresh, or a
+        // reload that applied), however many file events that change nothing come in between.
         let mut resolved_at = Instant::now();
         if self.runtime.has_file() {
             self.run(Triggers {
@@ -124,6 +123,7 @@ impl BackgroundService for Reloader {
         }
         loop {
             let mut t = Triggers::default();
+            let mut dns = false;
             // Backend names are resolved again every dns_refresh (from the applied config).
             let dns_refresh = match self.runtime.has_file() {
                 true => self.runtime.dns_refresh().await,
@@ -148,7 +148,7 @@ impl BackgroundService for Reloader {
                     settle(&mut file_events).await;
                     t.file = true;
                 }
-                () = dns_due => t.dns = true,
+                () = dns_due => dns = true,
             }
             // Coalesce whatever else is already pending.
             while let Ok(waiter) = requests.try_recv() {
@@ -165,8 +165,12 @@ impl BackgroundService for Reloader {
                     t.signal |= self.sighup_pending(true);
                 }
             }
+            if dns {
+                self.runtime.refresh_dns().await;
+                resolved_at = Instant::now();
+            }
             if t.is_empty() {
-                // A SIGHUP that an earlier reload already answered.
+                // A SIGHUP that an earlier reload already answered (or nothing but a refresh).
                 continue;
             }
             if self.run(t).await {
@@ -178,21 +182,18 @@ impl BackgroundService for Reloader {
 
 impl Triggers {
     fn is_empty(&self) -> bool {
-        !self.signal && !self.file && !self.dns && self.waiting.is_empty()
+        !self.signal && !self.file && self.waiting.is_empty()
     }
 
-    /// What the one reload for all of them is logged as and does: each reads the file and
-    /// resolves its names, but a DNS refresh (it re-resolves the running config's text only),
-    /// so an edit that came with one is a file change.
+    /// What the one reload for all of them is logged as: each reads the file and resolves its
+    /// names, a request before a signal before a file change.
     fn cause(&self) -> Cause {
         if !self.waiting.is_empty() {
             Cause::Request(self.waiting.len())
         } else if self.signal {
             Cause::Sighup
-        } else if self.file {
-            Cause::FileChanged
         } else {
-            Cause::Dns
+            Cause::FileChanged
         }
     }
 }
@@ -208,18 +209,16 @@ impl Reloader {
     }
 
     /// Reloads for `t`; whether the names of the config that runs now were resolved by it: a
-    /// DNS refresh, or a config applied (not a rejected one, nor a file event that left the
-    /// text as it was).
+    /// config applied (not a rejected one, nor a file event that left the text as it was).
     async fn run(&self, t: Triggers) -> bool {
         let cause = t.cause();
         let Some(outcome) = self.runtime.reload(cause).await else {
             if cause == Cause::FileChanged {
                 tracing::debug!("config file touched; its text did not change");
             }
-            // Otherwise a DNS refresh whose names resolve as before.
-            return cause == Cause::Dns;
+            return false;
         };
-        let resolved = cause == Cause::Dns || !matches!(outcome, Outcome::Rejected { .. });
+        let resolved = !matches!(outcome, Outcome::Rejected { .. });
         for waiter in t.waiting {
             if waiter.send(outcome.clone()).is_err() {
                 tracing::debug!("POST /reload caller went away before the outcome");
@@ -253,17 +252,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_edit_that_comes_with_a_dns_refresh_is_read() {
-        let t = |signal, file, dns, waiting: usize| Triggers {
+    fn coalesced_triggers_are_one_reload_named_by_the_most_direct() {
+        let t = |signal, file, waiting: usize| Triggers {
             signal,
             file,
-            dns,
             waiting: (0..waiting).map(|_| oneshot::channel().0).collect(),
         };
-        assert_eq!(t(false, true, true, 0).cause(), Cause::FileChanged);
-        assert_eq!(t(false, false, true, 0).cause(), Cause::Dns);
-        assert_eq!(t(true, true, true, 0).cause(), Cause::Sighup);
-        assert_eq!(t(true, true, true, 2).cause(), Cause::Request(2));
-        assert!(t(false, false, false, 0).is_empty());
+        assert_eq!(t(false, true, 0).cause(), Cause::FileChanged);
+        assert_eq!(t(true, true, 0).cause(), Cause::Sighup);
+        assert_eq!(t(true, true, 2).cause(), Cause::Request(2));
+        assert!(t(false, false, 0).is_empty());
     }
 }

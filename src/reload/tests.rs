@@ -15,6 +15,51 @@ fn file(body: &str) -> String {
     format!("{SERVER}{body}")
 }
 
+/// The config file `path` as the process started with it: `text`, prepared, its names
+/// answered by `resolver`.
+fn source_with(path: &Path, text: &str, resolver: Arc<dyn config::Resolve>) -> Source {
+    let prepared = config::prepare(text, path).unwrap_or_else(|e| panic!("{e}"));
+    Source {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+        prepared: Arc::new(prepared),
+        resolver,
+    }
+}
+
+/// [`source_with`] the system resolver.
+fn source(path: &Path, text: &str) -> Source {
+    source_with(path, text, Arc::new(config::SystemResolver))
+}
+
+/// Answers every host name with the addresses it holds now.
+#[derive(Debug, Default)]
+struct Answering(std::sync::Mutex<Vec<std::net::IpAddr>>);
+
+impl config::Resolve for Answering {
+    fn answer(&self, hosts: &[&str]) -> config::Answers {
+        let ips = self.0.lock().unwrap().clone();
+        hosts
+            .iter()
+            .map(|&h| (h.to_owned(), Ok(ips.clone())))
+            .collect()
+    }
+}
+
+/// The value of `fulcrum_config_reloads_total{result}`.
+fn reloads(rt: &Runtime, result: &str) -> f64 {
+    let families = rt.metrics.registry().gather();
+    let family = families
+        .iter()
+        .find(|f| f.name() == "fulcrum_config_reloads_total")
+        .expect("registered");
+    family
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.value() == result))
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
 async fn runtime(text: &str) -> Arc<Runtime> {
     let (_, handle) = Supervisor::new();
     Runtime::start(
@@ -254,10 +299,7 @@ async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
     let one = file(&body);
     std::fs::write(&path, &one).unwrap();
     let (_, handle) = Supervisor::new();
-    let source = Source {
-        path: path.clone(),
-        text: one.clone(),
-    };
+    let source = source(&path, &one);
     let metrics = crate::metrics::Metrics::detached();
     let rt = Runtime::start(config(&one), Some(source), handle, None, metrics, None).await;
     // A key only a restart changes, and one that applies now.
@@ -268,8 +310,15 @@ async fn a_partial_reload_is_what_a_dns_refresh_starts_from() {
     assert!(matches!(outcome, Outcome::Partial { .. }), "{outcome}");
     assert_eq!(rt.snapshot().load().max_request_body, 5);
     // A DNS refresh re-resolves this text, not the one before it (which would undo the rest).
-    let applied = rt.applied.lock().await;
-    assert_eq!(applied.applied_text.as_deref(), Some(two.as_str()));
+    let prepared = rt.applied.lock().await.prepared.clone().expect("kept");
+    let resolved = prepared.resolve(&config::OfflineResolver, &[]);
+    assert_eq!(resolved.config.server.max_request_body, 5);
+    // A refresh is not a reload: the last load is still the partial one, counted once.
+    let last = rt.last_load();
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    assert_eq!(rt.last_load().message, last.message);
+    assert_eq!(rt.last_load().at, last.at);
+    assert_eq!(rt.snapshot().load().generation, 2);
 }
 
 #[tokio::test]
@@ -288,10 +337,7 @@ async fn the_running_configs_max_config_size_governs_the_next_reload() {
     let small = text("2KiB", 1500);
     std::fs::write(&path, &small).unwrap();
     let (_, handle) = Supervisor::new();
-    let source = Source {
-        path: path.clone(),
-        text: small.clone(),
-    };
+    let source = source(&path, &small);
     let metrics = crate::metrics::Metrics::detached();
     let rt = Runtime::start(config(&small), Some(source), handle, None, metrics, None).await;
 
@@ -315,4 +361,50 @@ async fn the_running_configs_max_config_size_governs_the_next_reload() {
     let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
     assert!(outcome.is_success(), "{outcome}");
     assert_eq!(rt.snapshot().load().generation, 3);
+}
+
+#[tokio::test]
+async fn a_dns_refresh_after_a_partial_reload_publishes_without_counting_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let port = dead().port();
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"svc.test:{port}\" }}]\n"
+    );
+    let one = file(&body);
+    std::fs::write(&path, &one).unwrap();
+    let resolver = Arc::new(Answering::default());
+    *resolver.0.lock().unwrap() = vec![[127, 0, 0, 1].into()];
+    let source = source_with(&path, &one, resolver.clone());
+    let config = source.prepared.resolve(&*resolver, &[]).config;
+    let (_, handle) = Supervisor::new();
+    let metrics = crate::metrics::Metrics::detached();
+    let rt = Runtime::start(config, Some(source), handle, None, metrics, None).await;
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = [\"127.0.0.1:2\"]\nthreads = 1\n{body}"),
+    )
+    .unwrap();
+    let outcome = rt.reload(Cause::Sighup).await.expect("a reload");
+    assert!(matches!(outcome, Outcome::Partial { .. }), "{outcome}");
+    let last = rt.last_load();
+    assert_eq!(reloads(&rt, "failure"), 1.0);
+
+    // Nothing changed: nothing is published.
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    assert_eq!(rt.snapshot().load().generation, 2);
+    // The name moves: the new address is published, and no reload is counted or recorded.
+    *resolver.0.lock().unwrap() = vec![[127, 0, 0, 2].into()];
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Changed));
+    let snapshot = rt.snapshot().load();
+    assert_eq!(snapshot.generation, 3);
+    let addrs: Vec<SocketAddr> = snapshot.upstreams[0]
+        .backends
+        .iter()
+        .map(|b| b.addr)
+        .collect();
+    assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 2], port))]);
+    assert_eq!(reloads(&rt, "failure"), 1.0);
+    assert_eq!(rt.last_load().message, last.message);
+    assert_eq!(rt.last_load().at, last.at);
 }

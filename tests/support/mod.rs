@@ -366,6 +366,14 @@ fn spawn(path: &std::path::Path, log: &str, log_file: &std::path::Path, args: &[
         .expect("start fulcrum")
 }
 
+/// Writes a `FULCRUM_HOSTS_FILE` (`name address...` lines) the way an editor does (rename
+/// over), so fulcrum never reads half.
+pub fn write_hosts(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Polls `done` every 10 ms until it holds; panics with `what` after `limit`.
 pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
