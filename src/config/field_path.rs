@@ -6,7 +6,8 @@ use std::fmt;
 /// One step of a [`FieldPath`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
-    /// A key of a table: `server`, `backends`, an upstream's name (or one dot-free piece of it).
+    /// A key of a table: `server`, `backends`, an upstream's name (or a piece of it: without
+    /// dots, and without the `[N]`s it ends in).
     Key(String),
     /// An element of a list: `[1]`.
     Index(usize),
@@ -15,16 +16,31 @@ pub enum Segment {
 /// Where a field is in the file: keys and list indices. Displays as the dotted text users read:
 /// `route[1].upstream`, `upstream.api.backends[0].addr`, `server.tls[0].certificates[1].cert`.
 ///
-/// A key with a dot in it (an upstream named `api.v1`) is kept as its pieces, as the dotted text
-/// reads, so that a path built key by key and one read from that text are equal.
+/// A path is kept in one form per text: a key with a dot in it (an upstream named `api.v1`) as
+/// its pieces, one ending in `[N]` (`a[1]`) as a key and an index, as the dotted text reads; so
+/// two paths are equal exactly when their texts are, however each was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldPath(Vec<Segment>);
 
 impl FieldPath {
-    /// This path, then `key` (split at its dots).
+    /// This path, then `key`: the path of this path's text followed by `.key` (by `key` alone
+    /// where this path is empty), so that a path built key by key and one read from its text
+    /// are equal. `a.b` is two keys, `a[1]` a key and an index, an empty key first is none.
     pub fn key(mut self, key: &str) -> Self {
-        self.0
-            .extend(key.split('.').map(|piece| Segment::Key(piece.to_owned())));
+        let mut parts = key.split('.').peekable();
+        let mut first = self.0.is_empty();
+        while let Some(part) = parts.next() {
+            let (name, indices) = trailing_indices(part);
+            // The text's first part names no key where it is empty but for indices (`[0].x`)
+            // or empty altogether (``); anywhere else an empty key is one (`upstream..x`).
+            let no_key =
+                first && name.is_empty() && (!indices.is_empty() || parts.peek().is_none());
+            if !no_key {
+                self.0.push(Segment::Key(name.to_owned()));
+            }
+            self.0.extend(indices.into_iter().map(Segment::Index));
+            first = false;
+        }
         self
     }
 
@@ -69,43 +85,34 @@ impl fmt::Display for FieldPath {
     }
 }
 
-/// The dotted text read back: `route[1].upstream` is `route`, `[1]`, `upstream`. A part that
-/// does not end in `[N]`s alone (`a[x]`, `a[1]x`) is one key.
+/// The dotted text read back, exactly: `route[1].upstream` is `route`, `[1]`, `upstream`; a part
+/// is a key and the `[N]`s it ends in (`N` as a number writes itself: `v[01]` is one key).
 impl From<&str> for FieldPath {
     fn from(text: &str) -> Self {
-        let mut path = FieldPath::default();
-        if text.is_empty() {
-            return path;
-        }
-        for part in text.split('.') {
-            // The key before the first `[`, then each `[N]` up to the part's end.
-            let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
-            let mut indices = Vec::new();
-            while let Some((index, after)) = index_at(rest) {
-                indices.push(Segment::Index(index));
-                rest = after;
-            }
-            if !rest.is_empty() {
-                path.0.push(Segment::Key(part.to_owned()));
-                continue;
-            }
-            if !key.is_empty() || indices.is_empty() {
-                path.0.push(Segment::Key(key.to_owned()));
-            }
-            path.0.extend(indices);
-        }
-        path
+        FieldPath::default().key(text)
     }
 }
 
-/// `[N]` at the start of `text`: `N` and what follows it.
-fn index_at(text: &str) -> Option<(usize, &str)> {
-    let (inside, after) = text.strip_prefix('[')?.split_once(']')?;
-    let index = inside
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| inside.parse().ok())??;
-    Some((index, after))
+/// `part` without the `[N]`s it ends in, and those `N`, in order.
+fn trailing_indices(part: &str) -> (&str, Vec<usize>) {
+    let mut name = part;
+    let mut indices = Vec::new();
+    while let Some((before, index)) = last_index(name) {
+        indices.push(index);
+        name = before;
+    }
+    indices.reverse();
+    (name, indices)
+}
+
+/// `[N]` at the end of `text`, with `N` as [`Segment::Index`] displays it: what precedes it,
+/// and `N`.
+fn last_index(text: &str) -> Option<(&str, usize)> {
+    let (before, inside) = text.strip_suffix(']')?.rsplit_once('[')?;
+    let canonical = !inside.is_empty()
+        && inside.bytes().all(|b| b.is_ascii_digit())
+        && (inside == "0" || !inside.starts_with('0'));
+    Some((before, inside.parse().ok().filter(|_| canonical)?))
 }
 
 impl From<String> for FieldPath {
@@ -183,6 +190,12 @@ mod tests {
             "upstream.a[x].tls",
             "upstream.a[1]x.tls",
             "a[1][2]",
+            "upstream.[0].x",
+            "upstream.x.[0]",
+            "upstream.v[01].x",
+            "[0].x",
+            ".x",
+            "x.",
         ] {
             assert_eq!(FieldPath::from(text).to_string(), text);
             assert_eq!(FieldPath::from(text), text);
@@ -200,5 +213,57 @@ mod tests {
         );
         assert!(built.starts_with(&FieldPath::from("upstream.api")));
         assert!(!built.starts_with(&FieldPath::from("upstream.ap")));
+    }
+
+    /// Every text of up to five characters of `a0.[]`.
+    fn short_texts() -> Vec<String> {
+        let mut texts = vec![String::new()];
+        let mut last = texts.clone();
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|t| "a0.[]".chars().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(last.iter().cloned());
+        }
+        texts
+    }
+
+    #[test]
+    fn every_text_reads_back_as_itself_and_only_equal_texts_as_equal_paths() {
+        let texts = short_texts();
+        let paths: Vec<FieldPath> = texts.iter().map(FieldPath::from).collect();
+        let mut seen = std::collections::HashMap::new();
+        for (text, path) in texts.iter().zip(&paths) {
+            assert_eq!(path.to_string(), *text);
+            assert_eq!(seen.insert(path.clone(), text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_built_key_by_key_is_the_one_read_from_its_text() {
+        // As serde's path was written: a key after a dot, but the first; an index as `[N]`.
+        let keys = ["", "a", "a[1]", "[0]", "v[01]", "x.[0]", "a.b", ".x"];
+        for outer in ["", "upstream", "route[1]", "upstream.", "[0]"] {
+            for key in keys {
+                for index in [None, Some(0), Some(12)] {
+                    let mut built = FieldPath::from(outer).key(key);
+                    let mut text = match outer {
+                        "" => key.to_owned(),
+                        _ => format!("{outer}.{key}"),
+                    };
+                    if let Some(i) = index {
+                        built = built.index(i);
+                        text = format!("{text}[{i}]");
+                    }
+                    assert_eq!(built, FieldPath::from(text.as_str()), "{text:?}");
+                    assert_eq!(built.to_string(), text);
+                    let joined = FieldPath::from(outer).join(&FieldPath::from(key));
+                    assert_eq!(joined.to_string().is_empty(), joined.is_empty());
+                }
+            }
+        }
+        // An empty first key is none (serde's path of `"" = 1`), as in the text.
+        assert!(FieldPath::default().key("").is_empty());
     }
 }

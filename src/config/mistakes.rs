@@ -183,4 +183,55 @@ mod tests {
             (&Kind::WrongType, &Kind::Invalid)
         );
     }
+
+    /// The fields of `text`'s errors, as shown.
+    fn fields(text: &str) -> Vec<String> {
+        errors(text).iter().map(|e| e.field.to_string()).collect()
+    }
+
+    #[test]
+    fn an_upstream_named_with_brackets_has_its_backends_named_by_the_files_index() {
+        // `a[1]` reads back as `a`, `[1]`: the list that lost elements must still be found by
+        // the field validate names. Nothing is taken out here, nor blamed on a list left empty.
+        let route = "[[route]]\nupstream = \"a[1]\"\n[upstream.\"a[1]\"]\n";
+        let backends = "backends = [[\"127.0.0.1:1\", 2], { addr = \"backend.internal\" }, \
+                        { addr = \"127.0.0.1:1\", weight = 0 }]\n";
+        assert_eq!(
+            fields(&format!("{route}{backends}")),
+            [
+                "upstream.a[1].backends[0]",
+                "upstream.a[1].backends[1].addr",
+                "upstream.a[1].backends[2].weight"
+            ]
+        );
+        let one = format!("{route}backends = [[\"127.0.0.1:1\", 2, 3]]\n");
+        assert_eq!(fields(&one), ["upstream.a[1].backends[0]"]);
+    }
+
+    #[test]
+    fn an_upstream_name_shows_as_written_in_its_fields() {
+        for name in ["[0]", "x.[0]", "v[01]"] {
+            let text = format!(
+                "[[route]]\nupstream = \"{name}\"\n[upstream.\"{name}\"]\n\
+                 backends = [{{ addr = \"not an addr:xx\" }}]\n"
+            );
+            assert_eq!(fields(&text), [format!("upstream.{name}.backends[0].addr")]);
+        }
+    }
+
+    #[test]
+    fn an_empty_key_first_in_serdes_path_is_no_field() {
+        let top = errors("\"\" = 1\n");
+        assert_eq!(top.len(), 1, "{top:?}");
+        assert!(top[0].field.is_empty());
+        assert!(
+            top[0]
+                .to_string()
+                .starts_with("t.toml:1:1: unknown field ``"),
+            "{}",
+            top[0]
+        );
+        let nested = fields(&format!("{ROUTE}{UPSTREAM}[upstream.web.\"\"]\nx = 1\n"));
+        assert_eq!(nested, ["upstream.web"]);
+    }
 }

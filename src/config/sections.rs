@@ -176,7 +176,8 @@ fn compare_paths(a: &[String], b: &[String]) -> std::cmp::Ordering {
 }
 
 /// `route[1].rate_limit` → ["route", "[1]", "rate_limit"]. (A key with a '.' in it, such as an
-/// upstream named "api.v1", is in pieces in a [`FieldPath`]; [`remove`] puts them back together.)
+/// upstream named "api.v1", is in pieces in a [`FieldPath`]; [`remove`] puts them back together.
+/// One ending in `[N]`, `a[1]`, is `a`, `[1]`, which it does not: such a key's mistakes stay.)
 fn segments(path: &FieldPath) -> Vec<String> {
     path.segments()
         .iter()
