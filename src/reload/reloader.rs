@@ -2,8 +2,9 @@
 //! file's directory (debounced: it waits for [`QUIET`] without events, at most [`MAX_WAIT`]),
 //! SIGHUP, and `POST /reload` on the admin listener (through a [`ReloadHandle`]). It runs one
 //! reload at a time; triggers that arrive meanwhile coalesce into the next one, and every
-//! `POST /reload` waiting gets that reload's outcome. Between reloads it refreshes the backend
-//! names every `dns_refresh` ([`Runtime::refresh_dns`], not a reload).
+//! `POST /reload` waiting gets that reload's outcome. Between reloads it resolves the backend
+//! names again `dns_refresh` after they were last resolved (by a refresh, or by a reload that
+//! applied): [`Runtime::refresh_dns`], not a reload. A reload due at the same time runs first.
 //!
 //! Triggers that came while the process was starting (before this task listened) are not lost:
 //! every SIGHUP sets a flag (from the start of the process), which this task reads first, and an
@@ -165,15 +166,15 @@ impl BackgroundService for Reloader {
                     t.signal |= self.sighup_pending(true);
                 }
             }
+            // A reload first: one that applies resolves the names too, and the refresh due
+            // then would only repeat it (and must not start from the config it replaced).
+            if !t.is_empty() && self.run(t).await {
+                resolved_at = Instant::now();
+                dns = false;
+            }
+            // (An empty `t`: a SIGHUP an earlier reload already answered, or only a refresh.)
             if dns {
                 self.runtime.refresh_dns().await;
-                resolved_at = Instant::now();
-            }
-            if t.is_empty() {
-                // A SIGHUP that an earlier reload already answered (or nothing but a refresh).
-                continue;
-            }
-            if self.run(t).await {
                 resolved_at = Instant::now();
             }
         }
