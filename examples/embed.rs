@@ -20,7 +20,8 @@ fn main() -> anyhow::Result<()> {
     let config = fulcrum::config::parse(CONFIG, Path::new("<embedded>"))?;
     fulcrum::demo::start_backends(&config)?;
     println!("serving on http://127.0.0.1:8081/ (Ctrl-C stops)");
-    // No file to watch: an embedded config does not reload (pass `path` for one that does).
+    // No file to watch: an embedded config does not reload. For one that does, load it with
+    // `fulcrum::server::Source::load` and pass the source in `RunOptions::source`.
     fulcrum::server::run(config, fulcrum::server::RunOptions::default())?;
     Ok(())
 }

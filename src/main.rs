@@ -247,20 +247,11 @@ fn check(path: &Path, max_size: u64) -> ExitCode {
     }
 }
 
-/// The config at `path` (at most `max_size` bytes), and the text it was parsed from.
+/// The config at `path` (at most `max_size` bytes), and where it came from (what reloads and
+/// DNS refreshes start from).
 fn load(path: &Path, max_size: u64) -> anyhow::Result<(Config, Source)> {
-    let text = config::read(path, max_size).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prepared =
-        config::prepare(&text, path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let resolver = Arc::new(config::SystemResolver);
-    let config = prepared.resolve(&*resolver, &[]).config;
-    let source = Source {
-        path: path.to_path_buf(),
-        text,
-        prepared: Arc::new(prepared),
-        resolver,
-    };
-    Ok((config, source))
+    Source::load(path, max_size, Arc::new(config::SystemResolver))
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Logs to stderr with `RUST_LOG`, or else the config's `log_level`, pingora's own lines held

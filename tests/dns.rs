@@ -88,7 +88,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     write_hosts(&hosts, "svc-a.test 127.0.0.1\nsvc-b.test 127.0.0.1\n");
     served_by(&f, &b, "svc-b never got traffic").await;
     f.wait_for_log(
-        &["backend names resolve differently; reloading"],
+        &["backend names resolve differently; applying the new addresses"],
         Duration::from_secs(2),
     )
     .await;

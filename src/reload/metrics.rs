@@ -3,13 +3,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 
 use super::DnsRefresh;
+use crate::config::Note;
 
 pub struct ReloadMetrics {
     reloads: IntCounterVec,
     dns_refreshes: IntCounterVec,
+    lookup_failures: IntCounter,
     last_success: IntGauge,
     last_timestamp: Gauge,
 }
@@ -30,9 +32,14 @@ impl ReloadMetrics {
             dns_refreshes: IntCounterVec::new(
                 Opts::new(
                     "fulcrum_dns_refreshes_total",
-                    "DNS refreshes of the running config's backend names (not config reloads) by result: changed (an answer changed and the new addresses were published), unchanged (every name answered as before), failure (a lookup failed, so its name kept the addresses it had or stayed without any, or the new addresses could not be applied; what did change is published all the same)",
+                    "DNS refreshes of the running config's backend names (not config reloads) by result: changed (new addresses were published), unchanged (nothing to publish), failure (the new addresses could not be applied; the previous ones keep serving)",
                 ),
                 &["result"],
+            )
+            .expect("valid metric"),
+            lookup_failures: IntCounter::new(
+                "fulcrum_dns_lookup_failures_total",
+                "Backend name lookups that failed, at start, a reload or a DNS refresh; each such name kept the addresses it had, or stayed without any",
             )
             .expect("valid metric"),
             last_success: IntGauge::new(
@@ -49,6 +56,7 @@ impl ReloadMetrics {
         for c in [
             Box::new(m.reloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.dns_refreshes.clone()),
+            Box::new(m.lookup_failures.clone()),
             Box::new(m.last_success.clone()),
             Box::new(m.last_timestamp.clone()),
         ] {
@@ -83,6 +91,12 @@ impl ReloadMetrics {
         self.reloads.with_label_values(&[result]).inc();
         self.last_success.set(i64::from(success));
         self.last_timestamp.set(now());
+    }
+
+    /// Counts the failed lookups among a resolution's `notes`.
+    pub fn lookup_failures(&self, notes: &[Note]) {
+        let failed = notes.iter().filter(|n| n.kind.is_failure()).count();
+        self.lookup_failures.inc_by(failed as u64);
     }
 
     /// Counts a DNS refresh; a reload's counters and state are left alone.

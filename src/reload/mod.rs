@@ -18,9 +18,11 @@
 
 mod metrics;
 mod reloader;
+mod source;
 mod watch;
 
 pub use reloader::{ReloadHandle, Reloader};
+pub use source::{Source, SourceError};
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +34,20 @@ pub enum Cause {
     Request(usize),
 }
 
-/// What a DNS refresh did, as `fulcrum_dns_refreshes_total` counts it.
+/// What a DNS refresh did, as `fulcrum_dns_refreshes_total` counts it. A failed lookup is
+/// none of these: its name keeps the addresses it had, and `fulcrum_dns_lookup_failures_total`
+/// counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DnsRefresh {
-    /// An answer changed and the new addresses were published.
+    /// The addresses changed and the new ones were published.
     Changed,
-    /// Every name answered as before (an answer with no address included).
+    /// Nothing to publish: every name has the addresses it had.
     Unchanged,
-    /// A lookup failed (its name kept the addresses it had, or stayed without any), or the new
-    /// addresses could not be applied; what did change is published all the same.
+    /// The new addresses could not be applied; the previous ones keep serving.
     Failure,
 }
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,23 +59,14 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::access_log::{self, AccessLog};
 use crate::config::file::{Limit, Reader};
-use crate::config::{self, AccessLogTarget, Config, ConfigError, Prepared, Resolve, ServerConfig};
+use crate::config::{
+    self, AccessLogTarget, Config, ConfigError, Note, NoteKind, Prepared, Resolve, ServerConfig,
+};
 use crate::health::{self, SupervisorHandle};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use metrics::ReloadMetrics;
-
-/// The config file the process started with, its text as read then, that text prepared (what
-/// the first DNS refresh resolves again), and who answers for its backend names (at start, and
-/// at every reload and DNS refresh).
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub path: PathBuf,
-    pub text: String,
-    pub prepared: Arc<Prepared>,
-    pub resolver: Arc<dyn Resolve>,
-}
 
 /// Applies a new `log_level` (a `tracing` filter directive); `Err` says why it could not.
 pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -133,6 +127,9 @@ pub struct Runtime {
     resolver: Arc<dyn Resolve>,
     reloads: ReloadMetrics,
     last: Mutex<LastLoad>,
+    /// Held for a whole reload or DNS refresh: each reads the running state, works off the
+    /// async workers, then applies, and none may start from a state another is replacing.
+    owner: tokio::sync::Mutex<()>,
     /// Held for a whole apply, so that applies never overlap.
     applied: tokio::sync::Mutex<Applied>,
 }
@@ -169,6 +166,27 @@ struct Applied {
     /// What the backend names resolved to in the applied config, and how often to look again.
     dns: Vec<(String, Vec<SocketAddr>)>,
     dns_refresh: Option<std::time::Duration>,
+    /// The backend names the last resolution warned about, and why: a DNS refresh logs a
+    /// name's note when this changes, not at every refresh.
+    noted: HashMap<String, Noted>,
+}
+
+/// Why a backend name was warned about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noted {
+    /// Its lookup failed.
+    LookupFailed,
+    /// It has no address.
+    NoAddress,
+}
+
+impl Noted {
+    fn of(kind: &NoteKind) -> Noted {
+        match kind {
+            NoteKind::Kept { .. } | NoteKind::Failed { .. } => Noted::LookupFailed,
+            NoteKind::NoAddress => Noted::NoAddress,
+        }
+    }
 }
 
 impl Runtime {
@@ -185,6 +203,10 @@ impl Runtime {
         let registry = Arc::new(Registry::default());
         let snapshot = prepare(&config, &registry, 1, &supervisor, &metrics).await;
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let notes = source.as_ref().map_or(&[][..], |s| &s.notes[..]);
+        let noted = noted(notes);
+        let reloads = ReloadMetrics::register(metrics.registry());
+        reloads.lookup_failures(notes);
         let runtime = Runtime {
             snapshot,
             registry,
@@ -192,7 +214,7 @@ impl Runtime {
             path: source.as_ref().map(|s| s.path.clone()),
             fixed: config.server.clone(),
             log,
-            reloads: ReloadMetrics::register(metrics.registry()),
+            reloads,
             metrics,
             access_log,
             reader: Reader::default(),
@@ -205,6 +227,7 @@ impl Runtime {
                 success: true,
                 message: "started".to_owned(),
             }),
+            owner: tokio::sync::Mutex::new(()),
             applied: tokio::sync::Mutex::new(Applied {
                 generation: 0,
                 log_level: config.server.log_level.clone(),
@@ -216,6 +239,7 @@ impl Runtime {
                 max_config_size: config.server.max_config_size,
                 dns: config.dns.clone(),
                 dns_refresh: config.dns_refresh(),
+                noted,
             }),
         };
         runtime.published(&mut *runtime.applied.lock().await, 1, None);
@@ -260,12 +284,14 @@ impl Runtime {
     /// Reads the config file again and applies it. For [`Cause::FileChanged`], a file whose text
     /// is what was read last time is left alone (`None`). File IO, parsing and DNS run on a
     /// blocking thread, off the async workers; the file is read as [`config::file`] says (a
-    /// regular file, at most the running config's `max_config_size`, within a timeout).
+    /// regular file, at most the running config's `max_config_size`, within a timeout). Logs the
+    /// outcome and every warning of the config it applied.
     pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
+        let _owner = self.owner.lock().await;
         let Some(path) = self.path.clone() else {
-            let message = "fulcrum demo serves its built-in config; run `fulcrum demo --config config/demo.toml` to reload edits";
+            let message = "this process runs a config given at start, not a config file: there is nothing to reload (`fulcrum demo --config config/demo.toml` runs the demo from a file)";
             return Some(self.record(Outcome::Rejected {
-                errors: vec![ConfigError::at(Path::new("demo"), "", None, "", message)],
+                errors: vec![ConfigError::at(Path::new("-"), "", None, "", message)],
             }));
         };
         let (last, in_effect, last_dns, limit) = {
@@ -288,7 +314,7 @@ impl Runtime {
             }
             let loaded = config::prepare(&text, &path).map(|prepared| {
                 let resolved = prepared.resolve(&*resolver, &last_dns);
-                (Arc::new(prepared), resolved.config)
+                (Arc::new(prepared), resolved)
             });
             Ok(Some(Read::Changed(digest, Box::new(loaded))))
         })
@@ -310,12 +336,21 @@ impl Runtime {
             Ok(Ok(Some(Read::Changed(digest, loaded)))) => {
                 self.applied.lock().await.read = Some(digest);
                 let outcome = match *loaded {
-                    Ok((prepared, config)) => {
-                        let outcome = self.apply(config).await;
+                    Ok((prepared, resolved)) => {
+                        self.reloads.lookup_failures(&resolved.notes);
+                        let warnings = resolved.config.warnings.clone();
+                        let noted_now = noted(&resolved.notes);
+                        let again = resolved_again(&self.applied.lock().await.noted, &resolved);
+                        let outcome = self.publish(resolved.config, By::Reload).await;
                         // Published, if only in part (keys that need a restart aside): what a
                         // DNS refresh starts from. Only a text applied whole is what runs.
                         if !matches!(outcome, Outcome::Rejected { .. }) {
+                            for w in &warnings {
+                                tracing::warn!("{w}");
+                            }
                             let mut applied = self.applied.lock().await;
+                            log_resolved_again(&again);
+                            applied.noted = noted_now;
                             applied.prepared = Some(prepared);
                             applied.in_effect = outcome.is_success().then_some(digest);
                         }
@@ -349,12 +384,14 @@ impl Runtime {
     }
 
     /// Resolves the backend names of the running config again (blocking lookups run off the
-    /// async workers) and, when an answer changed, publishes the new addresses through
-    /// [`Runtime::apply`]. Reads and parses nothing, and is not a reload: the reload counters,
-    /// `/status`'s last load and the keys only a restart changes are left alone. A name whose
-    /// lookup fails keeps its addresses, and says so. `None` when there is nothing to refresh
-    /// (no config file). The reloader calls it, never beside a reload.
+    /// async workers) and, when the addresses changed, publishes them through the same apply as
+    /// a reload. Reads and parses nothing, and is not a reload: the reload counters, `/status`'s
+    /// last load, the config's warnings and the keys only a restart changes are left alone. A
+    /// name whose lookup fails keeps its addresses; a name's warning is logged when it starts
+    /// (or changes), and an info line when it resolves again. `None` when there is nothing to
+    /// refresh (no config file).
     pub async fn refresh_dns(&self) -> Option<DnsRefresh> {
+        let _owner = self.owner.lock().await;
         let (prepared, previous) = {
             let a = self.applied.lock().await;
             (a.prepared.clone()?, a.dns.clone())
@@ -368,25 +405,28 @@ impl Runtime {
         let (resolved, previous) = match resolved {
             Ok(done) => done,
             Err(e) => {
-                tracing::error!(error = %e, "DNS refresh failed");
+                tracing::error!(error = %e, "DNS refresh failed; the previous addresses keep serving");
                 self.reloads.dns_refresh(DnsRefresh::Failure);
                 return Some(DnsRefresh::Failure);
             }
         };
-        let failed = resolved.notes.iter().any(|n| n.kind.is_failure());
+        self.reloads.lookup_failures(&resolved.notes);
+        {
+            let mut applied = self.applied.lock().await;
+            let before = std::mem::take(&mut applied.noted);
+            for n in &resolved.notes {
+                if before.get(&n.name) != Some(&Noted::of(&n.kind)) {
+                    tracing::warn!("{n}");
+                }
+            }
+            log_resolved_again(&resolved_again(&before, &resolved));
+            applied.noted = noted(&resolved.notes);
+        }
         let result = if resolved.config.dns == previous {
-            // Names kept on their old addresses because the resolver failed: say so.
-            let kept = resolved.notes.iter();
-            for n in kept.filter(|n| matches!(n.kind, config::NoteKind::Kept { .. })) {
-                tracing::warn!("{n}");
-            }
-            match failed {
-                true => DnsRefresh::Failure,
-                false => DnsRefresh::Unchanged,
-            }
+            DnsRefresh::Unchanged
         } else {
-            tracing::info!("backend names resolve differently; reloading");
-            match self.apply(resolved.config).await {
+            tracing::info!("backend names resolve differently; applying the new addresses");
+            match self.publish(resolved.config, By::DnsRefresh).await {
                 Outcome::Rejected { errors } => {
                     for e in &errors {
                         tracing::error!("{e}");
@@ -397,10 +437,7 @@ impl Runtime {
                 // Keys only a restart changes were reported by the reload that brought them.
                 Outcome::Applied { summary } | Outcome::Partial { summary, .. } => {
                     tracing::info!("{summary}");
-                    match failed {
-                        true => DnsRefresh::Failure,
-                        false => DnsRefresh::Changed,
-                    }
+                    DnsRefresh::Changed
                 }
             }
         };
@@ -411,8 +448,16 @@ impl Runtime {
     /// Applies a validated config: builds its snapshot (no side effects), probes the backends no
     /// check has answered for yet (each probe bounded by its check's timeout), publishes it with
     /// one store, then makes the registry and the health supervisor follow. Requests already
-    /// routed finish on the snapshot they started with.
+    /// routed finish on the snapshot they started with. Logs nothing of the config's warnings:
+    /// who loaded the config reports it. (Reloads and refreshes go through [`Runtime::reload`]
+    /// and [`Runtime::refresh_dns`]; this is for tests and the reload benchmark.)
+    #[cfg(any(test, feature = "internals"))]
     pub async fn apply(&self, config: Config) -> Outcome {
+        self.publish(config, By::Reload).await
+    }
+
+    /// [`Runtime::apply`], its summary worded for `by`.
+    async fn publish(&self, config: Config, by: By) -> Outcome {
         let mut applied = self.applied.lock().await;
         let restart = fixed_changes(&self.fixed, &config, self.path.as_deref());
         // A new access-log file is opened before anything is published: if it cannot be
@@ -455,9 +500,6 @@ impl Runtime {
         forget_dropped_checks(&old, &self.snapshot.load());
         end_dropped_ejections(&self.snapshot.load());
 
-        for w in &config.warnings {
-            tracing::warn!("{w}");
-        }
         if config.server.log_level != applied.log_level {
             self.set_log_level(&config.server.log_level);
             applied.log_level = config.server.log_level.clone();
@@ -473,11 +515,17 @@ impl Runtime {
             }
             applied.access_log = config.server.access_log.clone();
         }
+        let what = match by {
+            By::Reload => format!(
+                "reloaded {}",
+                self.path
+                    .as_deref()
+                    .map_or_else(|| "config".into(), |p| p.display().to_string()),
+            ),
+            By::DnsRefresh => "DNS refresh applied".to_owned(),
+        };
         let summary = format!(
-            "reloaded {} (generation {generation}): {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",
-            self.path
-                .as_deref()
-                .map_or_else(|| "config".into(), |p| p.display().to_string()),
+            "{what} (generation {generation}): {} routes, {} upstreams, {} backends ({added} added, {removed} removed)",
             config.routes.len(),
             config.upstreams.len(),
             config
@@ -596,6 +644,41 @@ impl Runtime {
     }
 }
 
+/// Who applies a config: a reload, or a DNS refresh of the running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    Reload,
+    DnsRefresh,
+}
+
+/// Each name `notes` warn about, and why.
+fn noted(notes: &[Note]) -> HashMap<String, Noted> {
+    notes
+        .iter()
+        .map(|n| (n.name.clone(), Noted::of(&n.kind)))
+        .collect()
+}
+
+/// The names warned about `before` that `resolved` still has and no longer warns about: they
+/// resolve again. Sorted.
+fn resolved_again(before: &HashMap<String, Noted>, resolved: &config::Resolved) -> Vec<String> {
+    let noted: HashSet<&str> = resolved.notes.iter().map(|n| n.name.as_str()).collect();
+    let mut again: Vec<String> = (resolved.config.dns.iter())
+        .map(|(name, _)| name.as_str())
+        .filter(|name| before.contains_key(*name) && !noted.contains(name))
+        .map(str::to_owned)
+        .collect();
+    again.sort_unstable();
+    again.dedup();
+    again
+}
+
+fn log_resolved_again(names: &[String]) {
+    for name in names {
+        tracing::info!("backend name {name} resolves again");
+    }
+}
+
 /// What a reload read from the file.
 enum Read {
     /// The text that runs now: nothing to reload.
@@ -604,7 +687,7 @@ enum Read {
     /// is large).
     Changed(
         u128,
-        Box<Result<(Arc<Prepared>, Config), config::ConfigErrors>>,
+        Box<Result<(Arc<Prepared>, config::Resolved), config::ConfigErrors>>,
     ),
 }
 

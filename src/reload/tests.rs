@@ -18,13 +18,8 @@ fn file(body: &str) -> String {
 /// The config file `path` as the process started with it: `text`, prepared, its names
 /// answered by `resolver`.
 fn source_with(path: &Path, text: &str, resolver: Arc<dyn config::Resolve>) -> Source {
-    let prepared = config::prepare(text, path).unwrap_or_else(|e| panic!("{e}"));
-    Source {
-        path: path.to_path_buf(),
-        text: text.to_owned(),
-        prepared: Arc::new(prepared),
-        resolver,
-    }
+    let loaded = Source::from_text(path, text.to_owned(), resolver);
+    loaded.unwrap_or_else(|e| panic!("{e}")).1
 }
 
 /// [`source_with`] the system resolver.
@@ -407,4 +402,126 @@ async fn a_dns_refresh_after_a_partial_reload_publishes_without_counting_a_reloa
     assert_eq!(reloads(&rt, "failure"), 1.0);
     assert_eq!(rt.last_load().message, last.message);
     assert_eq!(rt.last_load().at, last.at);
+}
+
+/// Answers each host name as set (a name not set: no address).
+#[derive(Debug, Default)]
+struct Scripted(std::sync::Mutex<config::Answers>);
+
+impl Scripted {
+    fn set(&self, host: &str, answer: Result<Vec<std::net::IpAddr>, &str>) {
+        let answer = answer.map_err(str::to_owned);
+        self.0.lock().unwrap().insert(host.to_owned(), answer);
+    }
+}
+
+impl config::Resolve for Scripted {
+    fn answer(&self, hosts: &[&str]) -> config::Answers {
+        let set = self.0.lock().unwrap();
+        let answer = |h: &str| set.get(h).cloned().unwrap_or(Ok(Vec::new()));
+        hosts.iter().map(|&h| (h.to_owned(), answer(h))).collect()
+    }
+}
+
+/// The value of the counter `name` (without labels).
+fn counter(rt: &Runtime, name: &str) -> f64 {
+    let families = rt.metrics.registry().gather();
+    let family = families.iter().find(|f| f.name() == name).expect("registered");
+    family.get_metric()[0].get_counter().get_value()
+}
+
+/// A runtime on a file whose upstream has `one.test` and `two.test` on a dead port, both
+/// answered by the returned resolver.
+async fn two_names() -> (tempfile::TempDir, Arc<Runtime>, Arc<Scripted>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let port = dead().port();
+    let body = format!(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"one.test:{port}\" }}, {{ addr = \"two.test:{port}\" }}]\n"
+    );
+    let text = file(&body);
+    std::fs::write(&path, &text).unwrap();
+    let resolver = Arc::new(Scripted::default());
+    resolver.set("one.test", Ok(vec![[127, 0, 0, 1].into()]));
+    resolver.set("two.test", Ok(vec![[127, 0, 0, 2].into()]));
+    let (config, source) = Source::from_text(&path, text, resolver.clone()).unwrap();
+    let (_, handle) = Supervisor::new();
+    let metrics = crate::metrics::Metrics::detached();
+    let rt = Runtime::start(config, Some(source), handle, None, metrics, None).await;
+    (dir, rt, resolver)
+}
+
+fn addresses(rt: &Runtime) -> Vec<SocketAddr> {
+    let snapshot = rt.snapshot().load();
+    snapshot.upstreams[0].backends.iter().map(|b| b.addr).collect()
+}
+
+#[tokio::test]
+async fn a_failed_lookup_keeps_the_backends_publishes_nothing_and_is_noted_once() {
+    let (_dir, rt, resolver) = two_names().await;
+    let before = addresses(&rt);
+    assert_eq!(before.len(), 2);
+    let failures = "fulcrum_dns_lookup_failures_total";
+    assert_eq!(counter(&rt, failures), 0.0);
+
+    resolver.set("one.test", Err("resolver failure"));
+    for round in 1..=2 {
+        assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+        assert_eq!(addresses(&rt), before);
+        assert_eq!(rt.snapshot().load().generation, 1);
+        assert_eq!(counter(&rt, failures), f64::from(round));
+        let noted = rt.applied.lock().await.noted.clone();
+        let one = before[0].port();
+        assert_eq!(
+            noted,
+            HashMap::from([(format!("one.test:{one}"), Noted::LookupFailed)])
+        );
+    }
+    // It answers again: nothing noted any more, and nothing to publish.
+    resolver.set("one.test", Ok(vec![[127, 0, 0, 1].into()]));
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    assert!(rt.applied.lock().await.noted.is_empty());
+    assert_eq!(counter(&rt, failures), 2.0);
+}
+
+#[tokio::test]
+async fn a_change_published_beside_a_failed_lookup_counts_as_changed() {
+    let (_dir, rt, resolver) = two_names().await;
+    let port = addresses(&rt)[0].port();
+    resolver.set("one.test", Err("resolver failure"));
+    resolver.set("two.test", Ok(vec![[127, 0, 0, 3].into()]));
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Changed));
+    assert_eq!(
+        addresses(&rt),
+        [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from(([127, 0, 0, 3], port))
+        ]
+    );
+    assert_eq!(rt.snapshot().load().generation, 2);
+    assert_eq!(reloads(&rt, "success") + reloads(&rt, "failure"), 0.0);
+    assert_eq!(counter(&rt, "fulcrum_dns_lookup_failures_total"), 1.0);
+}
+
+#[tokio::test]
+async fn a_name_without_an_address_at_start_is_noted_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.toml");
+    let text = file("[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"gone.test:80\" }]\n");
+    std::fs::write(&path, &text).unwrap();
+    let resolver = Arc::new(Scripted::default());
+    let (config, source) = Source::from_text(&path, text, resolver.clone()).unwrap();
+    let (_, handle) = Supervisor::new();
+    let metrics = crate::metrics::Metrics::detached();
+    let rt = Runtime::start(config, Some(source), handle, None, metrics, None).await;
+    // Start warned about it (`fulcrum run` logs the config's warnings): a refresh does not again.
+    let noted = HashMap::from([("gone.test:80".to_owned(), Noted::NoAddress)]);
+    assert_eq!(rt.applied.lock().await.noted, noted);
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    assert_eq!(rt.applied.lock().await.noted, noted);
+    // Its lookup fails now: another state, warned about once.
+    resolver.set("gone.test", Err("resolver failure"));
+    assert_eq!(rt.refresh_dns().await, Some(DnsRefresh::Unchanged));
+    let failed = HashMap::from([("gone.test:80".to_owned(), Noted::LookupFailed)]);
+    assert_eq!(rt.applied.lock().await.noted, failed);
 }

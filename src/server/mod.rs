@@ -28,7 +28,7 @@ use crate::health::Supervisor;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::ratelimit::Pruner;
-pub use crate::reload::{LogControl, Source};
+pub use crate::reload::{LogControl, Source, SourceError};
 use crate::reload::{Reloader, Runtime};
 use drain::Drain;
 use guard::GuardApp;
@@ -60,8 +60,9 @@ pub enum ServerError {
 /// How to run, beyond the config.
 #[derive(Default)]
 pub struct RunOptions {
-    /// The config file and the text it was parsed from, reloaded on change, SIGHUP and
-    /// `POST /reload`; `None` for a built-in config (the demo).
+    /// The config file ([`Source::load`] reads it and gives the config to run), reloaded on
+    /// change, SIGHUP and `POST /reload`; `None` for a config given in code (the demo, an
+    /// embedder), which never reloads.
     pub source: Option<Source>,
     /// The flag every SIGHUP sets, from [`sighup_flag`]; the reloader takes it. Registered
     /// before anything else listens for SIGHUP (`main` does it first thing, so that a SIGHUP
@@ -179,7 +180,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ServerError> {
     let access_log = AccessLog::start(&s.access_log, metrics.access_log_dropped.clone())
         .map(Arc::new)
         .map_err(|e| {
-            let file = options.source.as_ref().map(|s| s.path.as_path());
+            let file = options.source.as_ref().map(|s| s.path());
             ServerError::AccessLog(crate::access_log::open_error(&config.places, file, &e))
         })?;
     let (supervisor, health) = Supervisor::new();
