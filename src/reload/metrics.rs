@@ -1,6 +1,7 @@
 //! Reload and DNS refresh metrics, registered by the reload owner into the admin listener's
 //! registry.
 
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
@@ -32,14 +33,14 @@ impl ReloadMetrics {
             dns_refreshes: IntCounterVec::new(
                 Opts::new(
                     "fulcrum_dns_refreshes_total",
-                    "DNS refreshes of the running config's backend names (not config reloads) by result: changed (new addresses were published), unchanged (nothing to publish), failure (the new addresses could not be applied; the previous ones keep serving)",
+                    "DNS refreshes of the running config's backend names (not config reloads) by result: changed (new addresses were published), unchanged (nothing to publish; a failed lookup keeps its addresses), failure (the new addresses could not be applied, or the resolution did not finish; the previous ones keep serving)",
                 ),
                 &["result"],
             )
             .expect("valid metric"),
             lookup_failures: IntCounter::new(
                 "fulcrum_dns_lookup_failures_total",
-                "Backend name lookups that failed, at start, a reload or a DNS refresh; each such name kept the addresses it had, or stayed without any",
+                "Backend host names whose lookup failed, once per host per resolution (at start, a reload or a DNS refresh); each such name kept the addresses it had, or stayed without any",
             )
             .expect("valid metric"),
             last_success: IntGauge::new(
@@ -93,10 +94,14 @@ impl ReloadMetrics {
         self.last_timestamp.set(now());
     }
 
-    /// Counts the failed lookups among a resolution's `notes`.
+    /// Counts the failed lookups among a resolution's `notes`: one per host, however many
+    /// backends (and ports) name it, as the resolver is asked once per host.
     pub fn lookup_failures(&self, notes: &[Note]) {
-        let failed = notes.iter().filter(|n| n.kind.is_failure()).count();
-        self.lookup_failures.inc_by(failed as u64);
+        let hosts: HashSet<&str> = (notes.iter())
+            .filter(|n| n.kind.is_failure())
+            .map(|n| n.name.rsplit_once(':').map_or(n.name.as_str(), |(host, _)| host))
+            .collect();
+        self.lookup_failures.inc_by(hosts.len() as u64);
     }
 
     /// Counts a DNS refresh; a reload's counters and state are left alone.

@@ -1,17 +1,19 @@
 //! Hot reload: the one owner that applies a config, and the one task that decides when.
 //!
 //! - [`Runtime`] (this file): the running state (registry, published snapshot, health
-//!   supervisor) and [`Runtime::apply`]: build the new snapshot without side effects → probe the
-//!   backends no check has answered for yet → publish with one `store` → tell the registry and the
-//!   supervisor → prune state nothing refers to.
+//!   supervisor) and the one way a config is applied, for [`Runtime::reload`] and
+//!   [`Runtime::refresh_dns`] alike: build the new snapshot without side effects → probe the
+//!   backends no check has answered for yet → publish with one `store` → tell the registry and
+//!   the supervisor → prune state nothing refers to.
+//! - `source`: the config file a process starts from ([`Source::load`]).
 //! - `reloader`: the background task every trigger feeds (a change of the file, SIGHUP,
 //!   `POST /reload`); reloads never run concurrently and a burst coalesces into one.
 //! - `watch`: the config file's directory, watched with `notify`.
 //! - `metrics`: reload and DNS refresh counters on the admin listener.
 //!
 //! A DNS refresh ([`Runtime::refresh_dns`]) is not a reload: it resolves the backend names of
-//! the running config's [`Prepared`](config::Prepared) again, reads and parses nothing, and
-//! publishes through the same apply only when an answer changed.
+//! the running config's [`Prepared`] again, reads and parses nothing, and
+//! publishes through the same apply only when the addresses changed.
 //!
 //! Keys a reload cannot change in place (`server.listen`, `admin_listen`, `threads`,
 //! `upgrade_sock`) are reported with a clear message and the rest of the file is applied.
@@ -34,16 +36,17 @@ pub enum Cause {
     Request(usize),
 }
 
-/// What a DNS refresh did, as `fulcrum_dns_refreshes_total` counts it. A failed lookup is
-/// none of these: its name keeps the addresses it had, and `fulcrum_dns_lookup_failures_total`
-/// counts it.
+/// What a DNS refresh did, as `fulcrum_dns_refreshes_total` counts it. A failed lookup does not
+/// decide it: its name keeps the addresses it had (so, alone, it is `Unchanged`), and
+/// `fulcrum_dns_lookup_failures_total` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DnsRefresh {
     /// The addresses changed and the new ones were published.
     Changed,
     /// Nothing to publish: every name has the addresses it had.
     Unchanged,
-    /// The new addresses could not be applied; the previous ones keep serving.
+    /// The new addresses could not be applied, or the resolution did not finish; the previous
+    /// addresses keep serving.
     Failure,
 }
 
@@ -113,7 +116,7 @@ pub struct Runtime {
     registry: Arc<Registry>,
     snapshot: SharedSnapshot,
     supervisor: SupervisorHandle,
-    /// The config file; `None` for the demo's built-in config.
+    /// The config file; `None` for a config given in code (the demo's, an embedder's).
     path: Option<PathBuf>,
     /// `[server]` as the process started: what a reload cannot change.
     fixed: ServerConfig,
@@ -289,7 +292,7 @@ impl Runtime {
     pub async fn reload(&self, cause: Cause) -> Option<Outcome> {
         let _owner = self.owner.lock().await;
         let Some(path) = self.path.clone() else {
-            let message = "this process runs a config given at start, not a config file: there is nothing to reload (`fulcrum demo --config config/demo.toml` runs the demo from a file)";
+            let message = "this process runs a config given at start, not a config file: there is nothing to reload (`fulcrum run --config FILE` runs from a file, and reloads it)";
             return Some(self.record(Outcome::Rejected {
                 errors: vec![ConfigError::at(Path::new("-"), "", None, "", message)],
             }));
@@ -411,17 +414,17 @@ impl Runtime {
             }
         };
         self.reloads.lookup_failures(&resolved.notes);
-        {
-            let mut applied = self.applied.lock().await;
-            let before = std::mem::take(&mut applied.noted);
-            for n in &resolved.notes {
-                if before.get(&n.name) != Some(&Noted::of(&n.kind)) {
-                    tracing::warn!("{n}");
-                }
+        // A name's warning is true whatever the publish does; that it resolves again, and the
+        // state the next refresh compares with, only once its addresses are in effect.
+        let before = self.applied.lock().await.noted.clone();
+        let mut warned = HashSet::new();
+        for n in &resolved.notes {
+            if before.get(&n.name) != Some(&Noted::of(&n.kind)) && warned.insert(&n.name) {
+                tracing::warn!("{n}");
             }
-            log_resolved_again(&resolved_again(&before, &resolved));
-            applied.noted = noted(&resolved.notes);
         }
+        let again = resolved_again(&before, &resolved);
+        let noted_now = noted(&resolved.notes);
         let result = if resolved.config.dns == previous {
             DnsRefresh::Unchanged
         } else {
@@ -441,6 +444,10 @@ impl Runtime {
                 }
             }
         };
+        if result != DnsRefresh::Failure {
+            log_resolved_again(&again);
+            self.applied.lock().await.noted = noted_now;
+        }
         self.reloads.dns_refresh(result);
         Some(result)
     }
@@ -450,9 +457,11 @@ impl Runtime {
     /// one store, then makes the registry and the health supervisor follow. Requests already
     /// routed finish on the snapshot they started with. Logs nothing of the config's warnings:
     /// who loaded the config reports it. (Reloads and refreshes go through [`Runtime::reload`]
-    /// and [`Runtime::refresh_dns`]; this is for tests and the reload benchmark.)
+    /// and [`Runtime::refresh_dns`]; this is for tests and the reload benchmark. A later refresh
+    /// starts from the last reload's config, not from this one.)
     #[cfg(any(test, feature = "internals"))]
     pub async fn apply(&self, config: Config) -> Outcome {
+        let _owner = self.owner.lock().await;
         self.publish(config, By::Reload).await
     }
 

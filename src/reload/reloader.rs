@@ -115,12 +115,14 @@ impl BackgroundService for Reloader {
         // reload that applied), however many file events that change nothing come in between.
         let mut resolved_at = Instant::now();
         if self.runtime.has_file() {
-            self.run(Triggers {
+            let t = Triggers {
                 signal: self.sighup_pending(false),
                 file: true,
                 ..Triggers::default()
-            })
-            .await;
+            };
+            if self.run(t).await {
+                resolved_at = Instant::now();
+            }
         }
         loop {
             let mut t = Triggers::default();
@@ -166,15 +168,7 @@ impl BackgroundService for Reloader {
                     t.signal |= self.sighup_pending(true);
                 }
             }
-            // A reload first: one that applies resolves the names too, and the refresh due
-            // then would only repeat it (and must not start from the config it replaced).
-            if !t.is_empty() && self.run(t).await {
-                resolved_at = Instant::now();
-                dns = false;
-            }
-            // (An empty `t`: a SIGHUP an earlier reload already answered, or only a refresh.)
-            if dns {
-                self.runtime.refresh_dns().await;
+            if self.due(t, dns).await {
                 resolved_at = Instant::now();
             }
         }
@@ -207,6 +201,20 @@ impl Reloader {
             Some(flag) => flag.swap(false, Ordering::AcqRel),
             None => woken,
         }
+    }
+
+    /// Reloads for `t` (unless it is empty: a SIGHUP an earlier reload already answered), then
+    /// refreshes the names if `dns` says a refresh is due; whether the names were resolved. A
+    /// reload first: one that applies resolves the names too, and the refresh due then would
+    /// only repeat it (and must not start from the config it replaced).
+    async fn due(&self, t: Triggers, dns: bool) -> bool {
+        if !t.is_empty() && self.run(t).await {
+            return true;
+        }
+        if dns {
+            self.runtime.refresh_dns().await;
+        }
+        dns
     }
 
     /// Reloads for `t`; whether the names of the config that runs now were resolved by it: a
@@ -263,5 +271,55 @@ mod tests {
         assert_eq!(t(true, true, 0).cause(), Cause::Sighup);
         assert_eq!(t(true, true, 2).cause(), Cause::Request(2));
         assert!(t(false, false, 0).is_empty());
+    }
+
+    /// Answers every name with 127.0.0.1 and counts the resolutions.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl crate::config::Resolve for Counting {
+        fn answer(&self, hosts: &[&str]) -> crate::config::Answers {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            hosts.iter().map(|&h| (h.to_owned(), Ok(vec![ip]))).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_applies_takes_the_place_of_the_refresh_due_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        let text = |limit: u32| {
+            format!("[server]\nlisten = [\"127.0.0.1:1\"]\nthreads = 1\nmax_request_body = {limit}\n[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{{ addr = \"svc.test:1\" }}]\n")
+        };
+        std::fs::write(&path, text(1)).unwrap();
+        let resolver = Arc::new(Counting::default());
+        let (config, source) =
+            crate::reload::Source::from_text(&path, text(1), resolver.clone()).unwrap();
+        let (_, handle) = crate::health::Supervisor::new();
+        let metrics = crate::metrics::Metrics::detached();
+        let runtime = Runtime::start(config, Some(source), handle, None, metrics, None).await;
+        let (reloader, _) = Reloader::new(Arc::clone(&runtime), None);
+        let resolutions = || resolver.0.load(Ordering::SeqCst);
+        let signal = || Triggers {
+            signal: true,
+            ..Triggers::default()
+        };
+        assert_eq!(resolutions(), 1);
+
+        // A reload that applies and a refresh due: one resolution, the reload's.
+        std::fs::write(&path, text(2)).unwrap();
+        assert!(reloader.due(signal(), true).await);
+        assert_eq!(resolutions(), 2);
+        assert_eq!(runtime.snapshot().load().generation, 2);
+        // A rejected reload resolves nothing: the refresh due runs.
+        std::fs::write(&path, "[server\nbroken").unwrap();
+        assert!(reloader.due(signal(), true).await);
+        assert_eq!(resolutions(), 3);
+        // A refresh alone, and nothing at all.
+        assert!(reloader.due(Triggers::default(), true).await);
+        assert_eq!(resolutions(), 4);
+        assert!(!reloader.due(Triggers::default(), false).await);
+        assert_eq!(resolutions(), 4);
     }
 }

@@ -16,8 +16,9 @@ pub struct Source {
     pub(crate) prepared: Arc<Prepared>,
     /// Answers for the backend names at start, and at every reload and DNS refresh.
     pub(crate) resolver: Arc<dyn Resolve>,
-    /// The names the start's resolution warned about (start logs them): a refresh warns about
-    /// a name only when its state changes.
+    /// The names the start's resolution warned about (their warnings are in the config
+    /// [`Source::load`] returns, which whoever starts the process logs): a refresh warns about a
+    /// name only when its state changes.
     pub(crate) notes: Vec<Note>,
 }
 
@@ -35,7 +36,9 @@ pub enum SourceError {
 impl Source {
     /// Reads the config file at `path` (a regular file of at most `max_size` bytes), prepares
     /// it and resolves its backend names with `resolver`: the config to start with, and the
-    /// source a reload and a DNS refresh start from. Blocking (file IO, DNS).
+    /// source a reload and a DNS refresh start from. Blocking (file IO, DNS). The config's
+    /// `warnings` (names that did not resolve among them) are the caller's to log: later DNS
+    /// refreshes warn about a name only when its state changes.
     pub fn load(
         path: &Path,
         max_size: u64,
