@@ -59,8 +59,8 @@ impl Prepared {
     }
 }
 
-/// Reads the config file at `path` (a regular file of at most `max_size` bytes: see [`file`](mod@file))
-/// and prepares and resolves it. Blocking (file IO, DNS).
+/// Reads the config file at `path` (a regular file of at most `max_size` bytes: see
+/// [`file`](mod@file)) and prepares and resolves it. Blocking (file IO, DNS).
 pub fn load(path: &Path, max_size: u64) -> Result<Config, ConfigErrors> {
     parse(&read(path, max_size)?, path)
 }
