@@ -30,7 +30,7 @@ pub struct Trial {
     /// The readmission cycle of the backend's trial after an ejection, if this attempt holds it
     /// ([`HealthState::claim_trial`]).
     ///
-    /// [`HealthState::claim_trial`]: crate::registry::health::HealthState::claim_trial
+    /// [`HealthState::claim_trial`]: crate::registry::HealthState::claim_trial
     readmission: Option<u32>,
 }
 

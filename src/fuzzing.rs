@@ -318,8 +318,8 @@ pub fn expand_env(data: &[u8]) {
         return;
     }
     if let Err(errors) = env::expand(text, |_| None) {
-        for (span, message) in &errors {
-            assert!(!message.is_empty());
+        for env::EnvError { span, problem } in &errors {
+            assert!(!problem.to_string().is_empty());
             assert!(span.start < span.end && span.end <= text.len(), "{span:?}");
             let at = text.get(span.clone());
             assert!(at.is_some_and(|s| s.starts_with("${")), "{span:?}: {at:?}");

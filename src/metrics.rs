@@ -87,7 +87,7 @@ pub struct Metrics {
     /// Client connections open now.
     pub connections: IntGauge,
     /// Requests refused before they were parsed, and connections over `max_connections`, by
-    /// reason ([`crate::server::guard::Refusal::label`]).
+    /// reason (`server::guard::Refusal::label`).
     pub refused: IntCounterVec,
     /// TLS handshakes by listener and result (success, failure, timeout).
     pub tls_handshakes: IntCounterVec,

@@ -10,7 +10,7 @@
 //!
 //! A known path with another method gets 405 with `Allow`; anything else 404. Beside the metric
 //! families, `/metrics` serves gauges read from the published snapshot when it is scraped
-//! ([`snapshot_gauges`]).
+//! (`snapshot_gauges`).
 
 mod snapshot_gauges;
 mod status;

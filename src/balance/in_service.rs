@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 pub struct Table {
     /// Backend indices, ascending.
     pub backends: Vec<u32>,
-    /// cumulative[k] = sum of the weights of backends[..=k].
+    /// `cumulative[k]` = sum of the weights of `backends[..=k]`.
     pub cumulative: Vec<u64>,
 }
 

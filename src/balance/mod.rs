@@ -126,7 +126,7 @@ impl Drop for Lease {
 /// Backends a set holds in its inline bitmap; larger indices go to a list.
 const INLINE_BACKENDS: usize = 1024;
 
-/// A set of backend indices: O(1) and without allocating for the first [`INLINE_BACKENDS`].
+/// A set of backend indices: O(1) and without allocating for the first `INLINE_BACKENDS` (1 024).
 #[derive(Debug, Clone)]
 pub struct BackendSet {
     bits: [u64; INLINE_BACKENDS / 64],

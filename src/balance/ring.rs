@@ -31,7 +31,7 @@ const MAX_JUMP_BITS: u32 = 16;
 pub struct Ring {
     /// (position, backend), sorted by position.
     points: Box<[(u64, u32)]>,
-    /// jump[p] = index of the first point whose position's top `jump_bits` bits are >= p.
+    /// `jump[p]` = index of the first point whose position's top `jump_bits` bits are >= p.
     jump: Box<[u32]>,
     /// About log2 of the number of points, 1 to [`MAX_JUMP_BITS`].
     jump_bits: u32,

@@ -12,7 +12,50 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 /// A problem with one `${...}`: where it is in the original text, and what is wrong.
-pub type EnvError = (Range<usize>, String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    /// The `${...}` in the original text (up to its `}`; only the `${` when it has none).
+    pub span: Range<usize>,
+    /// What is wrong with it.
+    pub problem: EnvProblem,
+}
+
+/// What is wrong with one `${...}`, for code that acts on it; `Display` says it to people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvProblem {
+    /// A `${` with no `}` after it.
+    #[error("unclosed ${{ (write $$ for a literal $)")]
+    Unclosed,
+    /// A `${...}` inside a default: `${A:-${B}}`.
+    #[error("a ${{...}} inside a default is not supported; write the default out")]
+    NestedDefault,
+    /// A name that is not letters, digits and `_` (or is empty).
+    #[error("invalid variable name in ${{{inner}}}; expected ${{NAME}} or ${{NAME:-default}} with NAME of letters, digits and _")]
+    InvalidName {
+        /// What is between `${` and `}`.
+        inner: String,
+    },
+    /// `${NAME}` without a default, and `NAME` is unset or empty.
+    #[error(
+        "environment variable {name} is not set (write ${{{name}:-default}} to give a default)"
+    )]
+    Missing {
+        /// The variable's name.
+        name: String,
+    },
+    /// A value in a `'...'` string that holds what only an escape could write there.
+    #[error("environment variable {name} holds a quote, newline or control character, which a '...' string cannot; use a \"...\" string")]
+    UnfitForLiteral {
+        /// The variable's name.
+        name: String,
+    },
+}
+
+impl EnvError {
+    fn new(span: Range<usize>, problem: EnvProblem) -> Self {
+        EnvError { span, problem }
+    }
+}
 
 /// `source` with every `${...}` in a string value replaced by `lookup`'s answer; every problem
 /// when some cannot be.
@@ -200,15 +243,12 @@ fn expand_body(
         }
         let span = body.start + at..body.start + at + rest.find('}').map_or(2, |e| e + 1);
         let Some(close) = rest.find('}') else {
-            errors.push((span, "unclosed ${ (write $$ for a literal $)".to_owned()));
+            errors.push(EnvError::new(span, EnvProblem::Unclosed));
             return;
         };
         let inner = &rest[2..close];
         if inner.contains("${") {
-            errors.push((
-                span,
-                "a ${...} inside a default is not supported; write the default out".to_owned(),
-            ));
+            errors.push(EnvError::new(span, EnvProblem::NestedDefault));
             i = at + close + 1;
             continue;
         }
@@ -217,19 +257,17 @@ fn expand_body(
             None => (inner, None),
         };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            errors.push((
-                span,
-                format!("invalid variable name in ${{{inner}}}; expected ${{NAME}} or ${{NAME:-default}} with NAME of letters, digits and _"),
-            ));
+            let inner = inner.to_owned();
+            errors.push(EnvError::new(span, EnvProblem::InvalidName { inner }));
         } else {
             let value = lookup(name).filter(|v| !v.is_empty());
             match (value, default) {
                 (Some(v), _) => push_value(&v, kind, name, span.clone(), out, errors),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => errors.push((
-                    span,
-                    format!("environment variable {name} is not set (write ${{{name}:-default}} to give a default)"),
-                )),
+                (None, None) => {
+                    let name = name.to_owned();
+                    errors.push(EnvError::new(span, EnvProblem::Missing { name }));
+                }
             }
         }
         i = at + close + 1;
@@ -265,10 +303,8 @@ fn push_value(
             if value.contains(['\'', '\n', '\r'])
                 || value.chars().any(|c| c.is_control() && c != '\t')
             {
-                errors.push((
-                    span,
-                    format!("environment variable {name} holds a quote, newline or control character, which a '...' string cannot; use a \"...\" string"),
-                ));
+                let name = name.to_owned();
+                errors.push(EnvError::new(span, EnvProblem::UnfitForLiteral { name }));
             } else {
                 out.push_str(value);
             }
@@ -342,20 +378,53 @@ mod tests {
     fn reports_every_problem_where_it_is() {
         let src = "a = \"${NOPE}\"\nb = \"${BAD NAME}\"\nc = '${APOS}'\ne = \"${NOPE:-${PORT}}\"\nd = \"${OPEN\"";
         let errors = expand(src, env).unwrap_err();
-        let found: Vec<(&str, &str)> = errors
+        let found: Vec<(&str, &EnvProblem)> = errors
             .iter()
-            .map(|(span, msg)| (&src[span.clone()], msg.split(' ').next().unwrap()))
+            .map(|e| (&src[e.span.clone()], &e.problem))
             .collect();
+        let name = |n: &str| n.to_owned();
         assert_eq!(
             found,
             [
-                ("${NOPE}", "environment"),
-                ("${BAD NAME}", "invalid"),
-                ("${APOS}", "environment"),
-                ("${NOPE:-${PORT}", "a"),
-                ("${", "unclosed"),
+                ("${NOPE}", &EnvProblem::Missing { name: name("NOPE") }),
+                (
+                    "${BAD NAME}",
+                    &EnvProblem::InvalidName {
+                        inner: name("BAD NAME")
+                    }
+                ),
+                (
+                    "${APOS}",
+                    &EnvProblem::UnfitForLiteral { name: name("APOS") }
+                ),
+                ("${NOPE:-${PORT}", &EnvProblem::NestedDefault),
+                ("${", &EnvProblem::Unclosed),
             ]
         );
-        assert!(errors[0].1.contains("NOPE is not set"), "{}", errors[0].1);
+    }
+
+    #[test]
+    fn says_each_problem_as_before() {
+        let text = |problem: EnvProblem| problem.to_string();
+        assert_eq!(
+            text(EnvProblem::Unclosed),
+            "unclosed ${ (write $$ for a literal $)"
+        );
+        assert_eq!(
+            text(EnvProblem::NestedDefault),
+            "a ${...} inside a default is not supported; write the default out"
+        );
+        assert_eq!(
+            text(EnvProblem::InvalidName { inner: "A B".into() }),
+            "invalid variable name in ${A B}; expected ${NAME} or ${NAME:-default} with NAME of letters, digits and _"
+        );
+        assert_eq!(
+            text(EnvProblem::Missing { name: "P".into() }),
+            "environment variable P is not set (write ${P:-default} to give a default)"
+        );
+        assert_eq!(
+            text(EnvProblem::UnfitForLiteral { name: "Q".into() }),
+            "environment variable Q holds a quote, newline or control character, which a '...' string cannot; use a \"...\" string"
+        );
     }
 }

@@ -47,7 +47,7 @@ pub enum Kind {
     /// A value of the wrong type, or one its type cannot take (a misspelt word, a list for a
     /// table).
     WrongType,
-    /// `${NAME}` without a default, and `NAME` is not set.
+    /// `${NAME}` without a default, and `NAME` is unset or empty.
     MissingEnv {
         /// The variable's name.
         name: Box<str>,

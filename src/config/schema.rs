@@ -444,7 +444,8 @@ pub struct UpstreamSection {
     /// Requests in flight to the upstream at once, at least 1; past it the client gets an
     /// immediate 503 (Envoy's `max_requests`). Default: absent = unlimited.
     pub max_inflight: Option<Spanned<u32>>,
-    /// How often backend host names are resolved again. Default: [`DEFAULT_DNS_REFRESH`].
+    /// How long after they were last resolved (by a refresh, or a reload that applied) backend
+    /// host names are resolved again. Default: [`DEFAULT_DNS_REFRESH`].
     pub dns_refresh: Option<Spanned<HumanDuration>>,
     /// HTTPS to the backends. Default: false.
     pub tls: Option<Spanned<bool>>,

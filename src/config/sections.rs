@@ -175,7 +175,7 @@ fn compare_paths(a: &[String], b: &[String]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-/// `route[1].rate_limit` → ["route", "[1]", "rate_limit"]. (A key with a '.' in it, such as an
+/// `route[1].rate_limit` → `["route", "[1]", "rate_limit"]`. (A key with a '.' in it, such as an
 /// upstream named "api.v1", is in pieces in a [`FieldPath`]; [`remove`] puts them back together.
 /// One ending in `[N]`, `a[1]`, is `a`, `[1]`, which it does not: such a key's mistakes stay.)
 fn segments(path: &FieldPath) -> Vec<String> {

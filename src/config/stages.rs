@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::env::{self, EnvError, EnvProblem};
 use super::error::LineIndex;
 use super::mistakes::{every_mistake, syntax_error};
 use super::resolve::{self, BackendSource, Note, Resolve, SystemResolver, Unresolved};
-use super::{certs, env, file, schema, sections, validate, Config, ConfigError, ConfigErrors};
+use super::{certs, file, schema, sections, validate, Config, ConfigError, ConfigErrors, Kind};
 
 /// A config text made ready to run but for its backend host names: expanded, parsed, validated,
 /// its certificate, key and CA files read (and held, so that resolving again reads nothing).
@@ -58,8 +59,8 @@ impl Prepared {
     }
 }
 
-/// Reads the config file at `path` (a regular file of at most `max_size` bytes: see [`file`])
-/// and prepares and resolves it. Blocking (file IO, DNS).
+/// Reads the config file at `path` (a regular file of at most `max_size` bytes: see
+/// [`file`](mod@file)) and prepares and resolves it. Blocking (file IO, DNS).
 pub fn load(path: &Path, max_size: u64) -> Result<Config, ConfigErrors> {
     parse(&read(path, max_size)?, path)
 }
@@ -135,22 +136,18 @@ fn prepare_with(source: &str, path: &Path, files: CertFiles) -> Result<Prepared,
         }
         Err(errors) => errors,
     };
-    // The variables that are missing without a default (`${NAME}` at each error's place).
+    // The variables that are missing without a default.
     let missing: Vec<&str> = env_errors
         .iter()
-        .filter_map(|(span, _)| {
-            source
-                .get(span.clone())?
-                .strip_prefix("${")?
-                .strip_suffix('}')
+        .filter_map(|e| match &e.problem {
+            EnvProblem::Missing { name } => Some(name.as_str()),
+            _ => None,
         })
         .collect();
     let mut errors: Vec<ConfigError> = LineIndex::scope(source, || {
         env_errors
             .iter()
-            .map(|(span, message)| {
-                ConfigError::at(path, source, Some(span.clone()), "", message.clone())
-            })
+            .map(|e| env_error(e, source, path))
             .collect()
     });
     // The rest of the file is still checked, with a stand-in for each missing variable; what
@@ -166,6 +163,24 @@ fn prepare_with(source: &str, path: &Path, files: CertFiles) -> Result<Prepared,
         }
     }
     Err(ConfigErrors::by_place(errors))
+}
+
+/// The config error for a problem with a `${...}` in `source`; a missing variable's is of
+/// [`Kind::MissingEnv`].
+fn env_error(e: &EnvError, source: &str, path: &Path) -> ConfigError {
+    let error = ConfigError::at(
+        path,
+        source,
+        Some(e.span.clone()),
+        "",
+        e.problem.to_string(),
+    );
+    match &e.problem {
+        EnvProblem::Missing { name } => error.kind(Kind::MissingEnv {
+            name: name.as_str().into(),
+        }),
+        _ => error,
+    }
 }
 
 fn prepare_indexed(source: &str, path: &Path, files: CertFiles) -> Result<Prepared, ConfigErrors> {
@@ -215,4 +230,31 @@ fn fits_its_own_limit(
     let message = format!("this file is {size} bytes, more than its own max_config_size ({limit}): a reload of it would be refused; raise max_config_size to at least {size} bytes");
     let field = "server.max_config_size";
     Err(config.places.error(Some(path), field, message).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_variable_is_of_its_own_kind() {
+        // Names no environment sets; `${...}` problems other than a missing variable stay
+        // `Kind::Invalid`.
+        let name = "FULCRUM_UNIT_SURELY_UNSET_4C1E";
+        let source = format!(
+            "[server]\nlisten = [\"${{{name}}}\"]\nlog_level = \"${{BAD NAME}}\"\n\n\
+             [[route]]\nupstream = \"web\"\n\n\
+             [upstream.web]\nbackends = [{{ addr = \"127.0.0.1:9001\" }}]\n"
+        );
+        let errors = prepare(&source, Path::new("t.toml")).unwrap_err().0;
+        let kinds: Vec<(usize, &Kind)> = errors.iter().map(|e| (e.line, &e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (2, &Kind::MissingEnv { name: name.into() }),
+                (3, &Kind::Invalid),
+            ],
+            "{errors:?}"
+        );
+    }
 }

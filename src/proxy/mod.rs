@@ -503,7 +503,7 @@ impl ProxyHttp for Proxy {
     }
 
     /// Counts streamed body bytes against the limit (for bodies without `Content-Length`), and
-    /// sets how long the next read of the body may wait (see [`RequestCtx::body_wait`]).
+    /// sets how long the next read of the body may wait (see `RequestCtx::body_wait`).
     async fn request_body_filter(
         &self,
         session: &mut Session,

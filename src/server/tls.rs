@@ -42,7 +42,7 @@ use crate::config::runtime::{TlsListenerConfig, TlsVersion};
 use crate::snapshot::SharedSnapshot;
 
 /// rustls asks this for the certificate of each handshake on one listener: the listener's
-/// [`CertSet`] in the snapshot published now.
+/// [`CertSet`](crate::cert_set::CertSet) in the snapshot published now.
 #[derive(Debug)]
 pub struct SniResolver {
     listen: SocketAddr,
