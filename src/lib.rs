@@ -2,7 +2,8 @@
 //!
 //! **The public surface** is what an embedder (`examples/embed.rs`, the `fulcrum` binary) uses:
 //! [`config`] (parse or load a config, and the types it holds), [`server::run`] with
-//! [`server::RunOptions`], [`demo`] (the demo backends) and [`admin::HEALTHZ_BODY`]. Every other
+//! [`server::RunOptions`] (a config file that reloads: [`server::Source::load`]), [`demo`] (the
+//! demo backends) and [`admin::HEALTHZ_BODY`]. Every other
 //! module is internal: `pub(crate)`, or `pub` with the cargo feature `internals`, which the
 //! benchmarks in `benches/` build with.
 //!

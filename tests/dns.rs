@@ -1,6 +1,6 @@
 //! Backends named by host name: resolved off the request path, again every `dns_refresh`, every
 //! address a backend; a name that does not resolve at start is a warning and a 503 that names it.
-//! Resolution goes through the test seam `FULCRUM_HOSTS_FILE` (set for this test binary only),
+//! Resolution goes through the test seam `FULCRUM_HOSTS_FILE` (set for the fulcrum that test starts),
 //! and `localhost` through the system resolver.
 
 mod support;
@@ -57,9 +57,6 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     write_hosts(&hosts, "# nothing yet\n");
-    // The variable reaches every fulcrum this binary starts: the other test's `localhost` is in
-    // no hosts file, so it goes to the system resolver all the same.
-    std::env::set_var("FULCRUM_HOSTS_FILE", &hosts);
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let (pa, pb) = (a.addr.port(), b.addr.port());
     // Both backends share a port number only in this test's imagination: the name's addresses
@@ -67,7 +64,7 @@ async fn names_resolve_late_fan_out_and_follow_changes() {
     let body = format!(
         "[[route]]\nupstream = \"svc\"\n[upstream.svc]\ndns_refresh = \"300ms\"\nbackends = [{{ addr = \"svc-a.test:{pa}\" }}, {{ addr = \"svc-b.test:{pb}\" }}]\n"
     );
-    let f = Fulcrum::start_logging("info", "", &body);
+    let f = Fulcrum::start_with_hosts(&hosts, "info", &body);
     // Neither name resolves: fulcrum serves anyway, and says which names it waits for.
     let r = get(f.addr, "h.test", "/").await;
     assert_eq!(r.status, 503, "{}", r.body);

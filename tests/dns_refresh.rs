@@ -1,25 +1,13 @@
 //! A DNS refresh is not a config reload: it resolves the running config's backend names again
 //! and publishes a change of address, but counts no reload and reports nothing of the file
-//! again. Resolution goes through the test seam `FULCRUM_HOSTS_FILE` (set for this test binary
-//! only; each test sets it to its own file while it starts fulcrum, under [`HOSTS`]).
+//! again. Resolution goes through the test seam `FULCRUM_HOSTS_FILE` (set for the fulcrum each
+//! test starts, each test its own file).
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// Held while a test points `FULCRUM_HOSTS_FILE` at its file and starts fulcrum (which reads
-/// the variable from the environment it is started with).
-static HOSTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Fulcrum started with `FULCRUM_HOSTS_FILE=hosts`, logging at info.
-async fn start_with_hosts(hosts: &Path, body: &str) -> Fulcrum {
-    let _env = HOSTS.lock().await;
-    std::env::set_var("FULCRUM_HOSTS_FILE", hosts);
-    Fulcrum::start_logging("info", "", body)
-}
 
 /// Waits until the series `series` (name and labels) is at least `value`.
 async fn at_least(f: &Fulcrum, series: &str, value: f64) {
@@ -56,11 +44,12 @@ async fn a_dns_change_after_a_partial_reload_is_a_refresh_not_a_failed_reload() 
         Behaviour::default(),
     )
     .await;
+    // `spare` is a warning of the file: each load reports it, a refresh does not.
     let body = format!(
-        "[[route]]\nupstream = \"svc\"\n[upstream.svc]\ndns_refresh = \"200ms\"\nbackends = [{{ addr = \"svc.test:{}\" }}]\n",
+        "[[route]]\nupstream = \"svc\"\n[upstream.svc]\ndns_refresh = \"200ms\"\nbackends = [{{ addr = \"svc.test:{}\" }}]\n[upstream.spare]\nbackends = [{{ addr = \"127.0.0.1:1\" }}]\n",
         a.addr.port()
     );
-    let f = start_with_hosts(&hosts, &body).await;
+    let f = Fulcrum::start_with_hosts(&hosts, "info", &body);
     served_by(&f, "a", "the name's first address never served").await;
 
     // A key only a restart changes: the reload applies the rest, and says what it did not.
@@ -86,6 +75,12 @@ async fn a_dns_change_after_a_partial_reload_is_a_refresh_not_a_failed_reload() 
     let log = f.log();
     assert_eq!(log.matches(restart).count(), 1, "{log}");
     assert!(log.contains("DNS refresh applied (generation"), "{log}");
+    let spare = "upstream \"spare\" is not used by any route";
+    assert_eq!(
+        log.matches(spare).count(),
+        2,
+        "the start and the reload: {log}"
+    );
     // `/status` shows the new generation; its last load, and the reload gauges, are the reload's.
     let now = f.status().await["config"].clone();
     assert!(
@@ -115,7 +110,7 @@ async fn a_failing_lookup_keeps_the_backends_and_is_logged_once_until_it_resolve
     let body = format!(
         "[[route]]\nupstream = \"svc\"\n[upstream.svc]\ndns_refresh = \"100ms\"\nbackends = [{{ addr = \"svc.test:{port}\" }}]\n"
     );
-    let f = start_with_hosts(&hosts, &body).await;
+    let f = Fulcrum::start_with_hosts(&hosts, "info", &body);
     served_by(&f, "a", "the name's address never served").await;
     let generation = f.status().await["config"]["generation"].clone();
 

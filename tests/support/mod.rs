@@ -348,6 +348,17 @@ pub fn bin() -> PathBuf {
 
 /// `fulcrum run --config path ARGS` with `RUST_LOG=log`, stderr to `log_file`.
 fn spawn(path: &std::path::Path, log: &str, log_file: &std::path::Path, args: &[&str]) -> Child {
+    spawn_with(path, log, log_file, args, &[])
+}
+
+/// [`spawn`] with the environment variables `env` set for fulcrum only.
+fn spawn_with(
+    path: &std::path::Path,
+    log: &str,
+    log_file: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Child {
     // A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
     let log_file = std::fs::File::create(log_file).unwrap();
     let mut command = Command::new(bin());
@@ -357,6 +368,7 @@ fn spawn(path: &std::path::Path, log: &str, log_file: &std::path::Path, args: &[
         log => command.env("RUST_LOG", log),
     };
     command
+        .envs(env.iter().copied())
         .args(["run", "--config"])
         .arg(path)
         .args(args)
@@ -410,10 +422,28 @@ impl Fulcrum {
     /// Like [`Fulcrum::start`], with the proxy listening on `listen_ip` (e.g. "[::]"); tests
     /// still connect to 127.0.0.1.
     pub fn start_full(listen_ip: &str, log: &str, server: &str, body: &str) -> Fulcrum {
+        Fulcrum::start_with(listen_ip, log, server, body, &[])
+    }
+
+    /// Like [`Fulcrum::start_logging`], with backend names answered from the hosts file `hosts`
+    /// (`FULCRUM_HOSTS_FILE`, set for this fulcrum only; see [`write_hosts`]).
+    pub fn start_with_hosts(hosts: &std::path::Path, log: &str, body: &str) -> Fulcrum {
+        let env = [("FULCRUM_HOSTS_FILE", hosts.as_os_str())];
+        Fulcrum::start_with("127.0.0.1", log, "", body, &env)
+    }
+
+    /// [`Fulcrum::start_full`] with the environment variables `env` set for fulcrum only.
+    fn start_with(
+        listen_ip: &str,
+        log: &str,
+        server: &str,
+        body: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Fulcrum {
         let mut last_err = String::new();
         // A port picked free can be taken by a parallel test before fulcrum binds it: retry.
         for _ in 0..3 {
-            let mut f = Fulcrum::launch(listen_ip, log, server, body);
+            let mut f = Fulcrum::launch_with(listen_ip, log, server, body, env);
             match f.wait_ready(Duration::from_secs(10)) {
                 Ok(()) => return f,
                 Err(e) => last_err = e,
@@ -424,6 +454,16 @@ impl Fulcrum {
 
     /// Spawns fulcrum like [`Fulcrum::start_full`] without waiting for it to serve.
     pub fn launch(listen_ip: &str, log: &str, server: &str, body: &str) -> Fulcrum {
+        Fulcrum::launch_with(listen_ip, log, server, body, &[])
+    }
+
+    fn launch_with(
+        listen_ip: &str,
+        log: &str,
+        server: &str,
+        body: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Fulcrum {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let server = format!(
@@ -432,7 +472,7 @@ impl Fulcrum {
         );
         let path = dir.path().join("fulcrum.toml");
         std::fs::write(&path, format!("{server}{body}")).unwrap();
-        let child = spawn(&path, log, &dir.path().join("fulcrum.log"), &[]);
+        let child = spawn_with(&path, log, &dir.path().join("fulcrum.log"), &[], env);
         Fulcrum {
             addr: ([127, 0, 0, 1], port).into(),
             admin: ([127, 0, 0, 1], admin_port).into(),
