@@ -42,20 +42,76 @@ pub mod config;
 pub mod demo;
 pub mod server;
 
-/// Declares internal modules: `pub(crate)`, or `pub` with the cargo feature `internals`.
-macro_rules! internal {
-    ($($name:ident),* $(,)?) => {$(
-        #[cfg(feature = "internals")]
-        pub mod $name;
-        #[cfg(not(feature = "internals"))]
-        pub(crate) mod $name;
-    )*};
-}
+// Internal modules: `pub(crate)`, or `pub` with the cargo feature `internals`.
+#[cfg(feature = "internals")]
+pub mod access_log;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod access_log;
 
-internal!(
-    access_log, balance, cert_set, circuit, health, metrics, outcome, proxy, ratelimit, registry,
-    reload, router, snapshot, upstream,
-);
+#[cfg(feature = "internals")]
+pub mod balance;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod balance;
+
+#[cfg(feature = "internals")]
+pub mod cert_set;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod cert_set;
+
+#[cfg(feature = "internals")]
+pub mod circuit;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod circuit;
+
+#[cfg(feature = "internals")]
+pub mod health;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod health;
+
+#[cfg(feature = "internals")]
+pub mod metrics;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod metrics;
+
+#[cfg(feature = "internals")]
+pub mod outcome;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod outcome;
+
+#[cfg(feature = "internals")]
+pub mod proxy;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod proxy;
+
+#[cfg(feature = "internals")]
+pub mod ratelimit;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod ratelimit;
+
+#[cfg(feature = "internals")]
+pub mod registry;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod registry;
+
+#[cfg(feature = "internals")]
+pub mod reload;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod reload;
+
+#[cfg(feature = "internals")]
+pub mod router;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod router;
+
+#[cfg(feature = "internals")]
+pub mod snapshot;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod snapshot;
+
+#[cfg(feature = "internals")]
+pub mod upstream;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod upstream;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -1,8 +1,8 @@
 //! `[upstream.NAME.health_check]` (active probes) and `[upstream.NAME.outlier]` (passive
 //! ejection).
 
-use toml::Spanned;
-
+use super::host::url_host_header;
+use super::status::{failure_status, status_match};
 use super::{nonzero_count, percent, positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
@@ -99,7 +99,7 @@ pub(super) fn health_check(
         kind,
         path,
         host: h.host.as_ref().and_then(|h| {
-            let url = super::route::url_host_header(h.get_ref().trim(), "host");
+            let url = url_host_header(h.get_ref().trim(), "host");
             match url {
                 Some(msg) => {
                     c.error(h.span(), format!("{field}.host"), msg);
@@ -124,48 +124,6 @@ pub(super) fn health_check(
             format!("{field}.unhealthy_threshold"),
             DEFAULT_UNHEALTHY_THRESHOLD,
         ),
-    }
-}
-
-fn status_match(c: &mut Checker, v: &Spanned<toml::Value>, field: &str) -> Option<StatusMatch> {
-    let parsed = match v.get_ref() {
-        toml::Value::Integer(n) if (100..=599).contains(n) => Some(StatusMatch::Code(*n as u16)),
-        toml::Value::String(s) => {
-            let b = s.as_bytes();
-            (b.len() == 3 && (b'1'..=b'5').contains(&b[0]) && b[1..].eq_ignore_ascii_case(b"xx"))
-                .then(|| StatusMatch::Class(u16::from(b[0] - b'0')))
-        }
-        _ => None,
-    };
-    if parsed.is_none() {
-        let msg = format!(
-            "invalid status {}; expected a code from 100 to 599 (200) or a class (\"2xx\")",
-            v.get_ref()
-        );
-        c.error(v.span(), field, msg);
-    }
-    parsed
-}
-
-/// `failure_status` of `[upstream.NAME.outlier]` or `[upstream.NAME.circuit_breaker]` (`field`
-/// is the section's): codes or classes, resolved to one set; `[]` is allowed (only connect
-/// errors, timeouts and broken responses count).
-pub(super) fn failure_status(
-    c: &mut Checker,
-    list: Option<&Spanned<StatusList>>,
-    field: &str,
-) -> StatusSet {
-    match list {
-        None => StatusSet::of(&DEFAULT_FAILURE_STATUS.map(StatusMatch::Code)),
-        Some(list) => {
-            let matches: Vec<StatusMatch> = list
-                .get_ref()
-                .items(list.span(), &format!("{field}.failure_status"))
-                .iter()
-                .filter_map(|(v, name)| status_match(c, v, name))
-                .collect();
-            StatusSet::of(&matches)
-        }
     }
 }
 
@@ -310,36 +268,5 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("upstream.u.outlier.max_ejection"), "{err}");
-    }
-
-    #[test]
-    fn failure_status_takes_codes_and_classes() {
-        let set = |list: &str| {
-            outlier(&format!("[upstream.u.outlier]\nfailure_status = {list}\n"))
-                .unwrap()
-                .failure_status
-        };
-        let fives = set("[\"5xx\"]");
-        assert!((500..600).all(|s| fives.contains(s)) && !fives.contains(499));
-        let mixed = set("[429, \"5XX\"]");
-        assert!(mixed.contains(429) && mixed.contains(500) && !mixed.contains(428));
-        assert_eq!(set("[]"), StatusSet::EMPTY);
-        assert_eq!(set("502"), set("[502]"), "one value is a list of one");
-        assert_eq!(set("\"5xx\""), fives);
-        let err = parse(
-            &format!("{POOL}[upstream.u.circuit_breaker]\nfailure_status = [\"5xy\", 700]\n"),
-            Path::new("t.toml"),
-        )
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("upstream.u.circuit_breaker.failure_status[0]"),
-            "{err}"
-        );
-        assert!(
-            err.contains("upstream.u.circuit_breaker.failure_status[1]"),
-            "{err}"
-        );
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::status::failure_status;
 use super::{nonzero_count, positive, Checker};
 use crate::config::runtime::*;
 use crate::config::schema::*;
@@ -143,6 +144,6 @@ pub(super) fn circuit_breaker(
             DEFAULT_BREAKER_OPEN_DURATION,
         ),
         half_open_requests: half_open_requests.min(MAX_BREAKER_HALF_OPEN_REQUESTS),
-        failure_status: super::health::failure_status(c, b.failure_status.as_ref(), &field),
+        failure_status: failure_status(c, b.failure_status.as_ref(), &field),
     }
 }
