@@ -99,7 +99,11 @@ impl ReloadMetrics {
     pub fn lookup_failures(&self, notes: &[Note]) {
         let hosts: HashSet<&str> = (notes.iter())
             .filter(|n| n.kind.is_failure())
-            .map(|n| n.name.rsplit_once(':').map_or(n.name.as_str(), |(host, _)| host))
+            .map(|n| {
+                n.name
+                    .rsplit_once(':')
+                    .map_or(n.name.as_str(), |(host, _)| host)
+            })
             .collect();
         self.lookup_failures.inc_by(hosts.len() as u64);
     }

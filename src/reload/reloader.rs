@@ -281,7 +281,10 @@ mod tests {
         fn answer(&self, hosts: &[&str]) -> crate::config::Answers {
             self.0.fetch_add(1, Ordering::SeqCst);
             let ip = std::net::IpAddr::from([127, 0, 0, 1]);
-            hosts.iter().map(|&h| (h.to_owned(), Ok(vec![ip]))).collect()
+            hosts
+                .iter()
+                .map(|&h| (h.to_owned(), Ok(vec![ip])))
+                .collect()
         }
     }
 

@@ -426,7 +426,10 @@ impl config::Resolve for Scripted {
 /// The value of the counter `name` (without labels).
 fn counter(rt: &Runtime, name: &str) -> f64 {
     let families = rt.metrics.registry().gather();
-    let family = families.iter().find(|f| f.name() == name).expect("registered");
+    let family = families
+        .iter()
+        .find(|f| f.name() == name)
+        .expect("registered");
     family.get_metric()[0].get_counter().get_value()
 }
 
@@ -453,7 +456,11 @@ async fn two_names() -> (tempfile::TempDir, Arc<Runtime>, Arc<Scripted>) {
 
 fn addresses(rt: &Runtime) -> Vec<SocketAddr> {
     let snapshot = rt.snapshot().load();
-    snapshot.upstreams[0].backends.iter().map(|b| b.addr).collect()
+    snapshot.upstreams[0]
+        .backends
+        .iter()
+        .map(|b| b.addr)
+        .collect()
 }
 
 #[tokio::test]
@@ -507,7 +514,9 @@ async fn a_change_published_beside_a_failed_lookup_counts_as_changed() {
 async fn a_name_without_an_address_at_start_is_noted_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.toml");
-    let text = file("[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"gone.test:80\" }]\n");
+    let text = file(
+        "[[route]]\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"gone.test:80\" }]\n",
+    );
     std::fs::write(&path, &text).unwrap();
     let resolver = Arc::new(Scripted::default());
     let (config, source) = Source::from_text(&path, text, resolver.clone()).unwrap();
