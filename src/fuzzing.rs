@@ -319,10 +319,14 @@ pub fn expand_env(data: &[u8]) {
     }
     if let Err(errors) = env::expand(text, |_| None) {
         for env::EnvError { span, problem } in &errors {
-            assert!(!problem.to_string().is_empty());
             assert!(span.start < span.end && span.end <= text.len(), "{span:?}");
             let at = text.get(span.clone());
             assert!(at.is_some_and(|s| s.starts_with("${")), "{span:?}: {at:?}");
+            // A missing variable's place names it.
+            if let env::EnvProblem::Missing { name } = problem {
+                let named = at.is_some_and(|s| s.contains(name.as_str()));
+                assert!(named, "{problem} at {span:?}: {at:?}");
+            }
         }
     }
     let shape_with = |value: &str| {

@@ -65,14 +65,15 @@ fn the_scan_reads_use_trees_paths_and_inline_modules() {
     let code = r#"
         use crate::a::{b::{C, d}, e as f, self};
         use super::g::H; // crate::commented::Out
-        fn x() { crate::i::j(); let s = "crate::quoted"; let c = '{'; }
+        fn x() { crate::i::j(); let s = "crate::quoted"; let c = '{'; let q = '\''; }
         mod tests { use super::*; use super::super::k::L; }
         #[cfg(test)]
-        pub(crate) mod unit { use crate::o::P; }
+        pub(crate) mod unit { use crate::o::P; fn f() { let b = '}'; } }
+        fn after() { crate::r::S; }
     "#;
     assert_eq!(
         paths(code),
-        ["a::b::C", "a::b::d", "a::e", "a", "m::g::H", "i::j", "m::n", "m::k::L"]
+        ["a::b::C", "a::b::d", "a::e", "a", "m::g::H", "i::j", "m::n", "m::k::L", "r::S"]
     );
 }
 
@@ -304,8 +305,12 @@ impl Crate {
     /// by glob), the file of what that name stands for, and so on.
     fn resolve(&self, path: &[String], hops: usize) -> String {
         let (file, n) = self.deepest(path);
-        if let Some(name) = path.get(n).filter(|_| hops < MAX_HOPS) {
+        if let Some(name) = path.get(n) {
             if let Some(mut next) = self.import(&file, name) {
+                assert!(
+                    hops < MAX_HOPS,
+                    "{path:?}: more than {MAX_HOPS} imports deep (a loop?)"
+                );
                 next.extend_from_slice(&path[n + 1..]);
                 return self.resolve(&next, hops + 1);
             }
@@ -444,6 +449,11 @@ impl Scan {
             }
             i += 1;
         }
+        // A brace miscounted would leave a module open and drop every path after it.
+        assert!(
+            depth == 0 && inline.is_empty(),
+            "the scan lost count of braces in module {module:?} (depth {depth}, open {inline:?})"
+        );
         scan.bind(module, leaves, in_code);
         scan
     }
@@ -662,7 +672,8 @@ fn blank_comments_and_literals(text: &str) -> String {
             // A char literal ('x', '\n', '\u{..}'), or else a lifetime (left as it is).
             let len = text[i + 1..].chars().next().map_or(1, char::len_utf8);
             if rest.get(1) == Some(&b'\\') {
-                Some(find(b, i + 2, b"'").map_or(b.len(), |n| n + 1))
+                // After the escaped character: `'\''` ends at its third quote.
+                Some(find(b, i + 3, b"'").map_or(b.len(), |n| n + 1))
             } else {
                 (rest.get(1 + len) == Some(&b'\'')).then_some(i + 2 + len)
             }

@@ -153,7 +153,8 @@ fn prepare_with(source: &str, path: &Path, files: CertFiles) -> Result<Prepared,
     // The rest of the file is still checked, with a stand-in for each missing variable; what
     // is then wrong on a line that has one of them is the variable's fault, not another error.
     let stand_in = |name: &str| {
-        let real = std::env::var(name).ok();
+        // Set but empty is missing too (as the expansion says): it gets the stand-in.
+        let real = std::env::var(name).ok().filter(|v| !v.is_empty());
         real.or_else(|| missing.contains(&name).then(|| "unset".to_owned()))
     };
     if let Ok(text) = env::expand(source, stand_in) {
