@@ -262,18 +262,20 @@ fn judge<B>(req: &Request<B>, prefix: &str, strip: bool, host: u64) -> Option<St
 }
 
 /// The path as Tomcat maps it: each segment cut at its first ';' (or `%3B`), and the segments
-/// the cut leaves empty merged away. Written apart from the proxy's own cut
-/// (`normalize::without_parameters`), so that a bug there shows.
+/// the cut leaves empty merged away; a last segment the cut leaves empty is a trailing '/'
+/// (`/public/;s` is `/public/`, as Tomcat's parameter removal leaves it). Written apart from
+/// the proxy's own cut (`normalize::without_parameters`), so that a bug there shows.
 fn servlet_view(path: &str) -> String {
     let plain = path.replace("%3B", ";").replace("%3b", ";");
-    let kept: Vec<&str> = plain
+    let cut: Vec<&str> = plain
         .split('/')
         .skip(1)
         .map(|seg| seg.split(';').next().unwrap_or(""))
-        .filter(|seg| !seg.is_empty())
         .collect();
+    let trailing = cut.last().is_some_and(|seg| seg.is_empty());
+    let kept: Vec<&str> = cut.into_iter().filter(|seg| !seg.is_empty()).collect();
     let mut out = format!("/{}", kept.join("/"));
-    if plain.ends_with('/') && out != "/" {
+    if trailing && out != "/" {
         out.push('/');
     }
     out
@@ -297,6 +299,8 @@ mod tests {
         assert_eq!(judged("p", "/x/a", "/strip/", true), None);
         assert_eq!(judged("p", "/x", "/", false), None);
         assert_eq!(judged("p", "/public/cart;s=1", "/public/", false), None);
+        // An empty last segment with parameters is a trailing '/' (a fuzz find).
+        assert_eq!(judged("p", "/public/;s", "/public/", false), None);
         let refused = [
             ("x", "/public/a", "/public/", false, "smuggled"),
             ("p", "/admin/a", "/public/", false, "outside"),
