@@ -32,18 +32,22 @@ rejects [[server.tls]] sit out the TLS scenarios, with a note.
 Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
 haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone, with its
 defaults), pingora-tuned (the same with fulcrum's engine settings: mimalloc, no L4 read buffer
-on the listener), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
+on the listener), pingap (Pingap 0.13.1, the closest peer on the same engine: one server, one
+location, both backends, no access log; built once with `cargo install` when missing), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
 host+path routes, least_connections, active health checks, circuit breaker, a rate limit that
 never triggers, JSON access log to a file; metrics are always on). Each --baseline REV (it may
-be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision.
+be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision; each
+--build LABEL=DIR adds the same rows (and pingora@LABEL, pingora-tuned@LABEL where DIR has the
+bare proxies) from binaries built elsewhere, e.g. with another release profile.
 
-Installs nginx, haproxy and wrk (and openssl and gcc for the TLS scenarios) from Debian when
-they are missing. Bounded: every run lasts --seconds (plus a one-second warm-up), and every
+Installs nginx, haproxy and wrk (and openssl and gcc for the TLS scenarios, protobuf-compiler to
+build pingap) from Debian when they are missing. Bounded: every run lasts --seconds (plus a one-second warm-up), and every
 process it starts is stopped at the end.
 
   benches/compare.py [--rounds N] [--seconds S]
                      [--scenarios keepalive,close,16k,idle,tls-keepalive,tls-close]
-                     [--proxies direct,nginx,...] [--baseline REV ...] [--connections C]
+                     [--proxies direct,nginx,...] [--baseline REV ...] [--build LABEL=DIR ...]
+                     [--pingap PATH] [--connections C]
                      [--profile PROXY] [--keep]
 """
 
@@ -66,7 +70,8 @@ HZ = os.sysconf("SC_CLK_TCK")
 HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
 PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
 ALL_SCENARIOS = ["keepalive", "close", "16k", "idle", "tls-keepalive", "tls-close"]
-ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "fulcrum", "fulcrum-full"]
+ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "pingap", "fulcrum", "fulcrum-full"]
+PINGAP_VERSION = "0.13.1"  # the newest that builds with rustc < 1.88 when it was chosen; see --pingap
 IDLE_CONNECTIONS = 10_000
 NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
 
@@ -98,6 +103,11 @@ def parse_args():
     p.add_argument("--scenarios", default="keepalive,close,16k,idle")
     p.add_argument("--proxies", default=",".join(ALL_PROXIES))
     p.add_argument("--baseline", action="append", default=[], help="git revision of fulcrum to compare with (repeatable)")
+    p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
+                   help="a directory of prebuilt binaries (fulcrum, and optionally bare_pingora and bare_pingora_tuned) "
+                        "to compare as fulcrum@LABEL, fulcrum-full@LABEL, pingora@LABEL, pingora-tuned@LABEL (repeatable)")
+    p.add_argument("--pingap", metavar="PATH", help=f"the pingap binary (default: `pingap` on PATH, else target/compare-tools/bin/pingap, "
+                                                    f"installed there with `cargo install pingap --version {PINGAP_VERSION} --locked` when missing)")
     p.add_argument("--proxy-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
@@ -105,8 +115,10 @@ def parse_args():
     return p.parse_args()
 
 
-def install_missing(profile, tls):
+def install_missing(profile, tls, pingap):
     need = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "cmake": "cmake"}
+    if pingap:
+        need["protoc"] = "protobuf-compiler"  # pingap's build needs it
     if profile:
         need["perf"] = "linux-perf"
     if tls:
@@ -121,6 +133,17 @@ def install_missing(profile, tls):
 
 def tool(name):
     return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def builds(args):
+    """--build LABEL=DIR pairs, checked."""
+    pairs = []
+    for spec in args.build:
+        label, sep, directory = spec.partition("=")
+        if not sep or not label or not os.path.exists(os.path.join(directory, "fulcrum")):
+            sys.exit(f"--build {spec!r}: expected LABEL=DIR with DIR/fulcrum")
+        pairs.append((label, os.path.abspath(directory)))
+    return pairs
 
 
 def free_port():
@@ -248,6 +271,11 @@ class Bench:
             "pingora": os.path.join(ROOT, "target/release/examples/bare_pingora"),
             "pingora-tuned": os.path.join(ROOT, "target/release/examples/bare_pingora_tuned"),
         }
+        for label, directory in builds(self.args):
+            self.fulcrum["@" + label] = os.path.join(directory, "fulcrum")
+            for name, example in (("pingora", "bare_pingora"), ("pingora-tuned", "bare_pingora_tuned")):
+                if os.path.exists(os.path.join(directory, example)):
+                    self.pingora[f"{name}@{label}"] = os.path.join(directory, example)
         # Baselines share one target directory (only fulcrum itself recompiles) and keep
         # their binaries by commit.
         target = os.path.join(ROOT, "target", "compare-base")
@@ -263,6 +291,24 @@ class Bench:
                 finally:
                     subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=True)
             self.fulcrum["@" + rev] = binary
+        if "pingap" in self.args.proxies.split(","):
+            self.pingap = self.find_pingap()
+
+    def find_pingap(self):
+        """The pingap binary: --pingap, else on PATH, else built once into target/compare-tools
+        (a long build: about 25 minutes of two cores)."""
+        if self.args.pingap:
+            return self.args.pingap
+        found = shutil.which("pingap")
+        if found:
+            return found
+        root = os.path.join(ROOT, "target", "compare-tools")
+        binary = os.path.join(root, "bin", "pingap")
+        if not os.path.exists(binary):
+            print(f"building pingap {PINGAP_VERSION} into {root} (once)", file=sys.stderr)
+            subprocess.run(["cargo", "install", "-q", "pingap", "--version", PINGAP_VERSION, "--locked", "--root", root,
+                            "--target-dir", os.path.join(root, "build")], check=True)
+        return binary
 
     def make_tls(self):
         """The run's certificate (cert.pem, key.pem, and both in cert-key.pem for haproxy) and the
@@ -393,6 +439,29 @@ backend be
             proc = self.start([tool("haproxy"), "-f", conf], cpus, "haproxy.log")
         elif name in self.pingora:
             proc = self.start([self.pingora[name], f"127.0.0.1:{port}", b1, b2], cpus, f"{name}.log")
+        elif name == "pingap":
+            # One server, one thread, one location for every request, no access log (pingap logs
+            # none unless asked), the two backends round-robin (its default) over its pool.
+            conf = self.path(f"pingap-{port}.toml")
+            with open(conf, "w") as f:
+                f.write(f"""[basic]
+pid_file = "{self.path(f"pingap-{port}.pid")}"
+upgrade_sock = "{self.path(f"pingap-{port}.sock")}"
+threads = 1
+log_level = "warn"
+
+[upstreams.backends]
+addrs = ["{b1}", "{b2}"]
+
+[locations.all]
+upstream = "backends"
+
+[servers.bench]
+addr = "127.0.0.1:{port}"
+locations = ["all"]
+threads = 1
+""")
+            proc = self.start([self.pingap, "-c", conf], cpus, "pingap.log")
         elif name.startswith("fulcrum"):
             full = name.startswith("fulcrum-full")
             rev = name[name.index("@"):] if "@" in name else ""
@@ -589,8 +658,8 @@ def print_load_table(scenario, rows, proxies, note=None):
         "tls-close": "TLS new connection and full handshake per request (req/s = handshakes/s)",
     }[scenario]
     print(f"\n### {scenario}: {title}\n")
-    print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | × pingora-tuned | req/s | × nginx | p50 | p99 | × nginx | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| proxy | CPU µs/req (user + sys) | × nginx | × pingora | × pingora-tuned | × pingap | req/s | × nginx | p50 | p99 | × nginx | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def ratio(name, key, ref):
         if ref not in rows or name not in rows:
@@ -604,12 +673,12 @@ def print_load_table(scenario, rows, proxies, note=None):
             continue
         if "cpu" in rs[0]:
             cpu = f"{median([r['cpu'] for r in rs]):.1f} ({median([r['user'] for r in rs]):.1f} + {median([r['sys'] for r in rs]):.1f})"
-            cpu_n, cpu_p, cpu_t = (ratio(name, "cpu", ref) for ref in ("nginx", "pingora", "pingora-tuned"))
+            cpu_n, cpu_p, cpu_t, cpu_g = (ratio(name, "cpu", ref) for ref in ("nginx", "pingora", "pingora-tuned", "pingap"))
         else:
-            cpu, cpu_n, cpu_p, cpu_t = "–", "–", "–", "–"
+            cpu, cpu_n, cpu_p, cpu_t, cpu_g = "–", "–", "–", "–", "–"
         rps = median([r["rps"] for r in rs])
         print(
-            f"| {name} | {cpu} | {cpu_n} | {cpu_p} | {cpu_t} | {rps / 1000:.1f} k | {ratio(name, 'rps', 'nginx')} "
+            f"| {name} | {cpu} | {cpu_n} | {cpu_p} | {cpu_t} | {cpu_g} | {rps / 1000:.1f} k | {ratio(name, 'rps', 'nginx')} "
             f"| {median([r['p50'] for r in rs]):.2f} ms | {median([r['p99'] for r in rs]):.2f} ms | {ratio(name, 'p99', 'nginx')} "
             f"| {sum(r['errors'] for r in rs)} |"
         )
@@ -662,10 +731,13 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
 
     tls = any(s.startswith("tls-") for s in scenarios)
-    install_missing(args.profile, tls)
+    install_missing(args.profile, tls, "pingap" in proxies and not args.pingap and not shutil.which("pingap"))
     bench = Bench(args)
     for rev in args.baseline:
         proxies += [p + "@" + rev for p in ("fulcrum", "fulcrum-full") if p in proxies]
+    for label, directory in builds(args):
+        proxies += [f"{p}@{label}" for p in ("pingora", "pingora-tuned") if p in proxies and os.path.exists(os.path.join(directory, "bare_" + p.replace("-", "_")))]
+        proxies += [f"{p}@{label}" for p in ("fulcrum", "fulcrum-full") if p in proxies]
     try:
         bench.build()
         no_tls = set()
