@@ -32,8 +32,9 @@ rejects [[server.tls]] sit out the TLS scenarios, with a note.
 Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
 haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone, with its
 defaults), pingora-tuned (the same with fulcrum's engine settings: mimalloc, no L4 read buffer
-on the listener), pingap (Pingap 0.13.1, the closest peer on the same engine: one server, one
-location, both backends, no access log; built once with `cargo install` when missing), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
+on the listener), pingap (Pingap 0.13.1, the closest peer on the same engine, on pingora 0.8 with OpenSSL: one
+server, one location, both backends, one thread, no access log; in a default run only when its
+binary is found, built once with `cargo install` when asked for by name), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
 host+path routes, least_connections, active health checks, circuit breaker, a rate limit that
 never triggers, JSON access log to a file; metrics are always on). Each --baseline REV (it may
 be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision; each
@@ -71,7 +72,7 @@ HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
 PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
 ALL_SCENARIOS = ["keepalive", "close", "16k", "idle", "tls-keepalive", "tls-close"]
 ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "pingap", "fulcrum", "fulcrum-full"]
-PINGAP_VERSION = "0.13.1"  # the newest that builds with rustc < 1.88 when it was chosen; see --pingap
+PINGAP_VERSION = "0.13.1"  # the version issue 23 names (pingora 0.8, OpenSSL); it needs rustc >= 1.88
 IDLE_CONNECTIONS = 10_000
 NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
 
@@ -101,7 +102,8 @@ def parse_args():
     p.add_argument("--seconds", type=int, default=6)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--scenarios", default="keepalive,close,16k,idle")
-    p.add_argument("--proxies", default=",".join(ALL_PROXIES))
+    p.add_argument("--proxies", default=None,
+                   help="comma-separated rows (default: all; pingap only when its binary is found, see --pingap)")
     p.add_argument("--baseline", action="append", default=[], help="git revision of fulcrum to compare with (repeatable)")
     p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
                    help="a directory of prebuilt binaries (fulcrum, and optionally bare_pingora and bare_pingora_tuned) "
@@ -136,14 +138,34 @@ def tool(name):
 
 
 def builds(args):
-    """--build LABEL=DIR pairs, checked."""
+    """--build LABEL=DIR pairs, checked: each label once, none a --baseline revision."""
     pairs = []
     for spec in args.build:
         label, sep, directory = spec.partition("=")
         if not sep or not label or not os.path.exists(os.path.join(directory, "fulcrum")):
             sys.exit(f"--build {spec!r}: expected LABEL=DIR with DIR/fulcrum")
+        if label in [l for l, _ in pairs] or label in args.baseline:
+            sys.exit(f"--build {spec!r}: the label {label!r} is already taken")
         pairs.append((label, os.path.abspath(directory)))
     return pairs
+
+
+def bare(directory, example):
+    """The bare proxy `example` in a --build directory: DIR/NAME, or DIR/examples/NAME (a cargo
+    target/release directory); None when it has none."""
+    for path in (os.path.join(directory, example), os.path.join(directory, "examples", example)):
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def pingap_binary(args):
+    """The pingap binary already there: --pingap, on PATH, or built before into
+    target/compare-tools; None when none is."""
+    if args.pingap:
+        return args.pingap
+    built = os.path.join(ROOT, "target", "compare-tools", "bin", "pingap")
+    return shutil.which("pingap") or (built if os.path.exists(built) else None)
 
 
 def free_port():
@@ -274,8 +296,8 @@ class Bench:
         for label, directory in builds(self.args):
             self.fulcrum["@" + label] = os.path.join(directory, "fulcrum")
             for name, example in (("pingora", "bare_pingora"), ("pingora-tuned", "bare_pingora_tuned")):
-                if os.path.exists(os.path.join(directory, example)):
-                    self.pingora[f"{name}@{label}"] = os.path.join(directory, example)
+                if bare(directory, example):
+                    self.pingora[f"{name}@{label}"] = bare(directory, example)
         # Baselines share one target directory (only fulcrum itself recompiles) and keep
         # their binaries by commit.
         target = os.path.join(ROOT, "target", "compare-base")
@@ -295,20 +317,16 @@ class Bench:
             self.pingap = self.find_pingap()
 
     def find_pingap(self):
-        """The pingap binary: --pingap, else on PATH, else built once into target/compare-tools
-        (a long build: about 25 minutes of two cores)."""
-        if self.args.pingap:
-            return self.args.pingap
-        found = shutil.which("pingap")
+        """The pingap binary (see pingap_binary), else built once into target/compare-tools (a
+        long build: about 16 minutes of two cores); only when pingap was asked for by name."""
+        found = pingap_binary(self.args)
         if found:
             return found
         root = os.path.join(ROOT, "target", "compare-tools")
-        binary = os.path.join(root, "bin", "pingap")
-        if not os.path.exists(binary):
-            print(f"building pingap {PINGAP_VERSION} into {root} (once)", file=sys.stderr)
-            subprocess.run(["cargo", "install", "-q", "pingap", "--version", PINGAP_VERSION, "--locked", "--root", root,
-                            "--target-dir", os.path.join(root, "build")], check=True)
-        return binary
+        print(f"building pingap {PINGAP_VERSION} into {root} (once)", file=sys.stderr)
+        subprocess.run(["cargo", "install", "-q", "pingap", "--version", PINGAP_VERSION, "--locked", "--root", root,
+                        "--target-dir", os.path.join(root, "build")], check=True)
+        return os.path.join(root, "bin", "pingap")
 
     def make_tls(self):
         """The run's certificate (cert.pem, key.pem, and both in cert-key.pem for haproxy) and the
@@ -714,6 +732,9 @@ def describe_machine():
 
 def main():
     args = parse_args()
+    if args.proxies is None:
+        # Pingap takes a long build: a default run compares it only when it is already there.
+        args.proxies = ",".join(p for p in ALL_PROXIES if p != "pingap" or pingap_binary(args))
     args.keep = args.keep or bool(args.profile)
     scenarios = args.scenarios.split(",")
     proxies = args.proxies.split(",")
@@ -731,12 +752,12 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
 
     tls = any(s.startswith("tls-") for s in scenarios)
-    install_missing(args.profile, tls, "pingap" in proxies and not args.pingap and not shutil.which("pingap"))
+    install_missing(args.profile, tls, "pingap" in proxies and not pingap_binary(args))
     bench = Bench(args)
     for rev in args.baseline:
         proxies += [p + "@" + rev for p in ("fulcrum", "fulcrum-full") if p in proxies]
     for label, directory in builds(args):
-        proxies += [f"{p}@{label}" for p in ("pingora", "pingora-tuned") if p in proxies and os.path.exists(os.path.join(directory, "bare_" + p.replace("-", "_")))]
+        proxies += [f"{p}@{label}" for p in ("pingora", "pingora-tuned") if p in proxies and bare(directory, "bare_" + p.replace("-", "_"))]
         proxies += [f"{p}@{label}" for p in ("fulcrum", "fulcrum-full") if p in proxies]
     try:
         bench.build()
