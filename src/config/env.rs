@@ -236,7 +236,11 @@ fn expand_body(
             i = at + 2;
             continue;
         }
-        if !rest.starts_with("${") {
+        // In a basic string, a `$` after an odd run of backslashes is escaped (`\$`, which TOML
+        // refuses): not an expansion, so the parser reports it as it would without one.
+        let escaped = kind == Kind::Basic
+            && text[..at].bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1;
+        if !rest.starts_with("${") || escaped {
             out.push('$');
             i = at + 1;
             continue;
@@ -330,6 +334,16 @@ mod tests {
         expand(src, env)
             .unwrap_or_else(|e| panic!("{e:?}"))
             .into_owned()
+    }
+
+    #[test]
+    fn a_dollar_escaped_by_a_backslash_is_not_an_expansion() {
+        // `\${PORT}` in a basic string: the `$` is escaped (TOML refuses `\$`), left as written.
+        assert_eq!(ok(r#"a = "x\${PORT}""#), r#"a = "x\${PORT}""#);
+        // Two backslashes are one escaped backslash: the `$` is free.
+        assert_eq!(ok(r#"a = "x\\${PORT}""#), r#"a = "x\\9090""#);
+        // A literal string takes no escapes.
+        assert_eq!(ok(r#"a = 'x\${PORT}'"#), r#"a = 'x\9090'"#);
     }
 
     #[test]
