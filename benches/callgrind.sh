@@ -3,6 +3,11 @@
 # binary and load give the same count, whatever else the machine is doing).
 #
 #   benches/callgrind.sh [BINARY] [SECONDS]     (default target/release/fulcrum, 5 s)
+#   benches/callgrind.sh --bare BINARY [SECONDS]
+#
+# --bare measures one of the engine's reference proxies instead (bare_pingora, bare_pingora_tuned,
+# bare_core: `BINARY LISTEN BACKEND BACKEND`); with no metrics to read, the requests are the ones
+# wrk counts.
 #
 # The proxy runs fulcrum-full's config from benches/compare.py (10 host+path routes, a rate
 # limit that never triggers, least_connections, active health checks, a circuit breaker, JSON
@@ -13,6 +18,8 @@
 # (fulcrum_requests_total) in the loaded window. Needs valgrind,
 # wrk and python3; loopback only, bounded by SECONDS; stops everything it started.
 set -euo pipefail
+bare=
+if [ "${1:-}" = --bare ]; then bare=1; shift; fi
 bin=$(realpath "${1:-target/release/fulcrum}")
 secs=${2:-5}
 for tool in valgrind callgrind_control wrk python3 curl; do
@@ -54,16 +61,22 @@ python3 "$dir/backend.py" "$b1" "$b2" & pids+=($!)
   printf '\n[upstream.pool]\nbalance = "least_connections"\nbackends = [{ addr = "127.0.0.1:%s" }, { addr = "127.0.0.1:%s" }]\n' "$b1" "$b2"
   printf '\n[upstream.pool.health_check]\npath = "/"\ninterval = "1s"\n\n[upstream.pool.circuit_breaker]\nconsecutive_failures = 5\n'
 } > "$dir/fulcrum.toml"
-valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" run "$dir/fulcrum.toml" 2> "$dir/valgrind.log" & vg=$!
-pids+=("$vg")
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 url="http://127.0.0.1:$proxy/api/x"
+if [ -n "$bare" ]; then
+  valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" "127.0.0.1:$proxy" "127.0.0.1:$b1" "127.0.0.1:$b2" 2> "$dir/valgrind.log" & vg=$!
+  ready() { curl -sf -H "Host: svc3.bench.test" "$url" >/dev/null 2>&1; }
+else
+  valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" run "$dir/fulcrum.toml" 2> "$dir/valgrind.log" & vg=$!
+  ready() { curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; }
+fi
+pids+=("$vg")
+for _ in $(seq 300); do ready && break; sleep 0.2; done
 wrk -c8 -t1 -d2s -H "Host: svc3.bench.test" "$url" >/dev/null
-count() { curl -sf "http://127.0.0.1:$admin/metrics" | awk '/^fulcrum_requests_total\{/ {s += $NF} END {print s + 0}'; }
+count() { [ -n "$bare" ] && return; curl -sf "http://127.0.0.1:$admin/metrics" | awk '/^fulcrum_requests_total\{/ {s += $NF} END {print s + 0}'; }
 # Instructions counted from a zeroing to a dump, in dump file number $1.
 window() {
   callgrind_control -z "$vg" >/dev/null 2>&1
-  "${@:2}" >/dev/null
+  "${@:2}" > "$dir/window.out"
   callgrind_control -d "$vg" >/dev/null 2>&1
   for _ in $(seq 50); do [ -s "$dir/cg.out.$1" ] && break; sleep 0.1; done
   awk '/^totals:/ {t = $2} /^summary:/ {s = $2} END {print (t ? t : s) + 0}' "$dir/cg.out.$1"
@@ -74,5 +87,9 @@ idle=$(window 1 sleep "$secs")
 before=$(count)
 load=$(window 2 wrk -c8 -t1 -d"${secs}s" -H "Host: svc3.bench.test" "$url")
 after=$(count)
-requests=$((after - before))
+if [ -n "$bare" ]; then
+  requests=$(awk '/ requests in / {print $1}' "$dir/window.out")
+else
+  requests=$((after - before))
+fi
 echo "$(basename "$bin"): $requests requests in ${secs}s; $load instructions, $idle of them idle-time work; $(((load - idle) / requests)) instructions/request"

@@ -8,9 +8,14 @@ of each figure, and ratios computed within a round before taking the median.
 
 Scenarios:
   keepalive      GET of a 19-byte body over 64 keep-alive connections
+  rate           keepalive at a fixed rate: half of nginx's keepalive requests/s in the same round
+                 (or --rate), sent by oha with latency correction, so p99 counts from when each
+                 request was due; req/s shows the rate reached
   close          the same with a new client connection per request (Connection: close)
   16k            GET of a 16 KiB body over 64 keep-alive connections
-  idle           RSS of the proxy before and after 10 000 idle keep-alive client connections
+  idle           RSS of the proxy before and after 10 000 idle keep-alive client connections,
+                 each of which has served one request
+  idle-new       the same with connections that have sent nothing yet
   tls-keepalive  keepalive over TLS (not in the default list)
   tls-close      close over TLS: a new connection and a full handshake per request, so its
                  requests/s are handshakes/s (not in the default list)
@@ -26,27 +31,32 @@ reconnects (SSL_clear keeps it) and would resume it on each new connection; tls-
 into wrk a shim, compiled here with cc, that drops the session first, so every request pays a
 full handshake. wrk's latency starts at the request, after the handshake; on a small machine
 wrk's own handshakes can bound tls-close's requests/s, and then the proxy's CPU per request is
-the figure to compare. direct, pingora, pingora-tuned and a fulcrum@REV whose `fulcrum check`
+the figure to compare. direct, pingora, pingora-tuned, pingora-core and a fulcrum@REV whose `fulcrum check`
 rejects [[server.tls]] sit out the TLS scenarios, with a note.
 
 Rows: direct (wrk straight to a backend: the ceiling), nginx (proxy_pass, keepalive pool),
 haproxy (http-reuse always), pingora (benches/bare_pingora.rs: the engine alone, with its
 defaults), pingora-tuned (the same with fulcrum's engine settings: mimalloc, no L4 read buffer
-on the listener), pingap (Pingap 0.13.1, the closest peer on the same engine, on pingora 0.8 with OpenSSL: one
+on the listener), pingora-core (benches/bare_core.rs: a request loop of its own on pingora-core
+alone, with pingora-tuned's settings; the ceiling of issue 23), pingap (Pingap 0.13.1, the closest peer on the same engine, on pingora 0.8 with OpenSSL: one
 server, one location, both backends, one thread, no access log; in a default run only when its
 binary is found, built once with `cargo install` when asked for by name), fulcrum (one route, round-robin, access log off) and fulcrum-full (10
 host+path routes, least_connections, active health checks, circuit breaker, a rate limit that
 never triggers, JSON access log to a file; metrics are always on). Each --baseline REV (it may
 be given several times) adds fulcrum@REV and fulcrum-full@REV built from another revision; each
---build LABEL=DIR adds the same rows (and pingora@LABEL, pingora-tuned@LABEL where DIR has the
-bare proxies) from binaries built elsewhere, e.g. with another release profile.
+--build LABEL=DIR adds the same rows (and pingora@LABEL, pingora-tuned@LABEL, pingora-core@LABEL
+where DIR has the bare proxies) from binaries built elsewhere, e.g. with another release profile.
+
+oha (the fixed-rate client) is `oha` on PATH or --oha, else built once with `cargo install oha
+--version OHA_VERSION --locked` into target/compare-tools (a few minutes).
 
 Installs nginx, haproxy and wrk (and openssl and gcc for the TLS scenarios, protobuf-compiler to
 build pingap) from Debian when they are missing. Bounded: every run lasts --seconds (plus a one-second warm-up), and every
 process it starts is stopped at the end.
 
   benches/compare.py [--rounds N] [--seconds S]
-                     [--scenarios keepalive,close,16k,idle,tls-keepalive,tls-close]
+                     [--scenarios keepalive,rate,close,16k,idle,idle-new,tls-keepalive,tls-close]
+                     [--rate R] [--oha PATH]
                      [--proxies direct,nginx,...] [--baseline REV ...] [--build LABEL=DIR ...]
                      [--pingap PATH] [--connections C]
                      [--profile PROXY] [--keep]
@@ -69,9 +79,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
-PATHS = {"keepalive": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
-ALL_SCENARIOS = ["keepalive", "close", "16k", "idle", "tls-keepalive", "tls-close"]
-ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "pingap", "fulcrum", "fulcrum-full"]
+PATHS = {"keepalive": "/api/items", "rate": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
+ALL_SCENARIOS = ["keepalive", "rate", "close", "16k", "idle", "idle-new", "tls-keepalive", "tls-close"]
+ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "pingora-core", "pingap", "fulcrum", "fulcrum-full"]
+# The engine's reference rows: the example each is built from.
+BARE = {"pingora": "bare_pingora", "pingora-tuned": "bare_pingora_tuned", "pingora-core": "bare_core"}
+OHA_VERSION = "1.16.0"  # the fixed-rate client (its -q with --latency-correction)
 PINGAP_VERSION = "0.13.1"  # the version issue 23 names (pingora 0.8, OpenSSL); it needs rustc >= 1.88
 IDLE_CONNECTIONS = 10_000
 NOFILE = 65536  # raised to the hard limit in main(); every proxy inherits it
@@ -101,13 +114,18 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=6)
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--scenarios", default="keepalive,close,16k,idle")
+    p.add_argument("--scenarios", default="keepalive,rate,close,16k,idle,idle-new")
+    p.add_argument("--rate", type=int, help="requests/s of the rate scenario (default: half of nginx's keepalive "
+                                            "requests/s in the same round)")
+    p.add_argument("--oha", metavar="PATH", help="the oha binary (default: `oha` on PATH, else target/compare-tools/bin/oha, "
+                                                 f"installed there with `cargo install oha --version {OHA_VERSION} --locked` when missing)")
     p.add_argument("--proxies", default=None,
                    help="comma-separated rows (default: all; pingap only when its binary is found, see --pingap)")
     p.add_argument("--baseline", action="append", default=[], help="git revision of fulcrum to compare with (repeatable)")
     p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
-                   help="a directory of prebuilt binaries (fulcrum, and optionally bare_pingora and bare_pingora_tuned) "
-                        "to compare as fulcrum@LABEL, fulcrum-full@LABEL, pingora@LABEL, pingora-tuned@LABEL (repeatable)")
+                   help="a directory of prebuilt binaries (fulcrum, and optionally bare_pingora, bare_pingora_tuned and "
+                        "bare_core) to compare as fulcrum@LABEL, fulcrum-full@LABEL, pingora@LABEL, pingora-tuned@LABEL, "
+                        "pingora-core@LABEL (repeatable)")
     p.add_argument("--pingap", metavar="PATH", help=f"the pingap binary (default: `pingap` on PATH, else target/compare-tools/bin/pingap, "
                                                     f"installed there with `cargo install pingap --version {PINGAP_VERSION} --locked` when missing)")
     p.add_argument("--proxy-cpus", default="0")
@@ -286,16 +304,13 @@ class Bench:
     # --- binaries -------------------------------------------------------------------------
 
     def build(self):
-        examples = ["--example", "bare_pingora", "--example", "bare_pingora_tuned"]
+        examples = [a for example in BARE.values() for a in ("--example", example)]
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "fulcrum"] + examples, cwd=ROOT, check=True)
         self.fulcrum = {"": os.path.join(ROOT, "target/release/fulcrum")}
-        self.pingora = {
-            "pingora": os.path.join(ROOT, "target/release/examples/bare_pingora"),
-            "pingora-tuned": os.path.join(ROOT, "target/release/examples/bare_pingora_tuned"),
-        }
+        self.pingora = {name: os.path.join(ROOT, "target/release/examples", example) for name, example in BARE.items()}
         for label, directory in builds(self.args):
             self.fulcrum["@" + label] = os.path.join(directory, "fulcrum")
-            for name, example in (("pingora", "bare_pingora"), ("pingora-tuned", "bare_pingora_tuned")):
+            for name, example in BARE.items():
                 if bare(directory, example):
                     self.pingora[f"{name}@{label}"] = bare(directory, example)
         # Baselines share one target directory (only fulcrum itself recompiles) and keep
@@ -315,6 +330,20 @@ class Bench:
             self.fulcrum["@" + rev] = binary
         if "pingap" in self.args.proxies.split(","):
             self.pingap = self.find_pingap()
+        if "rate" in self.args.scenarios.split(","):
+            self.oha = self.find_oha()
+
+    def find_oha(self):
+        """oha: --oha, on PATH, or built once into target/compare-tools."""
+        root = os.path.join(ROOT, "target", "compare-tools")
+        built = os.path.join(root, "bin", "oha")
+        found = self.args.oha or shutil.which("oha") or (built if os.path.exists(built) else None)
+        if found:
+            return found
+        print(f"building oha {OHA_VERSION} into {root} (once)", file=sys.stderr)
+        subprocess.run(["cargo", "install", "-q", "oha", "--version", OHA_VERSION, "--locked", "--root", root,
+                        "--target-dir", os.path.join(root, "build")], check=True)
+        return built
 
     def find_pingap(self):
         """The pingap binary (see pingap_binary), else built once into target/compare-tools (a
@@ -567,7 +596,15 @@ consecutive_failures = 5
         argv.append(f"{scheme}://127.0.0.1:{port}{PATHS[scenario]}")
         return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
 
-    def measure(self, name, scenario):
+    def fixed_rate(self, port, rate, seconds):
+        """A fixed-rate run: rate requests/s over the usual connections; latency from when each
+        request was due (--latency-correction), so a stall counts for every request it delays."""
+        argv = ["taskset", "-c", self.args.load_cpus, self.oha, "-z", f"{seconds}s", "-c", str(self.args.connections),
+                "-q", str(rate), "--latency-correction", "--no-tui", "--output-format", "json", "-H", f"Host: {HOST}",
+                f"http://127.0.0.1:{port}{PATHS['rate']}"]
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+    def measure(self, name, scenario, rate=None):
         if name == "direct":
             proc, port = None, self.backends[0]
         else:
@@ -579,7 +616,10 @@ consecutive_failures = 5
                 data = self.path(f"perf-{name}-{scenario}-{port}.data")
                 perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", data, "-p", ",".join(map(str, family(proc.pid)))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             before = cpu_ticks(proc.pid) if proc else (0, 0)
-            out = self.wrk(port, scenario, self.args.seconds)
+            if scenario == "rate":
+                out = self.fixed_rate(port, rate, self.args.seconds)
+            else:
+                out = self.wrk(port, scenario, self.args.seconds)
             after = cpu_ticks(proc.pid) if proc else (0, 0)
         finally:
             if perf:
@@ -587,20 +627,22 @@ consecutive_failures = 5
                 perf.wait()
             if proc:
                 self.stop(proc)
-        row = parse_wrk(out)
+        row = parse_oha(out, rate) if scenario == "rate" else parse_wrk(out)
         if proc:
             row["user"] = (after[0] - before[0]) / HZ * 1e6 / row["requests"]
             row["sys"] = (after[1] - before[1]) / HZ * 1e6 / row["requests"]
             row["cpu"] = row["user"] + row["sys"]
         return row
 
-    def measure_idle(self, name):
+    def measure_idle(self, name, served):
+        """RSS with IDLE_CONNECTIONS idle client connections: each has served one request when
+        served, else has sent nothing."""
         proc, port = self.start_proxy(name)
         try:
             self.wrk(port, "keepalive", 1)
             time.sleep(0.5)
             before = rss_kib(proc.pid)
-            held, after = asyncio.run(hold_idle(port, IDLE_CONNECTIONS, lambda: rss_kib(proc.pid)))
+            held, after = asyncio.run(hold_idle(port, IDLE_CONNECTIONS, lambda: rss_kib(proc.pid), served))
         finally:
             self.stop(proc)
         return {"before": before, "after": after, "held": held}
@@ -625,6 +667,22 @@ def parse_wrk(out):
     return row
 
 
+def parse_oha(out, rate):
+    """oha's JSON summary as a row like parse_wrk's; "rate" is the rate asked for."""
+    import json
+    doc = json.loads(out)
+    codes = {int(k): v for k, v in doc.get("statusCodeDistribution", {}).items()}
+    failed = sum(doc.get("errorDistribution", {}).values())
+    return {
+        "requests": sum(codes.values()),
+        "rps": doc["summary"]["requestsPerSec"],
+        "p50": doc["latencyPercentiles"]["p50"] * 1e3,
+        "p99": doc["latencyPercentiles"]["p99"] * 1e3,
+        "errors": failed + sum(v for k, v in codes.items() if k >= 400),
+        "rate": rate,
+    }
+
+
 def to_ms(s):
     for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if s.endswith(unit):
@@ -632,10 +690,10 @@ def to_ms(s):
     raise ValueError(s)
 
 
-async def hold_idle(port, n, measure):
-    """Opens n client connections, sends one request on each and keeps them open and idle; then,
-    with every one still open, calls measure(). Returns (the connections the proxy kept open,
-    what measure returned)."""
+async def hold_idle(port, n, measure, served=True):
+    """Opens n client connections, sends one request on each (when served) and keeps them open
+    and idle; then, with every one still open, calls measure(). Returns (the connections the
+    proxy kept open, what measure returned)."""
     request = f"GET /api/items HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
     gate = asyncio.Semaphore(200)
     conns = []
@@ -643,6 +701,9 @@ async def hold_idle(port, n, measure):
     async def one():
         async with gate:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if not served:
+                conns.append((reader, writer))
+                return
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
@@ -670,6 +731,7 @@ def print_load_table(scenario, rows, proxies, note=None):
     is printed under the table."""
     title = {
         "keepalive": "keep-alive GET, 19-byte body",
+        "rate": "keep-alive GET, 19-byte body, at a fixed rate",
         "close": "new connection per request",
         "16k": "keep-alive GET, 16 KiB body",
         "tls-keepalive": "TLS keep-alive GET, 19-byte body",
@@ -704,8 +766,9 @@ def print_load_table(scenario, rows, proxies, note=None):
         print(f"\n{note}")
 
 
-def print_idle_table(rows, proxies):
-    print(f"\n### idle: RSS with {IDLE_CONNECTIONS} idle keep-alive client connections\n")
+def print_idle_table(scenario, rows, proxies):
+    state = "that have each served one request" if scenario == "idle" else "that have sent nothing yet"
+    print(f"\n### {scenario}: RSS with {IDLE_CONNECTIONS} idle keep-alive client connections {state}\n")
     print("| proxy | RSS before | RSS with connections | KiB per connection | × nginx | connections held |")
     print("|---|---|---|---|---|---|")
     nginx = median([r["after"] for r in rows["nginx"]]) if "nginx" in rows else None
@@ -747,7 +810,9 @@ def main():
     global NOFILE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     NOFILE = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
-    if NOFILE < IDLE_CONNECTIONS + 1000 and "idle" in scenarios:
+    if "rate" in scenarios and not args.rate and ("nginx" not in proxies or "keepalive" not in scenarios[: scenarios.index("rate")]):
+        sys.exit("the rate scenario needs --rate, or nginx among the proxies and keepalive before it in --scenarios")
+    if NOFILE < IDLE_CONNECTIONS + 1000 and ("idle" in scenarios or "idle-new" in scenarios):
         sys.exit(f"the idle scenario needs {IDLE_CONNECTIONS + 1000} file descriptors; the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
 
@@ -757,7 +822,7 @@ def main():
     for rev in args.baseline:
         proxies += [p + "@" + rev for p in ("fulcrum", "fulcrum-full") if p in proxies]
     for label, directory in builds(args):
-        proxies += [f"{p}@{label}" for p in ("pingora", "pingora-tuned") if p in proxies and bare(directory, "bare_" + p.replace("-", "_"))]
+        proxies += [f"{p}@{label}" for p in BARE if p in proxies and bare(directory, BARE[p])]
         proxies += [f"{p}@{label}" for p in ("fulcrum", "fulcrum-full") if p in proxies]
     try:
         bench.build()
@@ -776,17 +841,24 @@ def main():
                 for p in proxies:
                     if s.startswith("tls-") and p in no_tls:
                         continue
-                    if s == "idle":
+                    if s in ("idle", "idle-new"):
                         if p != "direct":
-                            results[s].setdefault(p, []).append(bench.measure_idle(p))
+                            results[s].setdefault(p, []).append(bench.measure_idle(p, s == "idle"))
+                    elif s == "rate":
+                        rate = args.rate or int(results["keepalive"]["nginx"][-1]["rps"] / 2)
+                        results[s].setdefault(p, []).append(bench.measure(p, s, rate))
                     else:
                         results[s].setdefault(p, []).append(bench.measure(p, s))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         print(f"\nMachine: {describe_machine()}. Proxy on CPU {args.proxy_cpus}, wrk and backends on CPU {args.load_cpus}; "
               f"{args.connections} connections, {args.seconds} s per run, medians of {args.rounds} rounds.")
         for s in scenarios:
-            if s == "idle":
-                print_idle_table(results[s], proxies)
+            if s in ("idle", "idle-new"):
+                print_idle_table(s, results[s], proxies)
+            elif s == "rate":
+                rates = ", ".join(str(r["rate"]) for r in results[s][proxies[0]])
+                print_load_table(s, results[s], proxies, f"Requests/s asked for, per round: {rates} "
+                                 "(latency counted from when each request was due; req/s is the rate reached).")
             elif s.startswith("tls-"):
                 seen = "; ".join(f"{p} {bench.negotiated[p]}" for p in proxies if p in bench.negotiated)
                 print_load_table(s, results[s], proxies, f"Negotiated with a Python client at start (the same libssl defaults as wrk): {seen}.")
