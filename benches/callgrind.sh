@@ -19,7 +19,10 @@
 # wrk and python3; loopback only, bounded by SECONDS; stops everything it started.
 set -euo pipefail
 bare=
-if [ "${1:-}" = --bare ]; then bare=1; shift; fi
+if [ "${1:-}" = --bare ]; then
+  bare=1; shift
+  [ -n "${1:-}" ] || { echo "usage: callgrind.sh --bare BINARY [SECONDS]" >&2; exit 2; }
+fi
 bin=$(realpath "${1:-target/release/fulcrum}")
 secs=${2:-5}
 for tool in valgrind callgrind_control wrk python3 curl; do
@@ -70,13 +73,17 @@ else
   ready() { curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; }
 fi
 pids+=("$vg")
-for _ in $(seq 300); do ready && break; sleep 0.2; done
+for _ in $(seq 300); do
+  ready && break
+  kill -0 "$vg" 2>/dev/null || { echo "callgrind.sh: $bin exited; see its output:" >&2; cat "$dir/valgrind.log" >&2; exit 1; }
+  sleep 0.2
+done
 wrk -c8 -t1 -d2s -H "Host: svc3.bench.test" "$url" >/dev/null
 count() { [ -n "$bare" ] && return; curl -sf "http://127.0.0.1:$admin/metrics" | awk '/^fulcrum_requests_total\{/ {s += $NF} END {print s + 0}'; }
 # Instructions counted from a zeroing to a dump, in dump file number $1.
 window() {
   callgrind_control -z "$vg" >/dev/null 2>&1
-  "${@:2}" > "$dir/window.out"
+  "${@:2}" > "$dir/window.out" || { echo "callgrind.sh: $2 failed" >&2; exit 1; }
   callgrind_control -d "$vg" >/dev/null 2>&1
   for _ in $(seq 50); do [ -s "$dir/cg.out.$1" ] && break; sleep 0.1; done
   awk '/^totals:/ {t = $2} /^summary:/ {s = $2} END {print (t ? t : s) + 0}' "$dir/cg.out.$1"
@@ -92,4 +99,5 @@ if [ -n "$bare" ]; then
 else
   requests=$((after - before))
 fi
+[ "${requests:-0}" -gt 0 ] 2>/dev/null || { echo "callgrind.sh: no requests counted in the window" >&2; exit 1; }
 echo "$(basename "$bin"): $requests requests in ${secs}s; $load instructions, $idle of them idle-time work; $(((load - idle) / requests)) instructions/request"

@@ -80,6 +80,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "svc3.bench.test"  # every request carries it; fulcrum-full routes on it
 PATHS = {"keepalive": "/api/items", "rate": "/api/items", "close": "/api/items", "16k": "/16k", "tls-keepalive": "/api/items", "tls-close": "/api/items"}
+DEFAULT_SCENARIOS = "keepalive,rate,close,16k,idle,idle-new"
 ALL_SCENARIOS = ["keepalive", "rate", "close", "16k", "idle", "idle-new", "tls-keepalive", "tls-close"]
 ALL_PROXIES = ["direct", "nginx", "haproxy", "pingora", "pingora-tuned", "pingora-core", "pingap", "fulcrum", "fulcrum-full"]
 # The engine's reference rows: the example each is built from.
@@ -114,7 +115,7 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=6)
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--scenarios", default="keepalive,rate,close,16k,idle,idle-new")
+    p.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
     p.add_argument("--rate", type=int, help="requests/s of the rate scenario (default: half of nginx's keepalive "
                                             "requests/s in the same round)")
     p.add_argument("--oha", metavar="PATH", help="the oha binary (default: `oha` on PATH, else target/compare-tools/bin/oha, "
@@ -598,9 +599,10 @@ consecutive_failures = 5
 
     def fixed_rate(self, port, rate, seconds):
         """A fixed-rate run: rate requests/s over the usual connections; latency from when each
-        request was due (--latency-correction), so a stall counts for every request it delays."""
+        request was due (--latency-correction), so a stall counts for every request it delays.
+        -w lets the requests in flight at the end finish instead of counting them as errors."""
         argv = ["taskset", "-c", self.args.load_cpus, self.oha, "-z", f"{seconds}s", "-c", str(self.args.connections),
-                "-q", str(rate), "--latency-correction", "--no-tui", "--output-format", "json", "-H", f"Host: {HOST}",
+                "-q", str(rate), "--latency-correction", "-w", "--no-tui", "--output-format", "json", "-H", f"Host: {HOST}",
                 f"http://127.0.0.1:{port}{PATHS['rate']}"]
         return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
@@ -628,7 +630,7 @@ consecutive_failures = 5
             if proc:
                 self.stop(proc)
         row = parse_oha(out, rate) if scenario == "rate" else parse_wrk(out)
-        if proc:
+        if proc and row.get("requests"):
             row["user"] = (after[0] - before[0]) / HZ * 1e6 / row["requests"]
             row["sys"] = (after[1] - before[1]) / HZ * 1e6 / row["requests"]
             row["cpu"] = row["user"] + row["sys"]
@@ -673,11 +675,18 @@ def parse_oha(out, rate):
     doc = json.loads(out)
     codes = {int(k): v for k, v in doc.get("statusCodeDistribution", {}).items()}
     failed = sum(doc.get("errorDistribution", {}).values())
+    answered = sum(codes.values())
+    percentiles = doc.get("latencyPercentiles", {})
+
+    def ms(key):  # None when nothing was answered
+        return percentiles[key] * 1e3 if percentiles.get(key) is not None else float("nan")
+
     return {
-        "requests": sum(codes.values()),
-        "rps": doc["summary"]["requestsPerSec"],
-        "p50": doc["latencyPercentiles"]["p50"] * 1e3,
-        "p99": doc["latencyPercentiles"]["p99"] * 1e3,
+        "requests": answered,
+        # requestsPerSec counts failed requests too
+        "rps": answered / doc["summary"]["total"] if doc["summary"].get("total") else 0.0,
+        "p50": ms("p50"),
+        "p99": ms("p99"),
         "errors": failed + sum(v for k, v in codes.items() if k >= 400),
         "rate": rate,
     }
@@ -810,8 +819,14 @@ def main():
     global NOFILE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     NOFILE = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    if args.rate is not None and args.rate <= 0:
+        sys.exit(f"--rate {args.rate}: expected a positive number of requests per second")
     if "rate" in scenarios and not args.rate and ("nginx" not in proxies or "keepalive" not in scenarios[: scenarios.index("rate")]):
-        sys.exit("the rate scenario needs --rate, or nginx among the proxies and keepalive before it in --scenarios")
+        if args.scenarios != DEFAULT_SCENARIOS:
+            sys.exit("the rate scenario needs --rate, or nginx among the proxies and keepalive before it in --scenarios")
+        print("note: the rate scenario is left out: it needs --rate, or nginx among the proxies", file=sys.stderr)
+        scenarios.remove("rate")
+        args.scenarios = ",".join(scenarios)
     if NOFILE < IDLE_CONNECTIONS + 1000 and ("idle" in scenarios or "idle-new" in scenarios):
         sys.exit(f"the idle scenario needs {IDLE_CONNECTIONS + 1000} file descriptors; the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
