@@ -135,7 +135,7 @@ async fn first_bytes(stream: &mut Stream) -> std::io::Result<Option<BytesMut>> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(None)),
             Poll::Ready(Ok(())) => {
-                let mut bytes = BytesMut::with_capacity(FIRST_READ.max(buf.filled().len()));
+                let mut bytes = BytesMut::with_capacity(FIRST_READ);
                 bytes.extend_from_slice(buf.filled());
                 Poll::Ready(Ok(Some(bytes)))
             }
